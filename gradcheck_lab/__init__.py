@@ -1,0 +1,56 @@
+"""gradcheck-lab: prove hand-derived gradients and optimizers agree with torch.autograd and torch.optim."""
+
+from gradcheck_lab.cases import CASES, Case, check_case, register
+from gradcheck_lab.check import check_gradients
+from gradcheck_lab.compare import Comparison, compare
+from gradcheck_lab.devices import available_devices, resolve_device, resolve_devices
+from gradcheck_lab.dtypes import resolve_dtype
+from gradcheck_lab.errors import (
+    DeviceError,
+    GradcheckError,
+    GradientMismatch,
+    InvalidInputError,
+    NonFiniteError,
+    OptimizerMismatch,
+    ReferenceContractError,
+    TorchFunctionError,
+    UnknownDtypeError,
+)
+from gradcheck_lab.numeric import central_difference, random_directions, taylor_test
+from gradcheck_lab.report import OracleVotes, Report
+from gradcheck_lab.tolerances import Tolerance, gradient_tolerance, trajectory_tolerance
+from gradcheck_lab.verify import VerifyResult, VerifySummary, verify
+
+__all__ = [
+    "CASES",
+    "Case",
+    "Comparison",
+    "DeviceError",
+    "GradcheckError",
+    "GradientMismatch",
+    "InvalidInputError",
+    "NonFiniteError",
+    "OptimizerMismatch",
+    "OracleVotes",
+    "ReferenceContractError",
+    "Report",
+    "Tolerance",
+    "TorchFunctionError",
+    "UnknownDtypeError",
+    "VerifyResult",
+    "VerifySummary",
+    "available_devices",
+    "central_difference",
+    "check_case",
+    "check_gradients",
+    "compare",
+    "gradient_tolerance",
+    "random_directions",
+    "register",
+    "resolve_device",
+    "resolve_devices",
+    "resolve_dtype",
+    "taylor_test",
+    "trajectory_tolerance",
+    "verify",
+]

@@ -1,0 +1,295 @@
+"""``check_gradients``: a hand-derived reference against torch.autograd, element by element."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from gradcheck_lab import numeric
+from gradcheck_lab._torch_state import preserved_torch_state
+from gradcheck_lab.compare import Comparison, compare
+from gradcheck_lab.devices import resolve_device
+from gradcheck_lab.dtypes import dtype_name, resolve_dtype, round_to_dtype
+from gradcheck_lab.errors import (
+    GradientMismatch,
+    InvalidInputError,
+    NonFiniteError,
+    ReferenceContractError,
+    TorchFunctionError,
+)
+from gradcheck_lab.report import OracleVotes, Report
+from gradcheck_lab.tolerances import Tolerance, gradient_tolerance
+
+ReferenceFn = Callable[..., tuple[Any, Sequence[Any]]]
+TorchFn = Callable[..., torch.Tensor]
+
+
+def input_names(fn: Callable[..., Any], count: int) -> list[str]:
+    """Names for the inputs: the function's positional parameter names when they fit, else ``input[k]``."""
+    try:
+        params = [p for p in inspect.signature(fn).parameters.values()
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    except (TypeError, ValueError):
+        params = []
+    if len(params) >= count:
+        return [f"{params[k].name!r} (input {k})" for k in range(count)]
+    return [f"input {k}" for k in range(count)]
+
+
+def as_input_tuple(inputs: Any) -> tuple[Any, ...]:
+    """Accept one array or a sequence of arrays."""
+    if isinstance(inputs, np.ndarray | torch.Tensor):
+        return (inputs,)
+    if isinstance(inputs, list | tuple):
+        if not inputs:
+            raise InvalidInputError("inputs is empty: pass a tuple with at least one array")
+        return tuple(inputs)
+    raise InvalidInputError(f"inputs must be a tuple of NumPy arrays, got {type(inputs).__name__}")
+
+
+def prepare_inputs(inputs: Any, dtype: torch.dtype, names: Sequence[str] | None = None) -> list[np.ndarray]:
+    """Validate the inputs and return float64 copies rounded to ``dtype``. The caller's arrays are not touched."""
+    inputs = as_input_tuple(inputs)
+    names = names or [f"input {k}" for k in range(len(inputs))]
+    rounded = []
+    for name, x in zip(names, inputs, strict=True):
+        arr = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+        if arr.dtype.kind in "iub":
+            raise InvalidInputError(
+                f"{name} has {arr.dtype} dtype: gradients need floating inputs (cast it, e.g. x.astype(np.float64))")
+        if arr.dtype.kind != "f":
+            raise InvalidInputError(f"{name} has unsupported dtype {arr.dtype}: only real floating arrays are checked")
+        if arr.size == 0:
+            raise InvalidInputError(f"{name} is empty (shape {arr.shape}): there is nothing to differentiate")
+        if not np.all(np.isfinite(arr)):
+            bad = tuple(int(i) for i in np.argwhere(~np.isfinite(arr))[0])
+            raise NonFiniteError(f"{name} holds {arr[bad]!r} at index {bad}: inputs must be finite")
+        as_dtype = round_to_dtype(arr, dtype)
+        if not np.all(np.isfinite(as_dtype)):
+            raise NonFiniteError(
+                f"{name} overflows {dtype_name(dtype)}: its largest magnitude is {np.abs(arr).max():g}")
+        rounded.append(as_dtype)
+    return rounded
+
+
+@dataclass(frozen=True)
+class _Side:
+    value: np.ndarray
+    grads: list[np.ndarray]
+
+
+def run_reference(reference_fn: ReferenceFn, inputs: Sequence[np.ndarray], names: Sequence[str]) -> _Side:
+    """Call the reference on float64 copies and validate that it returned ``(value, grads)``."""
+    result = reference_fn(*(x.copy() for x in inputs))
+    if not isinstance(result, tuple | list) or len(result) != 2:
+        raise ReferenceContractError(
+            f"the reference must return (value, grads), got {type(result).__name__}"
+            + (f" of length {len(result)}" if isinstance(result, tuple | list) else ""))
+    value, grads = result
+    value = np.asarray(value, dtype=np.float64)
+    if value.size != 1:
+        raise ReferenceContractError(f"the reference's value must be a scalar, got shape {value.shape}")
+    if isinstance(grads, np.ndarray) and len(inputs) == 1:
+        grads = (grads,)
+    if not isinstance(grads, tuple | list):
+        raise ReferenceContractError(f"the reference's grads must be a tuple of arrays, got {type(grads).__name__}")
+    if len(grads) != len(inputs):
+        raise ReferenceContractError(
+            f"the reference returned {len(grads)} gradient(s) for {len(inputs)} input(s): one per input is needed")
+    checked = []
+    for name, x, g in zip(names, inputs, grads, strict=True):
+        if g is None:
+            raise ReferenceContractError(f"the reference returned None as the gradient of {name}")
+        g = np.asarray(g, dtype=np.float64)
+        if g.shape != x.shape:
+            raise ReferenceContractError(
+                f"the reference's gradient of {name} has shape {g.shape}, the input has {x.shape}")
+        checked.append(g)
+    return _Side(value.reshape(()), checked)
+
+
+def run_torch(torch_fn: TorchFn, inputs: Sequence[np.ndarray], names: Sequence[str],
+              device: torch.device, dtype: torch.dtype) -> _Side:
+    """Run ``torch_fn`` with autograd on fresh leaf tensors and return its value and gradients in float64."""
+    leaves = [torch.tensor(x, dtype=dtype, device=device, requires_grad=True) for x in inputs]
+    out = torch_fn(*leaves)
+    if not isinstance(out, torch.Tensor):
+        raise TorchFunctionError(f"the torch function must return a tensor, got {type(out).__name__}")
+    if out.numel() != 1:
+        raise TorchFunctionError(
+            f"the torch function must return a scalar (one element), got shape {tuple(out.shape)}: reduce it, "
+            "e.g. with .sum() or a weighted sum against an upstream gradient")
+    if not out.requires_grad:
+        raise TorchFunctionError("the torch function's output does not depend on any input (it has no grad_fn)")
+    grads = torch.autograd.grad(out.reshape(()), leaves, allow_unused=True)
+    for name, g in zip(names, grads, strict=True):
+        if g is None:
+            raise TorchFunctionError(f"the torch function does not depend on {name}: autograd gave it no gradient")
+    return _Side(out.detach().double().cpu().numpy().reshape(()),
+                 [g.detach().double().cpu().numpy() for g in grads])
+
+
+def _nonfinite_problem(side: _Side, label: str, names: Sequence[str]) -> str | None:
+    for name, arr in [("value", side.value), *zip(names, side.grads, strict=True)]:
+        if not np.all(np.isfinite(arr)):
+            idx = tuple(int(i) for i in np.argwhere(~np.isfinite(arr))[0]) if arr.ndim else ()
+            return f"the {label} {'value' if name == 'value' else 'gradient of ' + name} holds {arr[idx]!r} at {idx}"
+    return None
+
+
+def check_gradients(
+    reference_fn: ReferenceFn,
+    torch_fn: TorchFn,
+    inputs: Any,
+    *,
+    device: str | torch.device = "cpu",
+    dtype: str | torch.dtype = "float64",
+    rtol: float | None = None,
+    atol: float | None = None,
+    finite_differences: bool = False,
+    directions: int = 3,
+    seed: int = 0,
+    allow_nonfinite: bool = False,
+    tf32: bool = False,
+) -> Report:
+    """Check a hand-derived gradient against torch.autograd on ``device`` in ``dtype``.
+
+    The inputs are rounded to ``dtype``; the reference runs on them in float64 and must return
+    ``(value, grads)`` with one gradient per input; ``torch_fn`` runs on leaf tensors of
+    ``dtype`` on ``device`` and must return a scalar. The value and every element of every
+    gradient are compared under the dtype's tolerance (or ``rtol``/``atol``).
+
+    With ``finite_differences``, central differences of the reference's value along
+    ``directions`` random directions and the Taylor remainder test vote as well. Returns a
+    :class:`Report`; raises :class:`GradientMismatch` on disagreement, and a typed error for
+    inputs or outputs that cannot be checked (NaN/Inf fail unless ``allow_nonfinite``).
+    """
+    torch_dtype = resolve_dtype(dtype)
+    torch_device = resolve_device(device)
+    original = as_input_tuple(inputs)
+    names = input_names(reference_fn, len(original))
+    rounded = prepare_inputs(original, torch_dtype, names)
+    reference = run_reference(reference_fn, rounded, names)
+    with preserved_torch_state(torch_device, tf32=tf32):
+        rng = torch.get_rng_state()
+        autograd = run_torch(torch_fn, rounded, names, torch_device, torch_dtype)
+        noise_run = None
+        if torch_dtype != torch.float64:
+            torch.set_rng_state(rng)
+            noise_device = torch_device if torch_device.type != "mps" else torch.device("cpu")
+            noise_run = run_torch(torch_fn, rounded, names, noise_device, torch.float64)
+    if not allow_nonfinite:
+        for side, label in ((reference, "reference"), (autograd, "torch")):
+            problem = _nonfinite_problem(side, label, names)
+            if problem:
+                raise NonFiniteError(problem + " (pass allow_nonfinite=True to require matching non-finite values)")
+
+    tol = gradient_tolerance(torch_dtype, rtol=rtol, atol=atol, numel=max(x.size for x in rounded), tf32=tf32)
+    grad_scale = max(float(np.max(np.abs(np.nan_to_num(g)), initial=0.0))
+                     for g in (*reference.grads, *autograd.grads))
+    condition = sum(float(np.sum(np.abs(np.nan_to_num(g)) * np.abs(x)))
+                    for g, x in zip(reference.grads, rounded, strict=True))
+    value_cmp = compare(reference.value, autograd.value, tol, global_scale=condition,
+                        noise=None if noise_run is None else np.abs(noise_run.value - autograd.value),
+                        allow_nonfinite=allow_nonfinite)
+    grad_cmps = {
+        name: compare(e, a, tol, global_scale=grad_scale,
+                      noise=None if noise_run is None else np.abs(noise_run.grads[k] - a),
+                      allow_nonfinite=allow_nonfinite)
+        for k, (name, e, a) in enumerate(zip(names, reference.grads, autograd.grads, strict=True))
+    }
+    oracle = None
+    if finite_differences:
+        oracle = _oracle_votes(reference_fn, rounded, reference.grads, autograd.grads,
+                               all(c.passed for c in grad_cmps.values()), directions, seed,
+                               torch_rtol=0.0 if noise_run is None else max(tol.rtol, tol.ntol))
+    report = _build_report(torch_device, torch_dtype, tol, value_cmp, grad_cmps, oracle)
+    if not report.passed:
+        raise GradientMismatch(_mismatch_message(report), report=report, inputs=original)
+    return report
+
+
+def _oracle_votes(reference_fn: ReferenceFn, inputs: list[np.ndarray], ref_grads: list[np.ndarray],
+                  torch_grads: list[np.ndarray], ref_vs_autograd: bool, count: int, seed: int,
+                  torch_rtol: float) -> OracleVotes:
+    """Vote with finite differences of the float64 reference value; the torch side may differ by its dtype's error."""
+    def value(*xs: np.ndarray) -> float:
+        return float(np.asarray(reference_fn(*xs)[0], dtype=np.float64).reshape(()))
+
+    dirs = numeric.random_directions([x.shape for x in inputs], count, seed)
+    norm = max(float(np.sqrt(sum(np.vdot(g, g) for g in grads))) for grads in (ref_grads, torch_grads))
+    ref_ok, torch_ok = True, True
+    for v in dirs:
+        estimate = numeric.central_difference(value, inputs, v)
+        ref_ok &= numeric.fd_agrees(numeric.dot(ref_grads, v), estimate, norm)
+        torch_ok &= numeric.fd_agrees(numeric.dot(torch_grads, v), estimate, norm, torch_rtol)
+    taylor_ref = numeric.taylor_test(value, inputs, ref_grads, dirs[0])
+    # Below float64 the torch gradient carries its dtype's error, so its remainder is order 1 at small h.
+    taylor_torch = numeric.taylor_test(value, inputs, torch_grads, dirs[0])
+    torch_taylor_ok = taylor_torch.passed and torch_rtol == 0.0
+    # Central differences can be noisy where the step size is poorly suited; the Taylor test
+    # needs no step size. A gradient the Taylor test accepts is not voted down by noisy differences.
+    return OracleVotes(
+        reference_vs_autograd=ref_vs_autograd,
+        reference_vs_fd=ref_ok or taylor_ref.passed,
+        autograd_vs_fd=torch_ok or torch_taylor_ok,
+        taylor_order_reference=taylor_ref.order,
+        taylor_order_autograd=taylor_torch.order,
+        directions=count,
+    )
+
+
+def _build_report(device: torch.device, dtype: torch.dtype, tol: Tolerance, value: Comparison,
+                  grads: dict[str, Comparison], oracle: OracleVotes | None) -> Report:
+    everything = {"value": value, **grads}
+    worst_name = max(everything, key=lambda n: everything[n].ratio)
+    worst = everything[worst_name]
+    passed = all(c.passed for c in everything.values())
+    if oracle is not None and oracle.reference_vs_autograd and not oracle.reference_vs_fd:
+        passed = False
+    return Report(
+        passed=passed,
+        device=str(device),
+        dtype=dtype_name(dtype),
+        max_abs_error=max(c.max_abs_error for c in everything.values()),
+        max_rel_error=max(c.max_rel_error for c in everything.values()),
+        ratio=worst.ratio,
+        worst_input=worst_name,
+        worst_index=worst.index,
+        expected=worst.expected,
+        actual=worst.actual,
+        tolerance=tol,
+        value=value,
+        gradients=grads,
+        oracle=oracle,
+    )
+
+
+def _mismatch_message(report: Report) -> str:
+    failing = [name for name, c in {"value": report.value, **report.gradients}.items() if not c.passed]
+    if not failing:
+        lines = [f"gradients disagree with finite differences on {report.device}/{report.dtype}"]
+    else:
+        name = report.worst_input
+        what = "the value (forward)" if name == "value" else f"the gradient of {name}"
+        c = report.value if name == "value" else report.gradients[name]
+        lines = [f"{what} disagrees on {report.device}/{report.dtype}"]
+        if c.nonfinite:
+            lines.append(f"  {c.nonfinite}")
+        else:
+            index = list(report.worst_index)
+            lines.append(f"  worst element {index}: expected {report.expected!r} (reference), "
+                         f"got {report.actual!r} (torch)")
+            lines.append(f"  max abs error {c.max_abs_error:.3e}, max rel error {c.max_rel_error:.3e} "
+                         f"(relative to the tensor's largest magnitude), {c.ratio:.3g}x the allowed bound")
+        if len(failing) > 1:
+            lines.append("  also failing: " + ", ".join(f for f in failing if f != name))
+    lines.append(f"  tolerance: {report.tolerance.describe()}")
+    if report.oracle is not None:
+        lines.append(f"  oracle: {report.oracle.verdict()}")
+    return "\n".join(lines)

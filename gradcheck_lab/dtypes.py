@@ -1,0 +1,50 @@
+"""Resolving dtype names and rounding float64 arrays to a dtype under test."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from gradcheck_lab.errors import UnknownDtypeError
+
+FLOAT_DTYPES: dict[str, torch.dtype] = {
+    "float64": torch.float64,
+    "float32": torch.float32,
+    "float16": torch.float16,
+    "bfloat16": torch.bfloat16,
+}
+_ALIASES = {"double": "float64", "float": "float32", "half": "float16", "bf16": "bfloat16",
+            "fp64": "float64", "fp32": "float32", "fp16": "float16"}
+
+
+def resolve_dtype(dtype: str | torch.dtype | np.dtype | type) -> torch.dtype:
+    """Map ``"float32"``, ``torch.float32`` or ``np.float32`` to a supported torch floating dtype."""
+    if isinstance(dtype, torch.dtype):
+        if dtype in FLOAT_DTYPES.values():
+            return dtype
+        raise UnknownDtypeError(f"dtype {dtype} is not supported; use one of {sorted(FLOAT_DTYPES)}")
+    if isinstance(dtype, str):
+        name = _ALIASES.get(dtype.lower().removeprefix("torch."), dtype.lower().removeprefix("torch."))
+    else:
+        try:
+            name = np.dtype(dtype).name
+        except TypeError as exc:
+            raise UnknownDtypeError(f"cannot interpret {dtype!r} as a dtype") from exc
+    if name not in FLOAT_DTYPES:
+        raise UnknownDtypeError(f"unknown dtype {dtype!r}; use one of {sorted(FLOAT_DTYPES)}")
+    return FLOAT_DTYPES[name]
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    """``torch.float32`` -> ``"float32"``."""
+    return str(dtype).removeprefix("torch.")
+
+
+def unit_roundoff(dtype: torch.dtype) -> float:
+    """Half the machine epsilon: the largest relative error of one rounding to ``dtype``."""
+    return torch.finfo(dtype).eps / 2
+
+
+def round_to_dtype(x: np.ndarray, dtype: torch.dtype) -> np.ndarray:
+    """Round a float64 array to ``dtype`` (round to nearest even) and return it as float64 again."""
+    return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float64)).to(dtype).double().numpy()

@@ -1,0 +1,57 @@
+"""The typed errors gradcheck-lab raises. Every message says what is wrong and where."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class GradcheckError(Exception):
+    """Base class of every error gradcheck-lab raises on purpose."""
+
+
+class InvalidInputError(GradcheckError, TypeError, ValueError):
+    """An input cannot be checked: not a floating array, empty, integer, complex, ..."""
+
+
+class NonFiniteError(GradcheckError, ValueError):
+    """NaN or Inf in an input, or in either side's value or gradients."""
+
+
+class ReferenceContractError(GradcheckError, TypeError, ValueError):
+    """The reference did not return ``(value, grads)`` with one gradient per input, same shapes."""
+
+
+class TorchFunctionError(GradcheckError, TypeError, ValueError):
+    """The torch function's output cannot be differentiated as asked (non-scalar, unused input, ...)."""
+
+
+class UnknownDtypeError(GradcheckError, TypeError, ValueError):
+    """A dtype name or object that is not a supported floating dtype."""
+
+
+class DeviceError(GradcheckError, RuntimeError, ValueError):
+    """A device string that is malformed or names a device this machine does not have."""
+
+
+class GradientMismatch(GradcheckError, AssertionError):
+    """The reference and torch.autograd disagree beyond tolerance.
+
+    ``report`` holds the full :class:`~gradcheck_lab.report.Report`; ``inputs`` the
+    inputs (as given) that show the disagreement.
+    """
+
+    def __init__(self, message: str, report: Any = None, inputs: tuple[Any, ...] | None = None):
+        super().__init__(message)
+        self.report = report
+        self.inputs = inputs
+
+
+class OptimizerMismatch(GradcheckError, AssertionError):
+    """A NumPy optimizer and its torch.optim counterpart diverge: ``step``, ``param``, ``entry`` say where."""
+
+    def __init__(self, message: str, *, step: int, param: int, entry: str, report: Any = None):
+        super().__init__(message)
+        self.step = step
+        self.param = param
+        self.entry = entry
+        self.report = report

@@ -1,0 +1,76 @@
+"""Hypothesis strategies for shapes and well-conditioned float64 inputs.
+
+Inputs are always drawn in float64 and rounded to the dtype under test on purpose by the
+harness (never by a float64 strategy silently feeding a float32 array).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+DEFAULT_BOUND = 4.0
+"""Element magnitude bound: keeps sigmoid away from saturation and float16 far from overflow."""
+
+
+def elements(bound: float = DEFAULT_BOUND) -> st.SearchStrategy[float]:
+    """Finite float64 values in ``[-bound, bound]``, no subnormals."""
+    return st.floats(min_value=-bound, max_value=bound, allow_nan=False, allow_infinity=False,
+                     allow_subnormal=False, width=64)
+
+
+def arrays(shape: tuple[int, ...], bound: float = DEFAULT_BOUND) -> st.SearchStrategy[np.ndarray]:
+    """A float64 array of ``shape`` with well-conditioned elements."""
+    return hnp.arrays(np.float64, shape, elements=elements(bound))
+
+
+def sides(max_side: int = 5) -> st.SearchStrategy[int]:
+    return st.integers(min_value=1, max_value=max_side)
+
+
+def shapes(min_dims: int = 1, max_dims: int = 3, max_side: int = 5) -> st.SearchStrategy[tuple[int, ...]]:
+    """Array shapes with every side at least 1 (empty inputs are an error, not a case)."""
+    return hnp.array_shapes(min_dims=min_dims, max_dims=max_dims, min_side=1, max_side=max_side)
+
+
+def input_tuples(shape_list: Sequence[tuple[int, ...]], bound: float = DEFAULT_BOUND) -> st.SearchStrategy[tuple]:
+    """A tuple of arrays with the given fixed shapes."""
+    return st.tuples(*(arrays(tuple(s), bound) for s in shape_list))
+
+
+@st.composite
+def same_shape(draw: st.DrawFn, count: int, min_dims: int = 0, max_dims: int = 3) -> tuple[np.ndarray, ...]:
+    """``count`` arrays sharing one drawn shape (0-d included by default)."""
+    shape = draw(hnp.array_shapes(min_dims=min_dims, max_dims=max_dims, min_side=1, max_side=5))
+    return tuple(draw(arrays(shape)) for _ in range(count))
+
+
+@st.composite
+def linear_inputs(draw: st.DrawFn, batch_dims: int = 1, bias: bool = True) -> tuple[np.ndarray, ...]:
+    """``(x, weight[, bias], grad_out)`` for a linear layer with ``batch_dims`` leading dimensions."""
+    batch = tuple(draw(sides()) for _ in range(batch_dims))
+    n_in, n_out = draw(sides(6)), draw(sides(6))
+    parts = [draw(arrays((*batch, n_in))), draw(arrays((n_out, n_in)))]
+    if bias:
+        parts.append(draw(arrays((n_out,))))
+    parts.append(draw(arrays((*batch, n_out))))
+    return tuple(parts)
+
+
+@st.composite
+def regression_inputs(draw: st.DrawFn) -> tuple[np.ndarray, ...]:
+    """``(w, b, x, y)`` for ``y = x @ w + b`` with ``w`` of shape ``(d,)`` and a scalar ``b``."""
+    n, d = draw(sides(8)), draw(sides(4))
+    return draw(arrays((d,))), draw(arrays(())), draw(arrays((n, d))), draw(arrays((n,)))
+
+
+@st.composite
+def sigmoid_mse_inputs(draw: st.DrawFn) -> tuple[np.ndarray, ...]:
+    """``(weight, x, y)`` for Linear(no bias) -> sigmoid -> MSE; ``x`` is 1-D or a batch."""
+    batch = draw(st.sampled_from([(), (draw(sides()),)]))
+    n_in, n_out = draw(sides(6)), draw(sides(6))
+    return (draw(arrays((n_out, n_in), bound=2.0)), draw(arrays((*batch, n_in), bound=2.0)),
+            draw(arrays((*batch, n_out), bound=1.0)))

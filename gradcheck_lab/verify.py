@@ -1,0 +1,111 @@
+"""``verify``: ``check_gradients`` over every input a hypothesis search can find, shrunk on failure."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import seed as hypothesis_seed
+from hypothesis import strategies as st
+
+from gradcheck_lab.check import ReferenceFn, TorchFn, check_gradients
+from gradcheck_lab.devices import resolve_devices
+from gradcheck_lab.dtypes import dtype_name, resolve_dtype
+from gradcheck_lab.errors import GradcheckError, GradientMismatch, InvalidInputError
+from gradcheck_lab.report import Report
+from gradcheck_lab.strategies import DEFAULT_BOUND, input_tuples
+from gradcheck_lab.tolerances import Tolerance
+
+
+@dataclass
+class VerifySummary:
+    """The worst agreement seen for one device and dtype over every example."""
+
+    device: str
+    dtype: str
+    examples: int = 0
+    max_abs_error: float = 0.0
+    max_rel_error: float = 0.0
+    ratio: float = 0.0
+    tolerance: Tolerance | None = None
+
+    def add(self, report: Report) -> None:
+        self.examples += 1
+        self.max_abs_error = max(self.max_abs_error, report.max_abs_error)
+        self.max_rel_error = max(self.max_rel_error, report.max_rel_error)
+        self.ratio = max(self.ratio, report.ratio)
+        self.tolerance = report.tolerance
+
+
+@dataclass
+class VerifyResult:
+    """One :class:`VerifySummary` per device and dtype; ``passed`` is always true when returned."""
+
+    summaries: list[VerifySummary] = field(default_factory=list)
+    passed: bool = True
+
+
+def _describe(inputs: Sequence[Any]) -> str:
+    with np.printoptions(precision=17, threshold=64):
+        return "\n".join(f"    input {k}: {np.array2string(np.asarray(x), separator=', ')}"
+                         for k, x in enumerate(inputs))
+
+
+def verify(
+    reference_fn: ReferenceFn,
+    torch_fn: TorchFn,
+    *,
+    shapes: Sequence[tuple[int, ...]] | None = None,
+    devices: Sequence[str] | str = ("cpu",),
+    dtypes: Sequence[str | torch.dtype] | str = ("float64",),
+    max_examples: int = 100,
+    inputs: st.SearchStrategy[tuple] | None = None,
+    bound: float = DEFAULT_BOUND,
+    rtol: float | None = None,
+    atol: float | None = None,
+    finite_differences: bool = False,
+    seed: int | None = None,
+    **check_kwargs: Any,
+) -> VerifyResult:
+    """Run :func:`check_gradients` on inputs hypothesis draws, on every device and dtype.
+
+    Inputs come from ``inputs`` (a strategy of input tuples) or are drawn for ``shapes`` with
+    elements in ``[-bound, bound]``. On the first failure hypothesis shrinks the example; the
+    error raised (``GradientMismatch`` or another typed error) is the one for the *minimal*
+    counterexample, which ``GradientMismatch.inputs`` holds. ``seed`` fixes the search.
+    """
+    if inputs is None:
+        if shapes is None:
+            raise InvalidInputError("verify needs shapes=[...] or inputs=<strategy of input tuples>")
+        inputs = input_tuples([tuple(s) for s in shapes], bound)
+    device_list = resolve_devices(devices if isinstance(devices, str) else list(devices))
+    dtype_list = [resolve_dtype(d) for d in ([dtypes] if isinstance(dtypes, str | torch.dtype) else dtypes)]
+    summaries = {(dev, dt): VerifySummary(dev, dtype_name(dt)) for dev in device_list for dt in dtype_list}
+
+    def one_example(example: tuple) -> None:
+        for (dev, dt), summary in summaries.items():
+            summary.add(check_gradients(reference_fn, torch_fn, example, device=dev, dtype=dt, rtol=rtol,
+                                        atol=atol, finite_differences=finite_differences, **check_kwargs))
+
+    search = settings(
+        settings(),
+        max_examples=max_examples,
+        deadline=None,
+        database=None,
+        report_multiple_bugs=False,
+        suppress_health_check=list(HealthCheck),
+    )(given(inputs)(one_example))
+    if seed is not None:
+        search = hypothesis_seed(seed)(search)
+    try:
+        search()
+    except GradientMismatch as exc:
+        raise GradientMismatch(f"{exc}\n  minimal counterexample (after shrinking):\n{_describe(exc.inputs)}",
+                               report=exc.report, inputs=exc.inputs) from None
+    except GradcheckError:
+        raise
+    return VerifyResult(list(summaries.values()))

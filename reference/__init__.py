@@ -1,0 +1,9 @@
+"""Hand-derived NumPy forward and backward passes and optimizers.
+
+This package never imports torch: it is the independent side of every check.
+Each backward writes out the chain rule that gives it in its docstring.
+"""
+
+from reference import activations, linear, losses, models, optim, tutorial
+
+__all__ = ["activations", "linear", "losses", "models", "optim", "tutorial"]

@@ -1,0 +1,70 @@
+r"""Composed models people learn backpropagation on, derived end to end.
+
+Each function returns ``(loss, grads)`` with one gradient per argument, the form
+:func:`gradcheck_lab.check_gradients` takes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from reference._arrays import as_float, sum_to_shape
+from reference.activations import sigmoid, sigmoid_backward
+from reference.linear import linear, linear_backward
+from reference.losses import mse, mse_backward
+
+
+def linear_regression(
+    w: np.ndarray, b: np.ndarray, x: np.ndarray, y: np.ndarray
+) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+    r"""Linear regression :math:`\hat y = x w + b` with the mean squared error.
+
+    ``x`` is ``(n, d)``; ``w`` is ``(d,)`` (or ``(d, k)``); ``b`` broadcasts to
+    :math:`\hat y` (a scalar, ``(1,)`` or ``(k,)``); ``y`` has the shape of :math:`\hat y`.
+    With :math:`r = \hat y - y` over :math:`N` elements and :math:`L = \frac1N \sum r^2`,
+    :math:`g = \partial L / \partial \hat y = \frac{2}{N} r`, and the chain rule gives
+
+    .. math::
+        \frac{\partial L}{\partial w} = x^\top g, \quad
+        \frac{\partial L}{\partial b} = \sum_{\text{broadcast}} g, \quad
+        \frac{\partial L}{\partial x} = g\, w^\top, \quad
+        \frac{\partial L}{\partial y} = -g.
+
+    The bias gradient is the *sum* of :math:`g` over the samples it was broadcast to;
+    the mean already sits in :math:`g` as the :math:`1/N`.
+    """
+    w, b, x, y = (as_float(a) for a in (w, b, x, y))
+    pred = x @ w + b
+    loss = mse(pred, y)
+    g = mse_backward(pred, y)
+    grad_w = x.T @ g
+    grad_b = sum_to_shape(g, b.shape)
+    grad_x = np.multiply.outer(g, w) if w.ndim == 1 else g @ w.T
+    return loss, (grad_w, grad_b, grad_x, -g)
+
+
+def sigmoid_mse(
+    weight: np.ndarray, x: np.ndarray, y: np.ndarray
+) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+    r"""Linear (no bias) -> sigmoid -> MSE: :math:`L = \mathrm{mean}((\sigma(x W^\top) - y)^2)`.
+
+    Forward: :math:`z = x W^\top`, :math:`p = \sigma(z)`, :math:`L = \frac1N \sum (p - y)^2`.
+    Backward, one link at a time:
+
+    .. math::
+        g_p = \frac{2}{N}(p - y), \qquad
+        g_z = g_p \odot p \odot (1 - p), \qquad
+        \frac{\partial L}{\partial W} = g_z^\top x, \qquad
+        \frac{\partial L}{\partial x} = g_z W, \qquad
+        \frac{\partial L}{\partial y} = -g_p.
+
+    ``x`` is ``(..., in_features)``, ``weight`` ``(out_features, in_features)`` and ``y``
+    ``(..., out_features)``.
+    """
+    weight, x, y = (as_float(a) for a in (weight, x, y))
+    p = sigmoid(linear(x, weight))
+    loss = mse(p, y)
+    grad_p = mse_backward(p, y)
+    grad_z = sigmoid_backward(grad_p, p)
+    grad_x, grad_weight, _ = linear_backward(grad_z, x, weight, has_bias=False)
+    return loss, (grad_weight, grad_x, -grad_p)
