@@ -1,6 +1,15 @@
 """gradcheck-lab: prove hand-derived gradients and optimizers agree with torch.autograd and torch.optim."""
 
-from gradcheck_lab.cases import CASES, Case, check_case, register
+from gradcheck_lab.cases import (
+    CASES,
+    OPTIMIZER_CASES,
+    Case,
+    OptimizerCase,
+    check_case,
+    check_optimizer_case,
+    register,
+    register_optimizer,
+)
 from gradcheck_lab.check import check_gradients
 from gradcheck_lab.compare import Comparison, compare
 from gradcheck_lab.devices import available_devices, resolve_device, resolve_devices
@@ -17,12 +26,14 @@ from gradcheck_lab.errors import (
     UnknownDtypeError,
 )
 from gradcheck_lab.numeric import central_difference, random_directions, taylor_test
+from gradcheck_lab.optim_check import OptimizerReport, check_optimizer, check_torch_implementations
 from gradcheck_lab.report import OracleVotes, Report
 from gradcheck_lab.tolerances import Tolerance, gradient_tolerance, trajectory_tolerance
 from gradcheck_lab.verify import VerifyResult, VerifySummary, verify
 
 __all__ = [
     "CASES",
+    "OPTIMIZER_CASES",
     "Case",
     "Comparison",
     "DeviceError",
@@ -30,7 +41,9 @@ __all__ = [
     "GradientMismatch",
     "InvalidInputError",
     "NonFiniteError",
+    "OptimizerCase",
     "OptimizerMismatch",
+    "OptimizerReport",
     "OracleVotes",
     "ReferenceContractError",
     "Report",
@@ -43,10 +56,14 @@ __all__ = [
     "central_difference",
     "check_case",
     "check_gradients",
+    "check_optimizer",
+    "check_optimizer_case",
+    "check_torch_implementations",
     "compare",
     "gradient_tolerance",
     "random_directions",
     "register",
+    "register_optimizer",
     "resolve_device",
     "resolve_devices",
     "resolve_dtype",

@@ -18,10 +18,12 @@ from hypothesis import strategies as st
 from gradcheck_lab import strategies as gst
 from gradcheck_lab.check import ReferenceFn, TorchFn, check_gradients
 from gradcheck_lab.dtypes import FLOAT_DTYPES, dtype_name, resolve_dtype
+from gradcheck_lab.optim_check import OptimizerReport, check_optimizer
 from gradcheck_lab.report import Report
 from reference import linear as ref_linear
 from reference import losses as ref_losses
 from reference import models, tutorial
+from reference import optim as ref_optim
 from reference.activations import sigmoid, sigmoid_backward
 
 ALL_DTYPES = tuple(FLOAT_DTYPES)
@@ -160,3 +162,62 @@ for _case in _gradient_cases():
 def case_table() -> list[dict[str, Any]]:
     """One row per case for listings."""
     return [{"name": c.name, "dtypes": ", ".join(c.dtypes), "description": c.description} for c in CASES.values()]
+
+
+@dataclass(frozen=True)
+class OptimizerCase:
+    """A NumPy optimizer and its torch.optim class with the hyperparameters they are checked under."""
+
+    name: str
+    numpy_cls: type
+    torch_cls: type
+    hyper: Mapping[str, Any]
+    shapes: tuple[tuple[int, ...], ...] = ((4, 3), (3,), (2, 2, 2))
+    steps: int = 100
+    # float16 cannot hold Adam's default eps (1e-8 rounds to 0), so both sides divide 0 by 0.
+    dtypes: tuple[str, ...] = ("float64", "float32")
+    description: str = ""
+
+
+OPTIMIZER_CASES: dict[str, OptimizerCase] = {}
+
+
+def register_optimizer(case: OptimizerCase) -> OptimizerCase:
+    """Add an optimizer case to :data:`OPTIMIZER_CASES`; names are unique."""
+    if case.name in OPTIMIZER_CASES:
+        raise ValueError(f"an optimizer case named {case.name!r} is already registered")
+    OPTIMIZER_CASES[case.name] = case
+    return case
+
+
+def check_optimizer_case(case: OptimizerCase | str, *, device: str | torch.device = "cpu",
+                         dtype: str | torch.dtype = "float64", **kwargs: Any) -> OptimizerReport:
+    """:func:`check_optimizer` for a registered optimizer case."""
+    case = OPTIMIZER_CASES[case] if isinstance(case, str) else case
+    options = {"hyper": case.hyper, "shapes": case.shapes, "steps": case.steps, **kwargs}
+    return check_optimizer(case.numpy_cls, case.torch_cls, device=device, dtype=dtype, **options)
+
+
+def _optimizer_cases() -> list[OptimizerCase]:
+    sgd = [
+        ("sgd", {"lr": 0.1}),
+        ("sgd_momentum", {"lr": 0.05, "momentum": 0.9}),
+        ("sgd_momentum_dampening_wd", {"lr": 0.05, "momentum": 0.9, "dampening": 0.3, "weight_decay": 0.01}),
+        ("sgd_nesterov_maximize", {"lr": 0.05, "momentum": 0.8, "nesterov": True, "maximize": True}),
+    ]
+    adam = [
+        ("adam", ref_optim.Adam, torch.optim.Adam, {"lr": 1e-3}),
+        ("adam_amsgrad_wd", ref_optim.Adam, torch.optim.Adam, {"lr": 1e-2, "amsgrad": True, "weight_decay": 0.1}),
+        ("adam_maximize_betas", ref_optim.Adam, torch.optim.Adam,
+         {"lr": 3e-3, "betas": (0.5, 0.9), "eps": 1e-6, "maximize": True}),
+        ("adamw", ref_optim.AdamW, torch.optim.AdamW, {"lr": 1e-3}),
+        ("adamw_amsgrad", ref_optim.AdamW, torch.optim.AdamW, {"lr": 1e-2, "amsgrad": True, "weight_decay": 0.1}),
+    ]
+    return ([OptimizerCase(name, ref_optim.SGD, torch.optim.SGD, hyper, description=f"SGD {hyper}")
+             for name, hyper in sgd]
+            + [OptimizerCase(name, np_cls, t_cls, hyper, description=f"{t_cls.__name__} {hyper}")
+               for name, np_cls, t_cls, hyper in adam])
+
+
+for _opt_case in _optimizer_cases():
+    register_optimizer(_opt_case)

@@ -28,6 +28,17 @@ class Comparison:
     nonfinite: str | None = None
 
 
+def allowed_error(expected: np.ndarray, actual: np.ndarray, tol: Tolerance, *, global_scale: float = 0.0,
+                  noise: np.ndarray | None = None) -> np.ndarray:
+    """The per-element bound of :mod:`gradcheck_lab.tolerances` for finite float64 arrays."""
+    expected, actual = np.nan_to_num(expected), np.nan_to_num(actual)
+    scale = max(float(np.max(np.abs(expected), initial=0.0)), float(np.max(np.abs(actual), initial=0.0)))
+    bound = tol.atol + tol.rtol * np.abs(expected) + tol.ntol * scale + tol.gtol * global_scale
+    if noise is not None and tol.noise:
+        bound = bound + tol.noise * np.nan_to_num(noise, nan=0.0, posinf=0.0)
+    return bound
+
+
 def compare(
     expected: np.ndarray,
     actual: np.ndarray,
@@ -54,15 +65,14 @@ def compare(
             where = np.argwhere(bad & ~same if allow_nonfinite else bad)[0]
             index = tuple(int(i) for i in where)
             e, a = float(expected[index]), float(actual[index])
+            both = "; both sides are non-finite there" if not (finite_e[index] or finite_a[index]) else ""
             return Comparison(False, float("inf"), float("inf"), float("inf"), index, e, a,
-                              nonfinite=f"non-finite value at {index}: expected {e!r}, got {a!r}")
+                              nonfinite=f"non-finite value at {index}: expected {e!r}, got {a!r}{both}")
         expected = np.where(bad, 0.0, expected)
         actual = np.where(bad, 0.0, actual)
     error = np.abs(actual - expected)
     scale = max(float(np.max(np.abs(expected), initial=0.0)), float(np.max(np.abs(actual), initial=0.0)))
-    bound = tol.atol + tol.rtol * np.abs(expected) + tol.ntol * scale + tol.gtol * global_scale
-    if noise is not None and tol.noise:
-        bound = bound + tol.noise * np.nan_to_num(noise, nan=0.0, posinf=0.0)
+    bound = allowed_error(expected, actual, tol, global_scale=global_scale, noise=noise)
     with np.errstate(divide="ignore", invalid="ignore"):
         ratios = np.where(error == 0, 0.0, error / bound)
     flat = int(np.argmax(ratios)) if ratios.size else 0

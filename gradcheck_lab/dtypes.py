@@ -47,4 +47,5 @@ def unit_roundoff(dtype: torch.dtype) -> float:
 
 def round_to_dtype(x: np.ndarray, dtype: torch.dtype) -> np.ndarray:
     """Round a float64 array to ``dtype`` (round to nearest even) and return it as float64 again."""
-    return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float64)).to(dtype).double().numpy()
+    # np.array (not ascontiguousarray, which makes 0-d arrays 1-d) copies into a fresh, writable array.
+    return torch.from_numpy(np.array(x, dtype=np.float64, order="C")).to(dtype).double().numpy().reshape(np.shape(x))

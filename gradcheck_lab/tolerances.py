@@ -49,23 +49,27 @@ class Tolerance:
 
 
 # float64 checks the math, not the rounding: rounding differences are ~1e-16 relative, and any
-# real bug is orders of magnitude above 1e-7 (torch.testing's float64 default).
-# float32 (u = 6e-8): 1e-5 is ~170u, a chain of ~10 rounded ops plus sqrt(n) u of accumulation
-# for n up to ~10^4.
-# float16 (u = 4.9e-4) and bfloat16 (u = 3.9e-3): 16u, for ~8 ops whose outputs are rounded to the
-# dtype (torch accumulates matmuls and sums in float32, so n adds little on top).
-# Below float64, 4x the measured torch noise covers ill-conditioned points (p - y with p ~ y).
+# real bug is orders of magnitude above 1e-7 (torch.testing's float64 default). ntol = 1e-13 is
+# ~1000u: room for sqrt(n) u accumulation, yet a wrong 3e-6 element beside a 3e6 one is caught.
+# Below float64 the measured noise term carries the rigour: |ref - a| <= |ref - a64| + |a64 - a|,
+# where the first term is float64-level and the second is measured; 4x leaves room to spare.
+# The per-dtype terms then bound a well-conditioned computation from the unit roundoff u:
+# float32 (u = 6e-8): rtol 1e-5 is ~170u, a chain of ~10 rounded ops plus sqrt(n) u of accumulation
+# for n up to ~10^4; ntol 1e-6 (~16u) for elements that cancel.
+# float16 (u = 4.9e-4) and bfloat16 (u = 3.9e-3): rtol 16u for ~8 ops whose outputs are rounded to the
+# dtype (torch accumulates matmuls and sums in float32, so n adds little on top); ntol u.
+# atol is a floor for all-zero tensors only, far below any gradient worth checking.
 _GRADIENT_DEFAULTS: dict[torch.dtype, Tolerance] = {
-    torch.float64: Tolerance(rtol=1e-7, atol=1e-15, ntol=1e-10),
-    torch.float32: Tolerance(rtol=1e-5, atol=1e-9, ntol=1e-5, noise=4.0),
-    torch.float16: Tolerance(rtol=16 * unit_roundoff(torch.float16), atol=1e-7,
-                             ntol=16 * unit_roundoff(torch.float16), noise=4.0),
-    torch.bfloat16: Tolerance(rtol=16 * unit_roundoff(torch.bfloat16), atol=1e-7,
-                              ntol=16 * unit_roundoff(torch.bfloat16), noise=4.0),
+    torch.float64: Tolerance(rtol=1e-7, atol=1e-15, ntol=1e-13),
+    torch.float32: Tolerance(rtol=1e-5, atol=1e-15, ntol=1e-6, noise=4.0),
+    torch.float16: Tolerance(rtol=16 * unit_roundoff(torch.float16), atol=1e-15,
+                             ntol=unit_roundoff(torch.float16), noise=4.0),
+    torch.bfloat16: Tolerance(rtol=16 * unit_roundoff(torch.bfloat16), atol=1e-15,
+                              ntol=unit_roundoff(torch.bfloat16), noise=4.0),
 }
 
 # TF32 matmuls keep 10 mantissa bits (u = 2^-11 = 4.9e-4): the same 16u as float16.
-_TF32 = Tolerance(rtol=16 * 2.0**-11, atol=1e-7, ntol=16 * 2.0**-11, noise=4.0)
+_TF32 = Tolerance(rtol=16 * 2.0**-11, atol=1e-15, ntol=2.0**-11, noise=4.0)
 
 # Optimizer trajectories are fed the same gradients on both sides, so errors do not feed back:
 # they grow at most linearly with the number of steps. float64 must stay tight enough to see
@@ -88,6 +92,11 @@ _TRAJECTORY_FLOOR: dict[torch.dtype, float] = {
 # estimate (Richardson: the change between steps h and h/2) and its rounding, eps * |f| / h.
 FD_RTOL = 1e-6
 FD_SAFETY = 10.0
+
+
+def without_measured_noise(tol: Tolerance) -> Tolerance:
+    """The fallback when the torch function cannot run in float64: the element-wise rtol for cancelling elements too."""
+    return replace(tol, ntol=max(tol.ntol, tol.rtol), noise=0.0)
 
 
 def gradient_tolerance(

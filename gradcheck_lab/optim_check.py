@@ -1,0 +1,295 @@
+"""``check_optimizer``: a NumPy optimizer against its torch.optim class, step by step.
+
+Both sides start from the same parameters and are fed the same gradients; after every
+step the parameters, and every state entry both sides name, are compared.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from gradcheck_lab._torch_state import preserved_torch_state
+from gradcheck_lab.compare import Comparison, compare
+from gradcheck_lab.devices import resolve_device
+from gradcheck_lab.dtypes import dtype_name, resolve_dtype, round_to_dtype
+from gradcheck_lab.errors import InvalidInputError, OptimizerMismatch
+from gradcheck_lab.tolerances import Tolerance, trajectory_tolerance
+
+_MAGNITUDES = (1e-8, 1e-7, 1e-6, 1e-4, 1e-2, 1.0, 1e1, 1e2)
+"""Gradient element scales, down to where Adam's eps dominates sqrt(v)."""
+
+_NUMPY_DTYPES = {torch.float64: np.float64, torch.float32: np.float32,
+                 torch.float16: np.float16, torch.bfloat16: np.float32}
+
+Snapshot = tuple[list[np.ndarray], dict[tuple[int, str], np.ndarray] | None]
+
+
+def gradient_sequence(shapes: Sequence[tuple[int, ...]], steps: int, seed: int = 0) -> Iterator[list[np.ndarray]]:
+    """Gradients that exercise the regimes where optimizer bugs hide, as float64 arrays.
+
+    Each element keeps one scale from 1e-8 to 1e2 for the whole run (so the second moment of
+    small elements stays near eps**2), some elements flip sign every step, about one in ten
+    is zero at any step, and every fifth step one parameter gets an all-zero gradient.
+    """
+    rng = np.random.default_rng(seed)
+    scales, flips = [], []
+    for shape in shapes:
+        size = math.prod(shape)
+        levels = np.resize(np.array(_MAGNITUDES), size)
+        scales.append(rng.permutation(levels).reshape(shape))
+        flips.append(rng.random(shape) < 0.5)
+    for step in range(steps):
+        grads = []
+        for k, shape in enumerate(shapes):
+            g = (np.abs(rng.standard_normal(shape)) + 0.1) * scales[k]
+            g = np.where(flips[k] & (step % 2 == 1), -g, g)
+            g = np.where(rng.random(shape) < 0.1, 0.0, g)
+            if step % 5 == 4 and k == step % len(shapes):
+                g = np.zeros(shape)
+            grads.append(g)
+        yield grads
+
+
+class _NumpySide:
+    def __init__(self, cls: type, params: list[np.ndarray], hyper: Mapping[str, Any], np_dtype: type) -> None:
+        self.params = [p.astype(np_dtype) for p in params]
+        self.np_dtype = np_dtype
+        self.optimizer = cls(self.params, **hyper)
+
+    def step(self, grads: list[np.ndarray]) -> None:
+        self.optimizer.step([g.astype(self.np_dtype) for g in grads])
+
+    def snapshot(self) -> Snapshot:
+        return [p.astype(np.float64) for p in self.params], _state_entries(self.optimizer)
+
+
+class _TorchSide:
+    def __init__(self, cls: type, params: list[np.ndarray], hyper: Mapping[str, Any],
+                 device: torch.device, dtype: torch.dtype) -> None:
+        self.device, self.dtype = device, dtype
+        self.params = [torch.tensor(p, dtype=dtype, device=device, requires_grad=True) for p in params]
+        self.optimizer = cls(self.params, **hyper)
+
+    def step(self, grads: list[np.ndarray]) -> None:
+        for p, g in zip(self.params, grads, strict=True):
+            p.grad = torch.tensor(g, dtype=self.dtype, device=self.device)
+        self.optimizer.step()
+
+    def snapshot(self) -> Snapshot:
+        return [p.detach().double().cpu().numpy() for p in self.params], _state_entries(self.optimizer)
+
+
+def _to_float64(value: Any) -> np.ndarray | None:
+    if value is None:
+        return None
+    if isinstance(value, torch.Tensor):
+        return value.detach().double().cpu().numpy()
+    arr = np.asarray(value)
+    return arr.astype(np.float64) if arr.dtype.kind in "fiub" else None
+
+
+def _state_entries(optimizer: Any) -> dict[tuple[int, str], np.ndarray] | None:
+    """``{(param index, entry): float64 array}`` from a torch-layout state dict, or None without one."""
+    state_dict_fn = getattr(optimizer, "state_dict", None)
+    if not callable(state_dict_fn):
+        return None
+    sd = state_dict_fn()
+    if not isinstance(sd, Mapping) or not isinstance(sd.get("state"), Mapping):
+        return None
+    ids = sd.get("param_groups", [{}])[0].get("params") if sd.get("param_groups") else None
+    entries = {}
+    for key, per_param in sd["state"].items():
+        index = ids.index(key) if ids and key in ids else key
+        if not isinstance(per_param, Mapping):
+            continue
+        for name, value in per_param.items():
+            arr = _to_float64(value)
+            if arr is not None:
+                entries[(int(index), str(name))] = arr
+    return entries
+
+
+@dataclass
+class OptimizerReport:
+    """The outcome of a trajectory comparison: the worst agreement over all steps, params and entries."""
+
+    passed: bool
+    steps: int
+    device: str
+    dtype: str
+    tolerance: Tolerance
+    max_abs_error: float = 0.0
+    max_rel_error: float = 0.0
+    ratio: float = 0.0
+    worst_step: int = 0
+    worst_param: int = 0
+    worst_entry: str = "param"
+    state_entries: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        state = f"state entries {', '.join(self.state_entries)}" if self.state_entries else "parameters only"
+        return (f"{'passed' if self.passed else 'FAILED'} on {self.device}/{self.dtype} over {self.steps} steps "
+                f"({state}): max abs error {self.max_abs_error:.3g}, max rel error {self.max_rel_error:.3g}, "
+                f"{self.ratio:.3g} of the bound")
+
+
+def _initial_params(shapes: Sequence[tuple[int, ...]], seed: int, dtype: torch.dtype) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed + 1_000_003)
+    return [round_to_dtype(rng.standard_normal(shape), dtype) for shape in shapes]
+
+
+def _check_shapes(shapes: Sequence[Sequence[int]]) -> list[tuple[int, ...]]:
+    checked = [tuple(int(n) for n in s) for s in shapes]
+    if not checked:
+        raise InvalidInputError("shapes is empty: give at least one parameter shape")
+    for s in checked:
+        if math.prod(s) == 0:
+            raise InvalidInputError(f"parameter shape {s} is empty")
+    return checked
+
+
+def compare_trajectories(
+    expected_side: Any,
+    actual_side: Any,
+    shapes: Sequence[tuple[int, ...]],
+    *,
+    steps: int,
+    seed: int,
+    device: torch.device,
+    dtype: torch.dtype,
+    tol: Tolerance,
+    labels: tuple[str, str],
+) -> OptimizerReport:
+    """Step two sides with the same gradients; raise :class:`OptimizerMismatch` at the first diverging step."""
+    report = OptimizerReport(True, steps, str(device), dtype_name(dtype), tol)
+    for step, grads in enumerate(gradient_sequence(shapes, steps, seed), start=1):
+        grads = [round_to_dtype(g, dtype) for g in grads]
+        expected_side.step(grads)
+        actual_side.step(grads)
+        (exp_params, exp_state), (act_params, act_state) = expected_side.snapshot(), actual_side.snapshot()
+        pairs: dict[tuple[int, str], tuple[np.ndarray, np.ndarray]] = {
+            (i, "param"): (e, a) for i, (e, a) in enumerate(zip(exp_params, act_params, strict=True))}
+        if exp_state is not None and act_state is not None:
+            common = sorted(set(exp_state) & set(act_state))
+            report.state_entries = sorted({name for _, name in common})
+            pairs.update({key: (exp_state[key], act_state[key]) for key in common
+                          if exp_state[key].shape == act_state[key].shape})
+        results = {key: compare(e, a, tol) for key, (e, a) in pairs.items()}
+        for (param, entry), c in results.items():
+            if c.ratio > report.ratio:
+                report.ratio, report.worst_step, report.worst_param, report.worst_entry = c.ratio, step, param, entry
+            report.max_abs_error = max(report.max_abs_error, c.max_abs_error)
+            report.max_rel_error = max(report.max_rel_error, c.max_rel_error)
+        failing = {key: c for key, c in results.items() if not c.passed}
+        if failing:
+            report.passed = False
+            raise _mismatch(step, failing, grads, report, labels)
+    return report
+
+
+def _mismatch(step: int, failing: dict[tuple[int, str], Comparison], grads: list[np.ndarray],
+              report: OptimizerReport, labels: tuple[str, str]) -> OptimizerMismatch:
+    # Name a parameter entry first when one diverges: state differences explain, parameters show.
+    (param, entry), c = min(failing.items(), key=lambda kv: (kv[0][1] != "param", -kv[1].ratio))
+    where = f"parameter {param}" + ("" if entry == "param" else f", state entry {entry!r}")
+    lines = [f"optimizer diverges at step {step} on {report.device}/{report.dtype}: {where}"]
+    if c.nonfinite:
+        lines.append(f"  {c.nonfinite}")
+    else:
+        grad_here = grads[param][c.index] if entry == "param" or grads[param].shape else float("nan")
+        lines.append(f"  worst element {list(c.index)}: expected {c.expected!r} ({labels[0]}), "
+                     f"got {c.actual!r} ({labels[1]}); gradient there this step {float(grad_here):.3g}")
+        lines.append(f"  max abs error {c.max_abs_error:.3e}, max rel error {c.max_rel_error:.3e}, "
+                     f"{c.ratio:.3g}x the allowed bound")
+    others = [f"param {p} {e}" for (p, e) in failing if (p, e) != (param, entry)]
+    if others:
+        lines.append("  also diverging at this step: " + ", ".join(others))
+    lines.append(f"  tolerance: {report.tolerance.describe()} (for {report.steps} steps)")
+    return OptimizerMismatch("\n".join(lines), step=step, param=param, entry=entry, report=report)
+
+
+def check_optimizer(
+    numpy_cls: type,
+    torch_cls: type,
+    *,
+    hyper: Mapping[str, Any] | None = None,
+    shapes: Sequence[Sequence[int]] = ((4, 3), (3,)),
+    steps: int = 50,
+    device: str | torch.device = "cpu",
+    dtype: str | torch.dtype = "float64",
+    seed: int = 0,
+    torch_hyper: Mapping[str, Any] | None = None,
+    rtol: float | None = None,
+    atol: float | None = None,
+) -> OptimizerReport:
+    """Check a NumPy optimizer class against a ``torch.optim`` class, step by step.
+
+    ``numpy_cls(params, **hyper)`` must update its list of arrays in place on
+    ``step(grads)``; ``torch_cls(tensors, **hyper, **torch_hyper)`` is stepped with the same
+    gradients (see :func:`gradient_sequence`). After every step the parameters are compared,
+    and every state entry both ``state_dict()`` name when the NumPy class has one. Raises
+    :class:`OptimizerMismatch` naming the first diverging step, the parameter and the entry.
+    """
+    torch_dtype, torch_device = resolve_dtype(dtype), resolve_device(device)
+    if steps < 1:
+        raise InvalidInputError(f"steps must be at least 1, got {steps}")
+    shape_list = _check_shapes(shapes)
+    hyper = dict(hyper or {})
+    params = _initial_params(shape_list, seed, torch_dtype)
+    tol = trajectory_tolerance(torch_dtype, steps, rtol=rtol, atol=atol)
+    with preserved_torch_state(torch_device):
+        expected = _TorchSide(torch_cls, params, {**hyper, **(torch_hyper or {})}, torch_device, torch_dtype)
+        actual = _NumpySide(numpy_cls, params, hyper, _NUMPY_DTYPES[torch_dtype])
+        return compare_trajectories(expected, actual, shape_list, steps=steps, seed=seed, device=torch_device,
+                                    dtype=torch_dtype, tol=tol, labels=(f"torch {torch_cls.__name__}",
+                                                                        f"numpy {numpy_cls.__name__}"))
+
+
+def torch_variants(device: torch.device) -> dict[str, dict[str, bool]]:
+    """The implementations torch.optim offers: the for-loop, ``foreach`` and ``fused``."""
+    variants = {"for-loop": {"foreach": False}, "foreach": {"foreach": True}, "fused": {"fused": True}}
+    return variants if device.type in ("cpu", "cuda", "mps") else {"for-loop": {"foreach": False}}
+
+
+def check_torch_implementations(
+    torch_cls: type,
+    *,
+    hyper: Mapping[str, Any] | None = None,
+    shapes: Sequence[Sequence[int]] = ((4, 3), (3,)),
+    steps: int = 50,
+    device: str | torch.device = "cpu",
+    dtype: str | torch.dtype = "float64",
+    seed: int = 0,
+) -> dict[str, OptimizerReport]:
+    """Check torch's ``foreach`` and ``fused`` implementations against its for-loop, where the device has them.
+
+    A variant torch refuses for this device or dtype (at construction or on the first step) is
+    left out of the result, not reported as a failure.
+    """
+    torch_dtype, torch_device = resolve_dtype(dtype), resolve_device(device)
+    shape_list = _check_shapes(shapes)
+    hyper = dict(hyper or {})
+    params = _initial_params(shape_list, seed, torch_dtype)
+    tol = trajectory_tolerance(torch_dtype, steps)
+    reports = {}
+    with preserved_torch_state(torch_device):
+        for name, flags in torch_variants(torch_device).items():
+            if name == "for-loop":
+                continue
+            try:
+                probe = _TorchSide(torch_cls, params, {**hyper, **flags}, torch_device, torch_dtype)
+                probe.step([np.zeros(s) for s in shape_list])
+            except (RuntimeError, ValueError, TypeError):
+                continue
+            baseline = _TorchSide(torch_cls, params, {**hyper, "foreach": False}, torch_device, torch_dtype)
+            variant = _TorchSide(torch_cls, params, {**hyper, **flags}, torch_device, torch_dtype)
+            reports[name] = compare_trajectories(baseline, variant, shape_list, steps=steps, seed=seed,
+                                                 device=torch_device, dtype=torch_dtype, tol=tol,
+                                                 labels=("torch for-loop", f"torch {name}"))
+    return reports

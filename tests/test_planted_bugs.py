@@ -1,0 +1,149 @@
+"""The harness must catch the gradient bugs tutorials ship with, and shrink input-dependent ones."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import gradcheck_lab as gl
+from gradcheck_lab.strategies import same_shape
+from reference import linear, losses, models
+from reference.activations import sigmoid, sigmoid_backward
+
+rng = np.random.default_rng(7)
+
+
+def mse_missing_factor_two(pred, target):
+    grad = (pred - target) / pred.size
+    return losses.mse(pred, target), (grad, -grad)
+
+
+def regression_bias_summed_not_averaged(w, b, x, y):
+    loss, (gw, _, gx, gy) = models.linear_regression(w, b, x, y)
+    r = x @ w + b - y
+    return loss, (gw, np.asarray(2 * r.sum()), gx, gy)
+
+
+def sigmoid_mse_derivative_at_preactivation(weight, x, y):
+    z = x @ weight.T
+    p = sigmoid(z)
+    gp = 2 * (p - y) / p.size
+    gz = sigmoid_backward(gp, z)  # bug: the derivative taken at z, not at sigmoid(z)
+    gx, gw, _ = linear.linear_backward(gz, x, weight, has_bias=False)
+    return losses.mse(p, y), (gw, gx, -gp)
+
+
+def linear_weight_gradient_transposed(x, weight, grad_out):
+    out = linear.linear(x, weight)
+    gx, gw, _ = linear.linear_backward(grad_out, x, weight, has_bias=False)
+    return np.sum(out * grad_out), (gx, gw.T, out)
+
+
+def residual_chain_skips_y(x, w, y):
+    r = x * w - y
+    return np.sum(r**2), (2 * r * w, 2 * r * x, np.zeros_like(y))
+
+
+def mse_sign_flipped(pred, target):
+    grad = losses.mse_backward(pred, target)
+    return losses.mse(pred, target), (-grad, grad)
+
+
+def mse_sum_instead_of_mean(pred, target):
+    grad = losses.mse_backward(pred, target, reduction="sum")
+    return losses.mse(pred, target), (grad, -grad)
+
+
+def sigmoid_mse_missing_sigmoid_derivative(weight, x, y):
+    p = sigmoid(x @ weight.T)
+    gp = 2 * (p - y) / p.size
+    gx, gw, _ = linear.linear_backward(gp, x, weight, has_bias=False)
+    return losses.mse(p, y), (gw, gx, -gp)
+
+
+def _mse_torch(p, t):
+    return F.mse_loss(p, t)
+
+
+PLANTED = {
+    "mse missing factor 2": (mse_missing_factor_two, _mse_torch,
+                             (rng.standard_normal((3, 4)), rng.standard_normal((3, 4))), "'pred'"),
+    "bias summed not averaged": (regression_bias_summed_not_averaged, lambda w, b, x, y: F.mse_loss(x @ w + b, y),
+                                 (rng.standard_normal(2), np.array(0.5), rng.standard_normal((6, 2)),
+                                  rng.standard_normal(6)), "'b'"),
+    "sigmoid derivative at pre-activation": (
+        sigmoid_mse_derivative_at_preactivation, lambda W, x, y: F.mse_loss(torch.sigmoid(x @ W.T), y),
+        (rng.standard_normal((3, 4)), rng.standard_normal((5, 4)), rng.uniform(0, 1, (5, 3))), "'weight'"),
+    "weight gradient transposed": (linear_weight_gradient_transposed, lambda x, W, g: (F.linear(x, W) * g).sum(),
+                                   (rng.standard_normal((5, 3)), rng.standard_normal((3, 3)),
+                                    rng.standard_normal((5, 3))), "'weight'"),
+    "gradient skips one input": (residual_chain_skips_y, lambda x, w, y: ((x * w - y) ** 2).sum(),
+                                 (rng.standard_normal(4), rng.standard_normal(4), rng.standard_normal(4)), "'y'"),
+    "sign flipped": (mse_sign_flipped, _mse_torch, (rng.standard_normal(5), rng.standard_normal(5)), "'pred'"),
+    "sum instead of mean": (mse_sum_instead_of_mean, _mse_torch,
+                            (rng.standard_normal(5), rng.standard_normal(5)), "'pred'"),
+    "missing sigmoid derivative": (
+        sigmoid_mse_missing_sigmoid_derivative, lambda W, x, y: F.mse_loss(torch.sigmoid(x @ W.T), y),
+        (rng.standard_normal((2, 3)), rng.standard_normal((4, 3)), rng.uniform(0, 1, (4, 2))), "'weight'"),
+}
+
+
+@pytest.mark.parametrize("bug", sorted(PLANTED))
+def test_planted_bug_is_reported_with_the_input_and_the_oracle_verdict(bug, device, dtype):
+    reference_fn, torch_fn, inputs, culprit = PLANTED[bug]
+    with pytest.raises(gl.GradientMismatch) as info:
+        gl.check_gradients(reference_fn, torch_fn, inputs, device=device, dtype=dtype, finite_differences=True)
+    message = str(info.value)
+    assert culprit in message
+    assert "worst element" in message and "tolerance" in message
+    assert "the reference gradient is wrong" in message
+    assert info.value.report.oracle.disagreeing == ["reference vs autograd", "reference vs finite differences"]
+
+
+@pytest.mark.parametrize("scale", [1e-8, 1e-4, 1.0, 1e4, 1e8])
+def test_bugs_are_caught_at_every_gradient_scale(scale, dtype):
+    """A 1% error is caught whether the gradient is 1e-8 or 1e8, and a right gradient passes at both."""
+    x = rng.uniform(0.5, 2.0, 6)
+
+    def right(x):
+        return np.sum(scale * x**2), (2 * scale * x,)
+
+    def wrong(x):
+        return np.sum(scale * x**2), (2.02 * scale * x,)
+
+    torch_fn = lambda t: (scale * t**2).sum()  # noqa: E731
+    assert gl.check_gradients(right, torch_fn, (x,), dtype=dtype).passed
+    with pytest.raises(gl.GradientMismatch):
+        gl.check_gradients(wrong, torch_fn, (x,), dtype=dtype)
+
+
+def test_a_wrong_small_element_beside_large_ones_is_caught_in_float64():
+    x = np.array([1e-3, 1e3])
+
+    def wrong_small_element(x):
+        g = 3 * x**2
+        g[0] *= 1.5
+        return np.sum(x**3), (g,)
+
+    with pytest.raises(gl.GradientMismatch, match=r"worst element \[0\]"):
+        gl.check_gradients(wrong_small_element, lambda t: (t**3).sum(), (x,))
+
+
+def test_transposed_weight_gradient_of_a_rectangular_layer_is_a_shape_error():
+    x, w, g = rng.standard_normal((5, 3)), rng.standard_normal((2, 3)), rng.standard_normal((5, 2))
+    with pytest.raises(gl.ReferenceContractError, match=r"shape \(3, 2\)"):
+        gl.check_gradients(linear_weight_gradient_transposed, lambda x, W, g: (F.linear(x, W) * g).sum(), (x, w, g))
+
+
+def test_verify_shrinks_an_input_dependent_bug_to_a_minimal_counterexample():
+    def wrong_above_one(x):
+        return np.sum(x**2), (np.where(np.abs(x) > 1, 0.0, 2 * x),)
+
+    with pytest.raises(gl.GradientMismatch) as info:
+        gl.verify(wrong_above_one, lambda t: (t**2).sum(), inputs=same_shape(1), max_examples=200, seed=1)
+    (x,) = info.value.inputs
+    assert x.size == 1
+    assert 1 < abs(float(x.reshape(-1)[0])) <= 2
+    assert "minimal counterexample" in str(info.value)
