@@ -26,10 +26,18 @@ from gradcheck_lab.errors import (
     UnknownDtypeError,
 )
 from gradcheck_lab.numeric import central_difference, random_directions, taylor_test
-from gradcheck_lab.optim_check import OptimizerReport, check_optimizer, check_torch_implementations
+from gradcheck_lab.optim_check import (
+    OptimizerReport,
+    check_optimizer,
+    check_torch_implementations,
+    gradient_sequence,
+    torch_state_dict,
+)
 from gradcheck_lab.report import OracleVotes, Report
 from gradcheck_lab.tolerances import Tolerance, gradient_tolerance, trajectory_tolerance
 from gradcheck_lab.verify import VerifyResult, VerifySummary, verify
+
+__version__ = "0.1.0"
 
 __all__ = [
     "CASES",
@@ -60,6 +68,7 @@ __all__ = [
     "check_optimizer_case",
     "check_torch_implementations",
     "compare",
+    "gradient_sequence",
     "gradient_tolerance",
     "random_directions",
     "register",
@@ -68,6 +77,7 @@ __all__ = [
     "resolve_devices",
     "resolve_dtype",
     "taylor_test",
+    "torch_state_dict",
     "trajectory_tolerance",
     "verify",
 ]

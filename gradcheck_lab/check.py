@@ -12,7 +12,7 @@ import torch
 
 from gradcheck_lab import numeric
 from gradcheck_lab._torch_state import preserved_torch_state
-from gradcheck_lab.compare import Comparison, allowed_error, compare
+from gradcheck_lab.compare import Comparison, allowed_error, compare, finite_or_zero
 from gradcheck_lab.devices import resolve_device
 from gradcheck_lab.dtypes import dtype_name, resolve_dtype, round_to_dtype
 from gradcheck_lab.errors import (
@@ -207,9 +207,9 @@ def check_gradients(
     tol = gradient_tolerance(torch_dtype, rtol=rtol, atol=atol, numel=max(x.size for x in rounded), tf32=tf32)
     if noise_run is None and torch_dtype != torch.float64:
         tol = without_measured_noise(tol)
-    grad_scale = max(float(np.max(np.abs(np.nan_to_num(g)), initial=0.0))
+    grad_scale = max(float(np.max(np.abs(finite_or_zero(g)), initial=0.0))
                      for g in (*reference.grads, *autograd.grads))
-    condition = sum(float(np.sum(np.abs(np.nan_to_num(g)) * np.abs(x)))
+    condition = sum(float(np.sum(np.abs(finite_or_zero(g)) * np.abs(x)))
                     for g, x in zip(reference.grads, rounded, strict=True))
     value_cmp = compare(reference.value, autograd.value, tol, global_scale=condition,
                         noise=None if noise_run is None else np.abs(noise_run.value - autograd.value),

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from gradcheck_lab._torch_state import preserved_torch_state
-from gradcheck_lab.compare import Comparison, compare
+from gradcheck_lab.compare import Comparison, compare, finite_or_zero
 from gradcheck_lab.devices import resolve_device
 from gradcheck_lab.dtypes import dtype_name, resolve_dtype, round_to_dtype
 from gradcheck_lab.errors import InvalidInputError, OptimizerMismatch
@@ -168,6 +168,7 @@ def compare_trajectories(
 ) -> OptimizerReport:
     """Step two sides with the same gradients; raise :class:`OptimizerMismatch` at the first diverging step."""
     report = OptimizerReport(True, steps, str(device), dtype_name(dtype), tol)
+    history: dict[tuple[int, str], float] = {}
     for step, grads in enumerate(gradient_sequence(shapes, steps, seed), start=1):
         grads = [round_to_dtype(g, dtype) for g in grads]
         expected_side.step(grads)
@@ -180,7 +181,11 @@ def compare_trajectories(
             report.state_entries = sorted({name for _, name in common})
             pairs.update({key: (exp_state[key], act_state[key]) for key in common
                           if exp_state[key].shape == act_state[key].shape})
-        results = {key: compare(e, a, tol) for key, (e, a) in pairs.items()}
+        # Rounding committed while a value was large persists after it shrinks (weight decay, say):
+        # scale each entry by the largest magnitude it has had so far.
+        for key, (e, _) in pairs.items():
+            history[key] = max(history.get(key, 0.0), float(np.max(np.abs(finite_or_zero(e)), initial=0.0)))
+        results = {key: compare(e, a, tol, global_scale=history[key]) for key, (e, a) in pairs.items()}
         for (param, entry), c in results.items():
             if c.ratio > report.ratio:
                 report.ratio, report.worst_step, report.worst_param, report.worst_entry = c.ratio, step, param, entry
@@ -293,3 +298,21 @@ def check_torch_implementations(
                                                  device=torch_device, dtype=torch_dtype, tol=tol,
                                                  labels=("torch for-loop", f"torch {name}"))
     return reports
+
+
+def torch_state_dict(state_dict: Mapping[str, Any], *, device: str | torch.device = "cpu",
+                     dtype: str | torch.dtype = "float64") -> dict[str, Any]:
+    """A NumPy optimizer's state dict with arrays turned into tensors, ready for ``torch.optim...load_state_dict``.
+
+    ``step`` becomes a float32 CPU scalar tensor, as torch stores it.
+    """
+    torch_dtype, torch_device = resolve_dtype(dtype), resolve_device(device)
+    state = {}
+    for key, entries in state_dict["state"].items():
+        state[key] = {
+            name: (torch.tensor(float(np.asarray(value)), dtype=torch.float32) if name == "step"
+                   else None if value is None
+                   else torch.tensor(np.asarray(value), dtype=torch_dtype, device=torch_device))
+            for name, value in entries.items()
+        }
+    return {"state": state, "param_groups": [dict(g) for g in state_dict["param_groups"]]}

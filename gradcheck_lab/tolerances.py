@@ -130,9 +130,10 @@ def trajectory_tolerance(dtype: torch.dtype, steps: int, *, rtol: float | None =
                          atol: float | None = None) -> Tolerance:
     """The tolerance for parameters and state after ``steps`` optimizer steps in ``dtype``."""
     scale = max(_TRAJECTORY_FLOOR[dtype], _TRAJECTORY_PER_STEP[dtype] * max(steps, 1))
-    tol = Tolerance(rtol=scale, atol=0.0, ntol=scale)
+    # gtol multiplies the largest magnitude the entry has had over the trajectory.
+    tol = Tolerance(rtol=scale, atol=0.0, ntol=scale, gtol=scale)
     if rtol is not None:
-        tol = replace(tol, rtol=rtol, ntol=rtol)
+        tol = replace(tol, rtol=rtol, ntol=rtol, gtol=rtol)
     if atol is not None:
         tol = replace(tol, atol=atol)
     return tol

@@ -200,7 +200,7 @@ class Optimizer:
                 elif key == "step":
                     entries[key] = float(np.asarray(value))
                 else:
-                    entries[key] = np.array(value, dtype=self.params[i].dtype, copy=True)
+                    entries[key] = np.array(np.asarray(value), dtype=self.params[i].dtype, copy=True)
             self.state[i] = entries
 
 

@@ -1,0 +1,397 @@
+"""CPU vs GPU gradient speed, each figure against the same run's hardware ceiling.
+
+Workloads (``n`` is the size): a linear layer ``(n, n) x (n, n)`` forward+backward, the
+Linear -> sigmoid -> MSE model forward+backward, an MLP with two hidden layers of width ``n``
+forward+backward, and one Adam step on ``n * n`` parameters. Backends: the NumPy reference,
+torch autograd on the CPU, and torch on each CUDA device. Every row gives the median time and
+its spread, the achieved GFLOP/s (GB/s for Adam), the same run's ceiling for that backend (a
+plain matmul of the same shape; a plain copy for bandwidth) and the percentage of it, and the
+speedup of the GPU over torch on the CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from functools import partial
+from typing import Any
+
+import numpy as np
+import torch
+
+from gradcheck_lab.devices import resolve_devices
+from gradcheck_lab.dtypes import resolve_dtype
+from gradcheck_lab.machine import machine_info
+from reference import linear as ref_linear
+from reference import models
+from reference import optim as ref_optim
+from reference.activations import sigmoid, sigmoid_backward
+
+WORKLOADS = ("linear", "sigmoid_mse", "mlp", "adam")
+QUICK_SIZES = (16, 64, 256, 1024)
+_NUMPY = {torch.float64: np.float64, torch.float32: np.float32, torch.float16: np.float16}
+
+
+# --- timing ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Timing:
+    """Seconds per call: the median over ``repeats`` samples, and the interquartile spread."""
+
+    median: float
+    q1: float
+    q3: float
+    calls: int
+
+    @property
+    def spread(self) -> float:
+        """Interquartile range relative to the median."""
+        return (self.q3 - self.q1) / self.median if self.median > 0 else 0.0
+
+
+def measure(fn: Callable[[], Any], sync: Callable[[], None] | None = None, *, repeats: int = 7,
+            min_sample: float = 2e-3, max_calls: int = 10_000) -> Timing:
+    """Time ``fn`` after a warm-up, with ``sync`` before each clock read (CUDA work is asynchronous).
+
+    Each sample runs ``fn`` enough times to last at least ``min_sample`` seconds, so clock
+    resolution and per-call noise do not dominate small sizes; the median sample is quoted.
+    """
+    sync = sync or (lambda: None)
+
+    def sample(calls: int) -> float:
+        sync()
+        start = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        sync()
+        return (time.perf_counter() - start) / calls
+
+    first = sample(1)  # warm-up: allocations, kernel selection, caches
+    calls = max(1, min(max_calls, math.ceil(min_sample / max(sample(1), first * 1e-3, 1e-9))))
+    samples = sorted(sample(calls) for _ in range(repeats))
+    q1, median, q3 = (float(np.percentile(samples, p)) for p in (25, 50, 75))
+    return Timing(median, q1, q3, calls)
+
+
+# --- workloads --------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Workload:
+    """A callable to time and the work it does: ``flops`` or ``bytes`` per call."""
+
+    run: Callable[[], Any]
+    flops: float = 0.0
+    bytes: float = 0.0
+
+
+def _inputs(rng: np.random.Generator, *shapes: tuple[int, ...], dtype: Any) -> list[np.ndarray]:
+    # Not zeros: denormals and zero-skipping would flatter the timings.
+    return [(rng.standard_normal(s) / math.sqrt(s[-1])).astype(dtype) for s in shapes]
+
+
+def numpy_workload(name: str, n: int, dtype: torch.dtype) -> Workload:
+    np_dtype = _NUMPY.get(dtype)
+    if np_dtype is None:
+        raise ValueError(f"NumPy has no {dtype}")
+    rng = np.random.default_rng(0)
+    if name == "linear":
+        x, w, b, g = _inputs(rng, (n, n), (n, n), (n,), (n, n), dtype=np_dtype)
+        return Workload(lambda: (ref_linear.linear(x, w, b), ref_linear.linear_backward(g, x, w)), flops=6 * n**3)
+    if name == "sigmoid_mse":
+        w, x, y = _inputs(rng, (n, n), (n, n), (n, n), dtype=np_dtype)
+        return Workload(lambda: models.sigmoid_mse(w, x, y), flops=6 * n**3)
+    if name == "mlp":
+        x, y, *ws = _inputs(rng, (n, n), (n, n), (n, n), (n, n), (n, n), dtype=np_dtype)
+        return Workload(lambda: _numpy_mlp(x, y, ws), flops=18 * n**3)
+    if name == "adam":
+        params = _inputs(rng, (n * n,), dtype=np_dtype)
+        grads = _inputs(rng, (n * n,), dtype=np_dtype)
+        opt = ref_optim.Adam(params, lr=1e-3)
+        return Workload(lambda: opt.step(grads), bytes=7 * n * n * np.dtype(np_dtype).itemsize)
+    raise ValueError(f"unknown workload {name!r}")
+
+
+def _numpy_mlp(x: np.ndarray, y: np.ndarray, ws: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Two sigmoid hidden layers and a linear output with MSE, backpropagated by hand."""
+    h1 = sigmoid(x @ ws[0].T)
+    h2 = sigmoid(h1 @ ws[1].T)
+    out = h2 @ ws[2].T
+    g_out = 2 * (out - y) / out.size
+    g_h2 = sigmoid_backward(g_out @ ws[2], h2)
+    g_h1 = sigmoid_backward(g_h2 @ ws[1], h1)
+    return [g_h1.T @ x, g_h2.T @ h1, g_out.T @ h2]
+
+
+def torch_workload(name: str, n: int, dtype: torch.dtype, device: torch.device) -> Workload:
+    gen = torch.Generator(device="cpu").manual_seed(0)
+
+    def leaf(*shape: int, grad: bool = True) -> torch.Tensor:
+        t = (torch.randn(*shape, generator=gen, dtype=torch.float32) / math.sqrt(shape[-1])).to(device, dtype)
+        return t.requires_grad_(grad)
+
+    if name == "linear":
+        x, w, b, g = leaf(n, n), leaf(n, n), leaf(n), leaf(n, n, grad=False)
+        return Workload(lambda: torch.autograd.grad((torch.nn.functional.linear(x, w, b) * g).sum(), (x, w, b)),
+                        flops=6 * n**3)
+    if name == "sigmoid_mse":
+        w, x, y = leaf(n, n), leaf(n, n), leaf(n, n)
+        return Workload(lambda: torch.autograd.grad(
+            torch.nn.functional.mse_loss(torch.sigmoid(x @ w.T), y), (w, x, y)), flops=6 * n**3)
+    if name == "mlp":
+        x, y = leaf(n, n, grad=False), leaf(n, n, grad=False)
+        ws = [leaf(n, n) for _ in range(3)]
+
+        def mlp() -> Any:
+            h = torch.sigmoid(torch.sigmoid(x @ ws[0].T) @ ws[1].T)
+            return torch.autograd.grad(torch.nn.functional.mse_loss(h @ ws[2].T, y), ws)
+
+        return Workload(mlp, flops=18 * n**3)
+    if name == "adam":
+        p = leaf(n * n, grad=False)
+        p.grad = leaf(n * n, grad=False)
+        opt = torch.optim.Adam([p], lr=1e-3, foreach=True)
+        return Workload(opt.step, bytes=7 * n * n * p.element_size())
+    raise ValueError(f"unknown workload {name!r}")
+
+
+def ceiling_workload(name: str, n: int, dtype: torch.dtype, backend: str) -> Workload:
+    """The same run's ceiling: a plain ``(n, n)`` matmul, or a plain copy of ``n * n`` elements for Adam."""
+    if backend == "numpy":
+        a, b = _inputs(np.random.default_rng(1), (n, n), (n, n), dtype=_NUMPY[dtype])
+        if name == "adam":
+            src, dst = a.reshape(-1), np.empty(n * n, dtype=a.dtype)
+            return Workload(lambda: np.copyto(dst, src), bytes=2 * src.nbytes)
+        return Workload(lambda: a @ b, flops=2 * n**3)
+    device = torch.device(backend.removeprefix("torch-"))
+    a = torch.randn(n, n, device=device).to(dtype)
+    b = torch.randn(n, n, device=device).to(dtype)
+    if name == "adam":
+        src, dst = a.reshape(-1), torch.empty(n * n, device=device, dtype=dtype)
+        return Workload(lambda: dst.copy_(src), bytes=2 * src.numel() * src.element_size())
+    return Workload(lambda: a @ b, flops=2 * n**3)
+
+
+# --- the sweep --------------------------------------------------------------------------------
+
+@dataclass
+class BenchRow:
+    workload: str
+    backend: str
+    dtype: str
+    size: int
+    median_s: float
+    spread: float
+    rate: float
+    unit: str
+    ceiling: float
+    percent_of_ceiling: float
+    speedup_vs_cpu: float | None = None
+
+
+@dataclass
+class BenchResult:
+    rows: list[BenchRow] = field(default_factory=list)
+    crossovers: dict[str, int | None] = field(default_factory=dict)
+    machine: dict[str, Any] = field(default_factory=dict)
+
+
+def _sync_for(backend: str) -> Callable[[], None] | None:
+    if backend.startswith("torch-cuda"):
+        device = torch.device(backend.removeprefix("torch-"))
+        return lambda: torch.cuda.synchronize(device)
+    return None
+
+
+def backends_for(devices: Sequence[str], dtype: torch.dtype) -> list[str]:
+    names = ["numpy"] if dtype in _NUMPY else []
+    return names + [f"torch-{d}" for d in devices]
+
+
+def run_bench(workloads: Sequence[str], sizes: Sequence[int], devices: Sequence[str], dtype: torch.dtype,
+              repeats: int = 7, progress: Callable[[str], None] | None = None) -> BenchResult:
+    """Time every workload x backend x size, with each backend's ceiling measured in the same run."""
+    backends = backends_for(devices, dtype)
+    result = BenchResult(machine=machine_info())
+    ceilings: dict[tuple[str, str, int], float] = {}
+    total, done = len(workloads) * len(backends) * len(sizes), 0
+    for name in workloads:
+        for backend in backends:
+            for n in sizes:
+                done += 1
+                if progress:
+                    progress(f"[{done}/{total}] {name} {backend} n={n}")
+                try:
+                    work = (numpy_workload(name, n, dtype) if backend == "numpy"
+                            else torch_workload(name, n, dtype, torch.device(backend.removeprefix("torch-"))))
+                except (RuntimeError, ValueError, MemoryError) as exc:  # a size the device cannot hold
+                    if progress:
+                        progress(f"  skipped: {exc}")
+                    continue
+                sync = _sync_for(backend)
+                timing = measure(work.run, sync, repeats=repeats)
+                kind = "bandwidth" if work.bytes else "flops"
+                key = (kind, backend, n)
+                if key not in ceilings:
+                    ceil = ceiling_workload(name, n, dtype, backend)
+                    ceil_time = measure(ceil.run, sync, repeats=repeats)
+                    ceilings[key] = (ceil.bytes or ceil.flops) / ceil_time.median / 1e9
+                rate = (work.bytes or work.flops) / timing.median / 1e9
+                result.rows.append(BenchRow(name, backend, str(dtype).removeprefix("torch."), n, timing.median,
+                                            timing.spread, rate, "GB/s" if work.bytes else "GFLOP/s",
+                                            ceilings[key], 100 * rate / ceilings[key]))
+                del work
+    _fill_speedups(result)
+    return result
+
+
+def _fill_speedups(result: BenchResult) -> None:
+    cpu = {(r.workload, r.size): r.median_s for r in result.rows if r.backend == "torch-cpu"}
+    for r in result.rows:
+        if r.backend.startswith("torch-cuda") and (r.workload, r.size) in cpu:
+            r.speedup_vs_cpu = cpu[(r.workload, r.size)] / r.median_s
+    if not any(r.speedup_vs_cpu is not None for r in result.rows):
+        return
+    for name in {r.workload for r in result.rows}:
+        result.crossovers[name] = crossover(
+            [(r.size, r.speedup_vs_cpu) for r in result.rows if r.workload == name and r.speedup_vs_cpu is not None])
+
+
+def crossover(points: Sequence[tuple[int, float]]) -> int | None:
+    """The smallest size from which the GPU is faster (speedup > 1) at every larger size; None if never."""
+    points = sorted(points)
+    for i, (size, _) in enumerate(points):
+        if all(s > 1 for _, s in points[i:]):
+            return size
+    return None
+
+
+def format_table(result: BenchResult) -> str:
+    header = ("workload", "backend", "dtype", "n", "median", "spread", "rate", "ceiling", "% ceil", "GPU/CPU")
+    body = []
+    for r in result.rows:
+        body.append((r.workload, r.backend, r.dtype, str(r.size), f"{r.median_s * 1e3:.3f} ms", f"{r.spread:.0%}",
+                     f"{r.rate:.1f} {r.unit}", f"{r.ceiling:.1f}", f"{r.percent_of_ceiling:.0f}%",
+                     "" if r.speedup_vs_cpu is None else f"{r.speedup_vs_cpu:.1f}x"))
+    widths = [max(len(x) for x in col) for col in zip(header, *body, strict=True)]
+    lines = ["  ".join(x.ljust(w) for x, w in zip(line, widths, strict=True)).rstrip() for line in (header, *body)]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    lines.append("")
+    if not any(r.backend.startswith("torch-cuda") for r in result.rows):
+        lines.append("crossover: no CUDA device in this run, so no GPU-over-CPU speedups")
+    for name, size in sorted(result.crossovers.items()):
+        lines.append(f"crossover {name}: " + (f"GPU faster from n={size} on" if size else "GPU never faster here"))
+    return "\n".join(lines)
+
+
+def plot(result: BenchResult, path: str) -> None:
+    """Time vs size per backend, log-log, one panel per workload, crossover marked (needs matplotlib)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [w for w in WORKLOADS if any(r.workload == w for r in result.rows)]
+    fig, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 4), squeeze=False)
+    for ax, name in zip(axes[0], names, strict=True):
+        for backend in dict.fromkeys(r.backend for r in result.rows if r.workload == name):
+            pts = sorted((r.size, r.median_s) for r in result.rows if r.workload == name and r.backend == backend)
+            ax.loglog([p[0] for p in pts], [p[1] * 1e3 for p in pts], marker="o", label=backend)
+        if result.crossovers.get(name):
+            ax.axvline(result.crossovers[name], color="grey", linestyle="--", label="crossover")
+        ax.set_title(name + (" (n*n params)" if name == "adam" else " (n x n)"))
+        ax.set_xlabel("n")
+        ax.set_ylabel("median time per call (ms)")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+# --- verification speed ---------------------------------------------------------------------
+
+def verification_speed(sizes: Sequence[int], repeats: int = 5) -> list[dict[str, Any]]:
+    """check_gradients (and with the FD oracle) vs torch.autograd.gradcheck full and fast, on sigmoid_mse."""
+    from gradcheck_lab.check import check_gradients
+
+    def torch_fn(w: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.mse_loss(torch.sigmoid(x @ w.T), y)
+
+    rows = []
+    for n in sizes:
+        rng = np.random.default_rng(0)
+        arrays = (rng.standard_normal((n, n)) / math.sqrt(n), rng.standard_normal((n, n)), rng.uniform(0, 1, (n, n)))
+        tensors = tuple(torch.tensor(a, requires_grad=True) for a in arrays)
+        methods = {
+            "check_gradients": partial(check_gradients, models.sigmoid_mse, torch_fn, arrays),
+            "check_gradients+fd": partial(check_gradients, models.sigmoid_mse, torch_fn, arrays,
+                                          finite_differences=True),
+            "gradcheck fast": partial(torch.autograd.gradcheck, torch_fn, tensors, fast_mode=True),
+            "gradcheck full": partial(torch.autograd.gradcheck, torch_fn, tensors),
+        }
+        row: dict[str, Any] = {"n": n, "elements": sum(a.size for a in arrays)}
+        for label, fn in methods.items():
+            row[label] = measure(fn, repeats=repeats if label != "gradcheck full" else 3, min_sample=0).median
+        rows.append(row)
+    return rows
+
+
+def format_verification(rows: Sequence[dict[str, Any]]) -> str:
+    lines = ["n     elements  check_gradients  +fd oracle   gradcheck fast  gradcheck full  full/ours  fast/ours"]
+    for r in rows:
+        ours = r["check_gradients"]
+        lines.append(f"{r['n']:<5} {r['elements']:<9} {ours * 1e3:>12.2f} ms {r['check_gradients+fd'] * 1e3:>8.2f} ms "
+                     f"{r['gradcheck fast'] * 1e3:>12.2f} ms {r['gradcheck full'] * 1e3:>12.1f} ms "
+                     f"{r['gradcheck full'] / ours:>9.0f}x {r['gradcheck fast'] / ours:>8.1f}x")
+    return "\n".join(lines)
+
+
+# --- command line -----------------------------------------------------------------------------
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("bench", help="CPU vs GPU gradient speed against the same run's hardware ceiling")
+    p.add_argument("--workload", action="append", choices=WORKLOADS, help="only this workload (repeatable)")
+    p.add_argument("--sizes", default=",".join(map(str, QUICK_SIZES)),
+                   help=f"comma list of n (default, quick: {','.join(map(str, QUICK_SIZES))})")
+    p.add_argument("--device", default="all", help="torch devices: cpu, cuda, all, ... (default: all)")
+    p.add_argument("--dtype", default="float32", help="float32 (default), float64, bfloat16 or float16")
+    p.add_argument("--repeats", type=int, default=7, help="timed samples per point; the median is quoted")
+    p.add_argument("--verification", action="store_true",
+                   help="also time check_gradients against torch.autograd.gradcheck (full and fast)")
+    p.add_argument("--verification-sizes", default="8,16,32,64", help="sizes for --verification")
+    p.add_argument("--json", metavar="PATH", help="write rows, crossovers and machine info as JSON")
+    p.add_argument("--plot", metavar="PATH", help="write a log-log plot (needs the 'plot' extra: matplotlib)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    p.set_defaults(func=_cmd_bench)
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    dtype = resolve_dtype(args.dtype)
+    devices = resolve_devices(args.device)
+    sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+
+    def progress(line: str) -> None:
+        if not args.quiet:
+            print(line, file=sys.stderr, flush=True)
+
+    result = run_bench(args.workload or WORKLOADS, sizes, devices, dtype, args.repeats, progress)
+    print(format_table(result))
+    payload: dict[str, Any] = {"machine": result.machine, "dtype": args.dtype, "rows": [asdict(r) for r in result.rows],
+                               "crossovers": result.crossovers}
+    if args.verification:
+        rows = verification_speed([int(s) for s in args.verification_sizes.split(",")])
+        print("\nverification speed (sigmoid_mse, float64; medians):")
+        print(format_verification(rows))
+        payload["verification"] = rows
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(payload, fh, indent=2)
+    if args.plot:
+        plot(result, args.plot)
+    return 0
+
+

@@ -1,0 +1,112 @@
+"""The finite-difference oracle and the Taylor remainder test, on their own."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+import gradcheck_lab as gl
+from gradcheck_lab import numeric
+from gradcheck_lab.strategies import arrays, shapes
+
+
+def smooth(x, y):
+    return float(np.sum(np.sin(x) * y + x**2 * np.cos(y)))
+
+
+def smooth_grads(x, y):
+    return [np.cos(x) * y + 2 * x * np.cos(y), np.sin(x) - x**2 * np.sin(y)]
+
+
+@given(shape=shapes(max_dims=2), data=st.data())
+def test_central_differences_match_the_analytic_directional_derivative(shape, data):
+    x, y = data.draw(arrays(shape)), data.draw(arrays(shape))
+    for v in numeric.random_directions([shape, shape], 2, seed=data.draw(st.integers(0, 100))):
+        estimate = numeric.central_difference(smooth, [x, y], v)
+        norm = float(sum(np.linalg.norm(g) for g in smooth_grads(x, y)))
+        assert numeric.fd_agrees(numeric.dot(smooth_grads(x, y), v), estimate, norm)
+
+
+@given(shape=shapes(max_dims=2), data=st.data())
+def test_taylor_orders_tell_a_right_gradient_from_a_wrong_one(shape, data):
+    x = data.draw(arrays(shape, bound=2.0))
+    y = data.draw(arrays(shape, bound=2.0))
+    (v,) = numeric.random_directions([shape, shape], 1, seed=3)
+    right = numeric.taylor_test(smooth, [x, y], smooth_grads(x, y), v)
+    assert right.passed
+    wrong_grads = smooth_grads(x, y)
+    wrong_grads[0] = wrong_grads[0] + 0.5 * np.sign(v[0])  # a wrong gradient visible along v
+    wrong = numeric.taylor_test(smooth, [x, y], wrong_grads, v)
+    assert not wrong.passed
+    assert abs(wrong.order - 1) < 0.2
+
+
+def test_a_linear_function_has_an_exact_remainder():
+    x = np.array([1.0, 2.0, 3.0])
+    (v,) = numeric.random_directions([(3,)], 1)
+    result = numeric.taylor_test(lambda x: float(np.sum(3 * x)), [x], [np.full(3, 3.0)], v)
+    assert result.exact and result.passed
+
+
+def test_random_directions_are_unit_deterministic_and_cheap_at_size():
+    shapes_ = [(2048, 2048), (7,)]
+    first = numeric.random_directions(shapes_, 2, seed=5)
+    again = numeric.random_directions(shapes_, 2, seed=5)
+    for d, e in zip(first, again, strict=True):
+        assert math.isclose(sum(float(np.sum(p**2)) for p in d), 1.0, rel_tol=1e-12)
+        for p, q in zip(d, e, strict=True):
+            np.testing.assert_array_equal(p, q)
+    assert [p.shape for p in first[0]] == shapes_
+
+
+def test_relative_directions_keep_tiny_elements_resolvable():
+    x = [np.array([1e-81, 0.0, 5.0])]
+    (v,) = numeric.random_directions([(3,)], 1)
+    rel = numeric.relative_direction(v, x)
+    np.testing.assert_allclose(np.abs(rel[0]), np.abs(v[0]) * np.array([1e-81, 1.0, 5.0]))
+
+
+class SquareMissingTwo(torch.autograd.Function):
+    """A custom backward with the same mistake as the reference below: the factor 2 is missing."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return (x**2).sum()
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return grad * x
+
+
+def test_a_mistake_shared_by_reference_and_custom_backward_is_caught_by_the_oracle():
+    x = np.array([0.5, -1.5, 2.0])
+    with pytest.raises(gl.GradientMismatch, match="both gradients may share a mistake") as info:
+        gl.check_gradients(lambda x: (np.sum(x**2), (x,)), SquareMissingTwo.apply, (x,), finite_differences=True)
+    votes = info.value.report.oracle
+    assert votes.reference_vs_autograd and not votes.reference_vs_fd and not votes.autograd_vs_fd
+    # Without the oracle the shared mistake is invisible: that is what the third vote is for.
+    assert gl.check_gradients(lambda x: (np.sum(x**2), (x,)), SquareMissingTwo.apply, (x,)).passed
+
+
+def test_a_wrong_torch_side_is_blamed_on_torch():
+    class Wrong(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            ctx.save_for_backward(x)
+            return (x**3).sum()
+
+        @staticmethod
+        def backward(ctx, grad):
+            (x,) = ctx.saved_tensors
+            return grad * 3 * x  # should be 3 x**2
+
+    x = np.array([0.5, -1.5, 2.0])
+    with pytest.raises(gl.GradientMismatch, match="the torch side is wrong"):
+        gl.check_gradients(lambda x: (np.sum(x**3), (3 * x**2,)), Wrong.apply, (x,), finite_differences=True)

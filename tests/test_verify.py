@@ -1,0 +1,59 @@
+"""``verify``: the property-based front end of check_gradients."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import gradcheck_lab as gl
+from gradcheck_lab.strategies import input_tuples
+
+
+def cube(x, w):
+    return np.sum(w * x**3), (3 * w * x**2, x**3)
+
+
+def torch_cube(x, w):
+    return (w * x**3).sum()
+
+
+def test_verify_reports_every_device_and_dtype(device):
+    result = gl.verify(cube, torch_cube, shapes=[(3, 2), (3, 2)], devices=[device],
+                       dtypes=("float64", "float32", "bfloat16"), max_examples=15, seed=0)
+    assert result.passed
+    assert [(s.device, s.dtype) for s in result.summaries] == [
+        (str(gl.resolve_device(device)), d) for d in ("float64", "float32", "bfloat16")]
+    assert all(s.examples >= 1 and 0 <= s.ratio <= 1 for s in result.summaries)
+
+
+def test_verify_takes_a_custom_input_strategy_and_finite_differences():
+    result = gl.verify(cube, torch_cube, inputs=input_tuples([(4,), (4,)], bound=10.0), max_examples=10,
+                       finite_differences=True, seed=1)
+    assert result.summaries[0].examples >= 1
+
+
+def test_verify_finds_a_bug_and_attaches_the_counterexample():
+    def wrong_for_negative_w(x, w):
+        value, (gx, gw) = cube(x, w)
+        return value, (np.where(w < 0, -gx, gx), gw)
+
+    with pytest.raises(gl.GradientMismatch) as info:
+        gl.verify(wrong_for_negative_w, torch_cube, shapes=[(2,), (2,)], max_examples=100, seed=0)
+    _, w = info.value.inputs
+    assert (np.asarray(w) < 0).any()
+
+
+def test_verify_needs_shapes_or_inputs():
+    with pytest.raises(gl.InvalidInputError, match="shapes"):
+        gl.verify(cube, torch_cube)
+
+
+def test_verify_passes_other_typed_errors_through():
+    with pytest.raises(gl.TorchFunctionError):
+        gl.verify(cube, lambda x, w: x**3 * w, shapes=[(2,), (2,)], max_examples=5)
+
+
+def test_verify_accepts_torch_dtypes_and_a_single_dtype():
+    result = gl.verify(cube, torch_cube, shapes=[(2,), (2,)], dtypes=torch.float32, max_examples=3)
+    assert result.summaries[0].dtype == "float32"
