@@ -19,6 +19,8 @@ NoiseFn = Callable[..., float]
 """The condition scale of ``f`` at a point, sum_k <|grad_k f|, |x_k|>: the size of the terms whose rounding
 shows in ``f``. The oracles treat differences below ``eps`` times it as noise."""
 _EPS = float(np.finfo(np.float64).eps)
+_UNDERFLOW = 64 * float(np.finfo(np.float64).tiny) / _EPS
+"""Below about 6e-291 values have lost precision to gradual underflow: the oracles treat them as noise."""
 RELATIVE_FD_STEP = 8 * _EPS ** (1 / 3)
 """Central-difference step along a :func:`relative_direction` (about 5e-5 of each element)."""
 RELATIVE_TAYLOR_STEP = 1e-2
@@ -92,7 +94,7 @@ def central_difference(f: ValueFn, inputs: Sequence[np.ndarray], direction: Sequ
 
     d_h, s_h = central(h)
     d_half, s_half = central(h / 2)
-    rounding = _EPS * max(s_h, s_half) / (h / 2)
+    rounding = (_EPS * max(s_h, s_half) + _UNDERFLOW) / (h / 2)
     return DirectionalEstimate((4 * d_half - d_h) / 3, abs(d_half - d_h) + 4 * rounding)
 
 
@@ -143,7 +145,7 @@ def taylor_test(f: ValueFn, inputs: Sequence[np.ndarray], grads: Sequence[np.nda
         fh = f(*point)
         remainders.append(abs(fh - f0 - h * predicted))
         scale = max(abs(fh), abs(f0), abs(h * predicted), s0, noise(*point) if noise else 0.0)
-        floors.append(256 * _EPS * scale)
+        floors.append(256 * _EPS * scale + _UNDERFLOW)
         h /= 2
     orders = []
     for k in range(halvings):

@@ -16,10 +16,15 @@ DEFAULT_BOUND = 4.0
 """Element magnitude bound: keeps sigmoid away from saturation and float16 far from overflow."""
 
 
-def elements(bound: float = DEFAULT_BOUND) -> st.SearchStrategy[float]:
-    """Finite float64 values in ``[-bound, bound]``, no subnormals."""
-    return st.floats(min_value=-bound, max_value=bound, allow_nan=False, allow_infinity=False,
-                     allow_subnormal=False, width=64)
+MIN_MAGNITUDE = 1e-6
+"""Smaller non-zero magnitudes are snapped to 0: products of a few such values underflow float64."""
+
+
+def elements(bound: float = DEFAULT_BOUND, min_magnitude: float = MIN_MAGNITUDE) -> st.SearchStrategy[float]:
+    """Finite float64 values in ``[-bound, bound]`` that are 0 or at least ``min_magnitude`` in size."""
+    values = st.floats(min_value=-bound, max_value=bound, allow_nan=False, allow_infinity=False,
+                       allow_subnormal=False, width=64)
+    return values.map(lambda v: v if abs(v) >= min_magnitude else 0.0)
 
 
 def arrays(shape: tuple[int, ...], bound: float = DEFAULT_BOUND) -> st.SearchStrategy[np.ndarray]:

@@ -13,7 +13,7 @@ float32 trajectories agree to rounding, not just to the formula.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -138,6 +138,26 @@ def _lerp_(start: np.ndarray, end: np.ndarray, end_minus_start: np.ndarray, weig
     else:
         end_minus_start *= weight - 1
         np.add(end, end_minus_start, out=start, casting="same_kind")
+
+
+_BLOCK = 1 << 14
+"""Elements per block: about 10 arrays of this many float32 values fit in a 1 MiB L2 cache."""
+
+
+def _cache_blocks(arrays: list[np.ndarray | None]) -> Iterator[list[np.ndarray | None]]:
+    """Yield matching flat slices of ``arrays`` small enough to stay in cache across the ~13 passes of an update.
+
+    Elementwise updates give the same result blockwise. Arrays that are not C-contiguous (so
+    that a flat view would be a copy, and in-place updates would be lost) are yielded whole.
+    """
+    present = [a for a in arrays if a is not None]
+    size = present[0].size
+    if size <= _BLOCK or not all(a.flags.c_contiguous for a in present):
+        yield arrays
+        return
+    flat = [None if a is None else a.reshape(-1) for a in arrays]
+    for start in range(0, size, _BLOCK):
+        yield [None if a is None else a[start:start + _BLOCK] for a in flat]
 
 
 class Optimizer:
@@ -285,12 +305,14 @@ class Adam(Optimizer):
                     state["max_exp_avg_sq"] = np.zeros_like(param)
                 self.state[i] = state
             state["step"] += 1
-            adam_update_(
-                param, grad, state["exp_avg"], state["exp_avg_sq"], state.get("max_exp_avg_sq"),
-                step=int(state["step"]), lr=h["lr"], beta1=beta1, beta2=beta2, eps=h["eps"],
-                weight_decay=h["weight_decay"], decoupled_weight_decay=self.decoupled_weight_decay,
-                maximize=h["maximize"],
-            )
+            arrays = [param, grad, state["exp_avg"], state["exp_avg_sq"], state.get("max_exp_avg_sq")]
+            for chunk in _cache_blocks(arrays):
+                adam_update_(
+                    *chunk,
+                    step=int(state["step"]), lr=h["lr"], beta1=beta1, beta2=beta2, eps=h["eps"],
+                    weight_decay=h["weight_decay"], decoupled_weight_decay=self.decoupled_weight_decay,
+                    maximize=h["maximize"],
+                )
 
 
 class AdamW(Adam):

@@ -330,3 +330,22 @@ def test_state_entries_of_the_reference_are_compared():
     with pytest.raises(gl.OptimizerMismatch) as info:
         gl.check_optimizer(ForgetsAmsgradMax, torch.optim.Adam, hyper={"lr": 1e-3, "amsgrad": True})
     assert info.value.step == 1 and info.value.entry == "max_exp_avg_sq"
+
+
+def test_cache_blocked_adam_matches_torch_on_large_and_non_contiguous_params():
+    rng = np.random.default_rng(0)
+    base = rng.standard_normal((40_000, 2))
+    strided = base[:, 0]  # not contiguous: updated whole, through the view
+    large = rng.standard_normal(50_000)  # contiguous: updated block by block
+    np_opt = optim.Adam([strided, large], lr=1e-2, amsgrad=True)
+    t_params = [torch.tensor(strided.copy()), torch.tensor(large.copy())]
+    t_opt = torch.optim.Adam(t_params, lr=1e-2, amsgrad=True)
+    for _ in range(5):
+        grads = [rng.standard_normal(40_000), rng.standard_normal(50_000) * 1e-6]
+        np_opt.step(grads)
+        for p, g in zip(t_params, grads, strict=True):
+            p.grad = torch.tensor(g)
+        t_opt.step()
+    tol = gl.trajectory_tolerance(torch.float64, 5)
+    assert gl.compare(t_params[0].numpy(), base[:, 0], tol).passed
+    assert gl.compare(t_params[1].numpy(), large, tol).passed
