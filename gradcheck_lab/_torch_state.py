@@ -28,7 +28,8 @@ def preserved_torch_state(device: torch.device, *, tf32: bool = False) -> Iterat
     finally:
         torch.backends.cuda.matmul.allow_tf32 = matmul_tf32
         torch.backends.cudnn.allow_tf32 = cudnn_tf32
-        torch.set_default_dtype(default_dtype)
+        if torch.get_default_dtype() != default_dtype:  # setting it costs ~0.15 ms: only when changed
+            torch.set_default_dtype(default_dtype)
         torch.set_rng_state(cpu_rng)
         if cuda_rng is not None:
             torch.cuda.set_rng_state(cuda_rng, device)

@@ -31,11 +31,16 @@ class Comparison:
 def allowed_error(expected: np.ndarray, actual: np.ndarray, tol: Tolerance, *, global_scale: float = 0.0,
                   noise: np.ndarray | None = None) -> np.ndarray:
     """The per-element bound of :mod:`gradcheck_lab.tolerances`; non-finite entries count as zero."""
-    expected, actual = finite_or_zero(expected), finite_or_zero(actual)
-    scale = max(float(np.max(np.abs(expected), initial=0.0)), float(np.max(np.abs(actual), initial=0.0)))
-    bound = tol.atol + tol.rtol * np.abs(expected) + tol.ntol * scale + tol.gtol * global_scale
+    return _bound(np.abs(finite_or_zero(expected)), np.abs(finite_or_zero(actual)), tol, global_scale, noise)
+
+
+def _bound(abs_expected: np.ndarray, abs_actual: np.ndarray, tol: Tolerance, global_scale: float,
+           noise: np.ndarray | None) -> np.ndarray:
+    scale = max(float(abs_expected.max(initial=0.0)), float(abs_actual.max(initial=0.0)))
+    bound = abs_expected * tol.rtol
+    bound += tol.atol + tol.ntol * scale + tol.gtol * global_scale
     if noise is not None and tol.noise:
-        bound = bound + tol.noise * finite_or_zero(noise)
+        bound += tol.noise * finite_or_zero(noise)
     return bound
 
 
@@ -77,10 +82,11 @@ def compare(
         expected = np.where(bad, 0.0, expected)
         actual = np.where(bad, 0.0, actual)
     error = np.abs(actual - expected)
-    scale = max(float(np.max(np.abs(expected), initial=0.0)), float(np.max(np.abs(actual), initial=0.0)))
-    bound = allowed_error(expected, actual, tol, global_scale=global_scale, noise=noise)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratios = np.where(error == 0, 0.0, error / bound)
+    abs_expected, abs_actual = np.abs(expected), np.abs(actual)
+    scale = max(float(abs_expected.max(initial=0.0)), float(abs_actual.max(initial=0.0)))
+    bound = _bound(abs_expected, abs_actual, tol, global_scale, noise)
+    ratios = np.divide(error, bound, out=np.zeros_like(error), where=error > 0)
+    ratios[(error > 0) & (bound == 0)] = np.inf
     flat = int(np.argmax(ratios)) if ratios.size else 0
     index = tuple(int(i) for i in np.unravel_index(flat, ratios.shape)) if ratios.size else ()
     max_abs = float(error.max(initial=0.0))

@@ -349,3 +349,23 @@ def test_cache_blocked_adam_matches_torch_on_large_and_non_contiguous_params():
     tol = gl.trajectory_tolerance(torch.float64, 5)
     assert gl.compare(t_params[0].numpy(), base[:, 0], tol).passed
     assert gl.compare(t_params[1].numpy(), large, tol).passed
+
+
+def test_teacher_forcing_keeps_right_optimizers_agreeing_where_feedback_amplifies_rounding():
+    """Adam with L2 decay and eps-sized gradients: free-running trajectories of two right
+    implementations drift (the decay feeds parameters back through 1/sqrt(v)); per-step checks agree."""
+    hyper = {"lr": 0.01, "betas": (0.5, 0.9), "weight_decay": 0.5}
+    report = gl.check_optimizer(optim.Adam, torch.optim.Adam, hyper=hyper, shapes=[(3, 2), (4,)], steps=200,
+                                seed=702)
+    assert report.passed
+    with pytest.raises(gl.OptimizerMismatch):
+        gl.check_optimizer(optim.Adam, torch.optim.Adam, hyper=hyper, shapes=[(3, 2), (4,)], steps=200, seed=702,
+                           free_running=True)
+
+
+@pytest.mark.parametrize("bug", ["eps inside sqrt", "state re-created every call", "no bias correction"])
+def test_free_running_mode_catches_planted_bugs_too(bug):
+    torch_cls, hyper, first_step = ADAM_BUGS[bug]
+    with pytest.raises(gl.OptimizerMismatch) as info:
+        gl.check_optimizer(_adam(bug), torch_cls, hyper=hyper, steps=50, free_running=True)
+    assert info.value.step == first_step
