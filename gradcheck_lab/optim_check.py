@@ -148,19 +148,21 @@ class OptimizerReport:
                 f"{self.ratio:.3g} of the bound")
 
 
-def _initial_params(shapes: Sequence[tuple[int, ...]], seed: int, dtype: torch.dtype) -> list[np.ndarray]:
-    rng = np.random.default_rng(seed + 1_000_003)
-    return [round_to_dtype(rng.standard_normal(shape), dtype) for shape in shapes]
-
-
-def _check_shapes(shapes: Sequence[Sequence[int]]) -> list[tuple[int, ...]]:
-    checked = [tuple(int(n) for n in s) for s in shapes]
-    if not checked:
+def _setup(shapes: Sequence[Sequence[int]], steps: int, seed: int, device: str | torch.device,
+           dtype: str | torch.dtype) -> tuple[torch.dtype, torch.device, list[tuple[int, ...]], list[np.ndarray]]:
+    """Validate a trajectory check's arguments; return the dtype, device, shapes and initial parameters."""
+    torch_dtype, torch_device = resolve_dtype(dtype), resolve_device(device)
+    if steps < 1:
+        raise InvalidInputError(f"steps must be at least 1, got {steps}")
+    shape_list = [tuple(int(n) for n in s) for s in shapes]
+    if not shape_list:
         raise InvalidInputError("shapes is empty: give at least one parameter shape")
-    for s in checked:
+    for s in shape_list:
         if math.prod(s) == 0:
             raise InvalidInputError(f"parameter shape {s} is empty")
-    return checked
+    rng = np.random.default_rng(seed + 1_000_003)
+    params = [round_to_dtype(rng.standard_normal(shape), torch_dtype) for shape in shape_list]
+    return torch_dtype, torch_device, shape_list, params
 
 
 def compare_trajectories(
@@ -265,12 +267,8 @@ def check_optimizer(
     update rule still differs at its first step. ``free_running=True`` compares the two
     trajectories as they are.
     """
-    torch_dtype, torch_device = resolve_dtype(dtype), resolve_device(device)
-    if steps < 1:
-        raise InvalidInputError(f"steps must be at least 1, got {steps}")
-    shape_list = _check_shapes(shapes)
+    torch_dtype, torch_device, shape_list, params = _setup(shapes, steps, seed, device, dtype)
     hyper = dict(hyper or {})
-    params = _initial_params(shape_list, seed, torch_dtype)
     tol = trajectory_tolerance(torch_dtype, steps, rtol=rtol, atol=atol)
     with preserved_torch_state(torch_device):
         expected = _TorchSide(torch_cls, params, {**hyper, **(torch_hyper or {})}, torch_device, torch_dtype)
@@ -301,10 +299,8 @@ def check_torch_implementations(
     A variant torch refuses for this device or dtype (at construction or on the first step) is
     left out of the result, not reported as a failure.
     """
-    torch_dtype, torch_device = resolve_dtype(dtype), resolve_device(device)
-    shape_list = _check_shapes(shapes)
+    torch_dtype, torch_device, shape_list, params = _setup(shapes, steps, seed, device, dtype)
     hyper = dict(hyper or {})
-    params = _initial_params(shape_list, seed, torch_dtype)
     tol = trajectory_tolerance(torch_dtype, steps)
     reports = {}
     with preserved_torch_state(torch_device):
