@@ -375,10 +375,16 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
 
     def progress(line: str) -> None:
-        if not args.quiet:
+        if args.quiet:
+            return
+        if sys.stderr.isatty():  # one line that updates in place
+            print(f"\r\033[K{line}", end="", file=sys.stderr, flush=True)
+        else:
             print(line, file=sys.stderr, flush=True)
 
     result = run_bench(args.workload or WORKLOADS, sizes, devices, dtype, args.repeats, progress)
+    if not args.quiet and sys.stderr.isatty():
+        print(file=sys.stderr)
     print(format_table(result))
     payload: dict[str, Any] = {"machine": result.machine, "dtype": args.dtype, "rows": [asdict(r) for r in result.rows],
                                "crossovers": result.crossovers}
