@@ -43,7 +43,7 @@ def input_names(fn: Callable[..., Any], count: int) -> list[str]:
 
 def as_input_tuple(inputs: Any) -> tuple[Any, ...]:
     """Accept one array or a sequence of arrays."""
-    if isinstance(inputs, np.ndarray | torch.Tensor):
+    if isinstance(inputs, np.ndarray | torch.Tensor | float | int | np.generic):
         return (inputs,)
     if isinstance(inputs, list | tuple):
         if not inputs:
@@ -68,7 +68,7 @@ def prepare_inputs(inputs: Any, dtype: torch.dtype, names: Sequence[str] | None 
             raise InvalidInputError(f"{name} is empty (shape {arr.shape}): there is nothing to differentiate")
         if not np.all(np.isfinite(arr)):
             bad = tuple(int(i) for i in np.argwhere(~np.isfinite(arr))[0])
-            raise NonFiniteError(f"{name} holds {arr[bad]!r} at index {bad}: inputs must be finite")
+            raise NonFiniteError(f"{name} holds {float(arr[bad])!r} at index {bad}: inputs must be finite")
         as_dtype = round_to_dtype(arr, dtype)
         if not np.all(np.isfinite(as_dtype)):
             raise NonFiniteError(
@@ -154,7 +154,8 @@ def _nonfinite_problem(side: _Side, label: str, names: Sequence[str]) -> str | N
     for name, arr in [("value", side.value), *zip(names, side.grads, strict=True)]:
         if not np.all(np.isfinite(arr)):
             idx = tuple(int(i) for i in np.argwhere(~np.isfinite(arr))[0]) if arr.ndim else ()
-            return f"the {label} {'value' if name == 'value' else 'gradient of ' + name} holds {arr[idx]!r} at {idx}"
+            what = "value" if name == "value" else "gradient of " + name
+            return f"the {label} {what} holds {float(arr[idx])!r} at {idx}"
     return None
 
 

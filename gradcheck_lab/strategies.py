@@ -27,9 +27,10 @@ def elements(bound: float = DEFAULT_BOUND, min_magnitude: float = MIN_MAGNITUDE)
     return values.map(lambda v: v if abs(v) >= min_magnitude else 0.0)
 
 
-def arrays(shape: tuple[int, ...], bound: float = DEFAULT_BOUND) -> st.SearchStrategy[np.ndarray]:
-    """A float64 array of ``shape`` with well-conditioned elements."""
-    return hnp.arrays(np.float64, shape, elements=elements(bound))
+def arrays(shape: tuple[int, ...], bound: float = DEFAULT_BOUND,
+           element_strategy: st.SearchStrategy[float] | None = None) -> st.SearchStrategy[np.ndarray]:
+    """A float64 array of ``shape`` with well-conditioned elements (or ``element_strategy``'s)."""
+    return hnp.arrays(np.float64, shape, elements=elements(bound) if element_strategy is None else element_strategy)
 
 
 def sides(max_side: int = 5) -> st.SearchStrategy[int]:
@@ -41,9 +42,10 @@ def shapes(min_dims: int = 1, max_dims: int = 3, max_side: int = 5) -> st.Search
     return hnp.array_shapes(min_dims=min_dims, max_dims=max_dims, min_side=1, max_side=max_side)
 
 
-def input_tuples(shape_list: Sequence[tuple[int, ...]], bound: float = DEFAULT_BOUND) -> st.SearchStrategy[tuple]:
+def input_tuples(shape_list: Sequence[tuple[int, ...]], bound: float = DEFAULT_BOUND,
+                 element_strategy: st.SearchStrategy[float] | None = None) -> st.SearchStrategy[tuple]:
     """A tuple of arrays with the given fixed shapes."""
-    return st.tuples(*(arrays(tuple(s), bound) for s in shape_list))
+    return st.tuples(*(arrays(tuple(s), bound, element_strategy) for s in shape_list))
 
 
 @st.composite

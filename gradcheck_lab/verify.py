@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from gradcheck_lab.check import ReferenceFn, TorchFn, check_gradients
 from gradcheck_lab.devices import resolve_devices
 from gradcheck_lab.dtypes import dtype_name, resolve_dtype
-from gradcheck_lab.errors import GradcheckError, GradientMismatch, InvalidInputError
+from gradcheck_lab.errors import GradcheckError, GradientMismatch, InvalidInputError, NonFiniteError
 from gradcheck_lab.report import Report
 from gradcheck_lab.strategies import DEFAULT_BOUND, input_tuples
 from gradcheck_lab.tolerances import Tolerance
@@ -65,6 +65,7 @@ def verify(
     max_examples: int = 100,
     inputs: st.SearchStrategy[tuple] | None = None,
     bound: float = DEFAULT_BOUND,
+    elements: st.SearchStrategy[float] | None = None,
     rtol: float | None = None,
     atol: float | None = None,
     finite_differences: bool = False,
@@ -74,14 +75,15 @@ def verify(
     """Run :func:`check_gradients` on inputs hypothesis draws, on every device and dtype.
 
     Inputs come from ``inputs`` (a strategy of input tuples) or are drawn for ``shapes`` with
-    elements in ``[-bound, bound]``. On the first failure hypothesis shrinks the example; the
+    elements in ``[-bound, bound]`` (or from ``elements``, e.g. ``st.floats(0.1, 4.0)`` for a
+    function defined for positive inputs only). On the first failure hypothesis shrinks the example; the
     error raised (``GradientMismatch`` or another typed error) is the one for the *minimal*
     counterexample, which ``GradientMismatch.inputs`` holds. ``seed`` fixes the search.
     """
     if inputs is None:
         if shapes is None:
             raise InvalidInputError("verify needs shapes=[...] or inputs=<strategy of input tuples>")
-        inputs = input_tuples([tuple(s) for s in shapes], bound)
+        inputs = input_tuples([tuple(s) for s in shapes], bound, elements)
     device_list = resolve_devices(devices if isinstance(devices, str) else list(devices))
     dtype_list = [resolve_dtype(d) for d in ([dtypes] if isinstance(dtypes, str | torch.dtype) else dtypes)]
     summaries = {(dev, dt): VerifySummary(dev, dtype_name(dt)) for dev in device_list for dt in dtype_list}
@@ -106,6 +108,9 @@ def verify(
     except GradientMismatch as exc:
         raise GradientMismatch(f"{exc}\n  minimal counterexample (after shrinking):\n{_describe(exc.inputs)}",
                                report=exc.report, inputs=exc.inputs) from None
+    except NonFiniteError as exc:
+        raise NonFiniteError(f"{exc}\n  if the function is only defined on part of the line, restrict the inputs: "
+                             "verify(..., elements=st.floats(0.1, 4.0)) or inputs=<strategy>") from None
     except GradcheckError:
         raise
     return VerifyResult(list(summaries.values()))

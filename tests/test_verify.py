@@ -57,3 +57,22 @@ def test_verify_passes_other_typed_errors_through():
 def test_verify_accepts_torch_dtypes_and_a_single_dtype():
     result = gl.verify(cube, torch_cube, shapes=[(2,), (2,)], dtypes=torch.float32, max_examples=3)
     assert result.summaries[0].dtype == "float32"
+
+
+def test_a_domain_restricted_function_needs_and_accepts_an_element_strategy():
+    from hypothesis import strategies as st
+
+    def log_sum(x):
+        return np.sum(np.log(x)), (1 / x,)
+
+    with np.errstate(divide="ignore", invalid="ignore"):
+        with pytest.raises(gl.NonFiniteError, match="elements="):
+            gl.verify(log_sum, lambda t: t.log().sum(), shapes=[(3,)], max_examples=30, seed=0)
+    result = gl.verify(log_sum, lambda t: t.log().sum(), shapes=[(3,)], elements=st.floats(0.1, 4.0),
+                       dtypes=("float64", "float32"), max_examples=30, seed=0)
+    assert all(s.examples > 0 for s in result.summaries)
+
+
+def test_a_python_number_is_one_input():
+    report = gl.check_gradients(lambda x: (x**2, (2 * x,)), lambda t: t**2, 3.0)
+    assert report.passed and report.gradients["'x' (input 0)"].max_abs_error == 0
