@@ -65,12 +65,26 @@ class _NumpySide:
     def step(self, grads: list[np.ndarray]) -> None:
         self.optimizer.step([g.astype(self.np_dtype) for g in grads])
 
+    def current(self) -> list[np.ndarray]:
+        """The parameters as the optimizer holds them now.
+
+        The contract is in-place updates of the arrays it was given; an optimizer that instead
+        rebinds the entries of its own ``params`` list (``self.params[i] = p - lr * g``) is read
+        from that list.
+        """
+        held = getattr(self.optimizer, "params", None)
+        if not isinstance(held, list | tuple) or len(held) != len(self.params):
+            return self.params
+        same_shapes = all(isinstance(h, np.ndarray) and h.shape == p.shape
+                          for h, p in zip(held, self.params, strict=True))
+        return list(held) if same_shapes else self.params
+
     def load_params(self, params: list[np.ndarray]) -> None:
-        for p, value in zip(self.params, params, strict=True):
+        for p, value in zip(self.current(), params, strict=True):
             p[...] = value
 
     def snapshot(self) -> Snapshot:
-        return [p.astype(np.float64) for p in self.params], _state_entries(self.optimizer)
+        return [np.asarray(p, dtype=np.float64) for p in self.current()], _state_entries(self.optimizer)
 
 
 class _TorchSide:

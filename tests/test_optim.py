@@ -369,3 +369,23 @@ def test_free_running_mode_catches_planted_bugs_too(bug):
     with pytest.raises(gl.OptimizerMismatch) as info:
         gl.check_optimizer(_adam(bug), torch_cls, hyper=hyper, steps=50, free_running=True)
     assert info.value.step == first_step
+
+
+class RebindingSGD:
+    """A hand-written style that rebinds ``self.params[i]`` instead of updating in place."""
+
+    def __init__(self, params, lr, momentum=0.0, scale=1.0):
+        self.params, self.lr, self.mu, self.scale, self.buf = params, lr, momentum, scale, {}
+
+    def step(self, grads):
+        for i, g in enumerate(grads):
+            self.buf[i] = g.copy() if i not in self.buf else self.mu * self.buf[i] + g
+            self.params[i] = self.params[i] - self.lr * self.scale * self.buf[i]
+
+
+def test_an_optimizer_that_rebinds_its_params_list_is_read_from_it():
+    assert gl.check_optimizer(RebindingSGD, torch.optim.SGD, hyper={"lr": 0.1, "momentum": 0.9}).passed
+    with pytest.raises(gl.OptimizerMismatch) as info:
+        gl.check_optimizer(lambda params, **h: RebindingSGD(params, scale=1.01, **h), torch.optim.SGD,
+                           hyper={"lr": 0.1, "momentum": 0.9})
+    assert info.value.step == 1
