@@ -159,11 +159,6 @@ for _case in _gradient_cases():
     register(_case)
 
 
-def case_table() -> list[dict[str, Any]]:
-    """One row per case for listings."""
-    return [{"name": c.name, "dtypes": ", ".join(c.dtypes), "description": c.description} for c in CASES.values()]
-
-
 @dataclass(frozen=True)
 class OptimizerCase:
     """A NumPy optimizer and its torch.optim class with the hyperparameters they are checked under."""

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -34,6 +34,11 @@ class Row:
     error: str = ""
 
 
+def _failed_row(case: str, kind: str, device: str, dtype: str, examples: int, start: float, exc: Exception) -> Row:
+    return Row(case, kind, device, dtype, examples, float("nan"), float("nan"), "", False,
+               time.perf_counter() - start, str(exc))
+
+
 def _gradient_row(case: Case, device: str, dtype: str, max_examples: int, seed: int) -> Row:
     start = time.perf_counter()
     try:
@@ -41,8 +46,7 @@ def _gradient_row(case: Case, device: str, dtype: str, max_examples: int, seed: 
                         max_examples=max_examples, finite_differences=True, seed=seed,
                         **case.tolerances.get(dtype, {}))
     except (GradcheckError, AssertionError) as exc:
-        return Row(case.name, "gradient", device, dtype, 0, float("nan"), float("nan"), "", False,
-                   time.perf_counter() - start, str(exc))
+        return _failed_row(case.name, "gradient", device, dtype, 0, start, exc)
     s = result.summaries[0]
     tol = s.tolerance.describe() if s.tolerance else ""
     return Row(case.name, "gradient", device, dtype, s.examples, s.max_abs_error, s.max_rel_error, tol, True,
@@ -57,8 +61,7 @@ def _optimizer_rows(case: OptimizerCase, device: str, dtype: str, seed: int) -> 
         rows.append(Row(case.name, "optimizer", device, dtype, report.steps, report.max_abs_error,
                         report.max_rel_error, report.tolerance.describe(), True, time.perf_counter() - start))
     except (GradcheckError, AssertionError) as exc:
-        rows.append(Row(case.name, "optimizer", device, dtype, case.steps, float("nan"), float("nan"), "", False,
-                        time.perf_counter() - start, str(exc)))
+        rows.append(_failed_row(case.name, "optimizer", device, dtype, case.steps, start, exc))
     start = time.perf_counter()
     try:
         variants = check_torch_implementations(case.torch_cls, hyper=case.hyper, shapes=case.shapes,
@@ -68,36 +71,39 @@ def _optimizer_rows(case: OptimizerCase, device: str, dtype: str, seed: int) -> 
                             report.max_abs_error, report.max_rel_error, report.tolerance.describe(), True,
                             time.perf_counter() - start))
     except (GradcheckError, AssertionError) as exc:
-        rows.append(Row(f"{case.name} [torch variants]", "optimizer", device, dtype, case.steps, float("nan"),
-                        float("nan"), "", False, time.perf_counter() - start, str(exc)))
+        rows.append(_failed_row(f"{case.name} [torch variants]", "optimizer", device, dtype, case.steps, start, exc))
     return rows
+
+
+def _selected(registry: Mapping[str, Case | OptimizerCase], names: Sequence[str] | None, devices: Sequence[str],
+              dtypes: set[str] | None) -> Iterator[tuple[Any, str, str]]:
+    """``(case, device, dtype)`` for every selected case, device and dtype the case supports."""
+    for case in registry.values():
+        if names and case.name not in names:
+            continue
+        for device in devices:
+            for dtype in case.dtypes:
+                if dtypes is None or dtype in dtypes:
+                    yield case, device, dtype
 
 
 def run_verify(devices: Sequence[str], dtypes: Sequence[str] | None, cases: Sequence[str] | None,
                max_examples: int, seed: int, optimizers: bool, progress: Any = None) -> list[Row]:
     """Every selected case on every device and every dtype it supports (or the requested ones)."""
     wanted = None if dtypes is None else {dtype_name(resolve_dtype(d)) for d in dtypes}
-    rows = []
-    for case in CASES.values():
-        if cases and case.name not in cases:
-            continue
-        for device in devices:
-            for dtype in case.dtypes:
-                if wanted is None or dtype in wanted:
-                    rows.append(_gradient_row(case, device, dtype, max_examples, seed))
-                    if progress:
-                        progress(rows[-1])
+    rows: list[Row] = []
+
+    def emit(new_rows: list[Row]) -> None:
+        for row in new_rows:
+            rows.append(row)
+            if progress:
+                progress(row)
+
+    for case, device, dtype in _selected(CASES, cases, devices, wanted):
+        emit([_gradient_row(case, device, dtype, max_examples, seed)])
     if optimizers:
-        for case in OPTIMIZER_CASES.values():
-            if cases and case.name not in cases:
-                continue
-            for device in devices:
-                for dtype in case.dtypes:
-                    if wanted is None or dtype in wanted:
-                        for row in _optimizer_rows(case, device, dtype, seed):
-                            rows.append(row)
-                            if progress:
-                                progress(row)
+        for case, device, dtype in _selected(OPTIMIZER_CASES, cases, devices, wanted):
+            emit(_optimizer_rows(case, device, dtype, seed))
     return rows
 
 

@@ -181,3 +181,13 @@ def test_works_inside_inference_mode():
 def test_tensor_inputs_and_a_bare_array_are_accepted():
     assert gl.check_gradients(square, torch_square, torch.tensor(X)).passed
     assert gl.check_gradients(square, torch_square, X).passed
+
+
+def test_a_report_serializes_to_json():
+    import json
+
+    report = gl.check_gradients(square, torch_square, (X,), dtype="float32", finite_differences=True)
+    data = json.loads(json.dumps(report.to_dict()))
+    assert data["passed"] is True and data["dtype"] == "float32"
+    assert set(data["gradients"]) == {"'x' (input 0)"}
+    assert data["oracle"]["disagreeing"] == [] and data["tolerance"]["rtol"] == report.tolerance.rtol
