@@ -21,7 +21,7 @@ BACKENDS = ["numpy"] + [f"torch-{d}" for d in DEVICES]
 
 
 def _timed(work: bench.Workload, backend: str):
-    sync = bench._sync_for(backend)
+    sync = bench.sync_for(backend)
     if sync is None:
         return work.run
 

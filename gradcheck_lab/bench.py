@@ -200,7 +200,8 @@ class BenchResult:
     machine: dict[str, Any] = field(default_factory=dict)
 
 
-def _sync_for(backend: str) -> Callable[[], None] | None:
+def sync_for(backend: str) -> Callable[[], None] | None:
+    """What to call before reading the clock for ``backend``: CUDA work is asynchronous."""
     if backend.startswith("torch-cuda"):
         device = torch.device(backend.removeprefix("torch-"))
         return lambda: torch.cuda.synchronize(device)
@@ -232,7 +233,7 @@ def run_bench(workloads: Sequence[str], sizes: Sequence[int], devices: Sequence[
                     if progress:
                         progress(f"  skipped: {exc}")
                     continue
-                sync = _sync_for(backend)
+                sync = sync_for(backend)
                 timing = measure(work.run, sync, repeats=repeats)
                 kind = "bandwidth" if work.bytes else "flops"
                 key = (kind, backend, n)

@@ -235,6 +235,35 @@ def check_gradients(
     return report
 
 
+class _ReferenceAtPoint:
+    """The reference's value and condition scale at a point, from one call.
+
+    The oracles ask for both at each point they visit, one right after the other. The last point
+    is kept (so its arrays stay alive) and recognized by identity, not by value.
+    """
+
+    def __init__(self, reference_fn: ReferenceFn) -> None:
+        self.reference_fn = reference_fn
+        self._point: tuple[np.ndarray, ...] = ()
+        self._result: tuple[Any, Sequence[Any]] | None = None
+
+    def _at(self, xs: tuple[np.ndarray, ...]) -> tuple[Any, Sequence[Any]]:
+        same = self._result is not None and len(xs) == len(self._point) and all(
+            a is b for a, b in zip(xs, self._point, strict=True))
+        if not same:
+            self._point, self._result = xs, self.reference_fn(*xs)
+        return self._result
+
+    def value(self, *xs: np.ndarray) -> float:
+        return float(np.asarray(self._at(xs)[0], dtype=np.float64).reshape(()))
+
+    def condition_scale(self, *xs: np.ndarray) -> float:
+        """sum_k <|grad_k|, |x_k|>: the size of the terms whose rounding shows in the value."""
+        grads = self._at(xs)[1]
+        return float(sum(np.sum(np.abs(np.asarray(g, dtype=np.float64)) * np.abs(x))
+                         for g, x in zip(grads, xs, strict=True)))
+
+
 def _oracle_votes(reference_fn: ReferenceFn, inputs: list[np.ndarray], ref_grads: list[np.ndarray],
                   torch_grads: list[np.ndarray], ref_vs_autograd: bool, count: int, seed: int, *,
                   torch_slack: list[np.ndarray], torch_is_float64: bool) -> OracleVotes:
@@ -243,13 +272,8 @@ def _oracle_votes(reference_fn: ReferenceFn, inputs: list[np.ndarray], ref_grads
     The torch side may differ from the float64 truth by its comparison bound, carried through the
     direction: ``sum |bound * v|``. The Taylor test overrules noisy differences for float64 gradients.
     """
-    def value(*xs: np.ndarray) -> float:
-        return float(np.asarray(reference_fn(*xs)[0], dtype=np.float64).reshape(()))
-
-    def condition_scale(*xs: np.ndarray) -> float:
-        _, grads = reference_fn(*xs)
-        return float(sum(np.sum(np.abs(np.asarray(g, dtype=np.float64)) * np.abs(x))
-                         for g, x in zip(grads, xs, strict=True)))
+    reference = _ReferenceAtPoint(reference_fn)
+    value, condition_scale = reference.value, reference.condition_scale
 
     dirs = [numeric.relative_direction(v, inputs)
             for v in numeric.random_directions([x.shape for x in inputs], count, seed)]
@@ -262,10 +286,8 @@ def _oracle_votes(reference_fn: ReferenceFn, inputs: list[np.ndarray], ref_grads
         slack = float(sum(np.sum(b * np.abs(d)) for b, d in zip(torch_slack, v, strict=True)))
         ref_ok &= numeric.fd_agrees(numeric.dot(ref_grads, v), estimate, norm)
         torch_ok &= numeric.fd_agrees(numeric.dot(torch_grads, v), estimate, norm, slack)
-    taylor_ref = numeric.taylor_test(value, inputs, ref_grads, dirs[0], h0=numeric.RELATIVE_TAYLOR_STEP,
-                                     noise=condition_scale)
-    taylor_torch = numeric.taylor_test(value, inputs, torch_grads, dirs[0], h0=numeric.RELATIVE_TAYLOR_STEP,
-                                       noise=condition_scale)
+    taylor_ref, taylor_torch = numeric.taylor_tests(value, inputs, [ref_grads, torch_grads], dirs[0],
+                                                    h0=numeric.RELATIVE_TAYLOR_STEP, noise=condition_scale)
     # Below float64 the torch gradient carries its dtype's error, so its remainder is order 1 at small h.
     torch_taylor_ok = taylor_torch.passed and torch_is_float64
     return OracleVotes(

@@ -86,11 +86,13 @@ def central_difference(f: ValueFn, inputs: Sequence[np.ndarray], direction: Sequ
     """
     h = _step_size(inputs) if h is None else h
 
+    def at(point: list[np.ndarray]) -> tuple[float, float]:
+        value = f(*point)  # value, then noise, at the same point: a caller may evaluate both at once
+        return value, max(abs(value), noise(*point) if noise else 0.0)
+
     def central(step: float) -> tuple[float, float]:
-        up_x, down_x = _along(inputs, direction, step), _along(inputs, direction, -step)
-        up, down = f(*up_x), f(*down_x)
-        scale = max(abs(up), abs(down), *((noise(*up_x), noise(*down_x)) if noise else ()))
-        return (up - down) / (2 * step), scale
+        (up, s_up), (down, s_down) = at(_along(inputs, direction, step)), at(_along(inputs, direction, -step))
+        return (up - down) / (2 * step), max(s_up, s_down)
 
     d_h, s_h = central(h)
     d_half, s_half = central(h / 2)
@@ -135,18 +137,31 @@ def taylor_test(f: ValueFn, inputs: Sequence[np.ndarray], grads: Sequence[np.nda
     leaves :math:`h |\langle g - \nabla f, v \rangle| + O(h^2)`, order 1. No step size has to be chosen
     well: the trend over a range of steps decides.
     """
+    return taylor_tests(f, inputs, [grads], direction, h0=h0, halvings=halvings, noise=noise)[0]
+
+
+def taylor_tests(f: ValueFn, inputs: Sequence[np.ndarray], grad_sets: Sequence[Sequence[np.ndarray]],
+                 direction: Sequence[np.ndarray], *, h0: float | None = None, halvings: int = 8,
+                 noise: NoiseFn | None = None) -> list[TaylorResult]:
+    """:func:`taylor_test` for several candidate gradients along one direction, evaluating ``f`` once per step."""
     f0 = f(*inputs)
     s0 = noise(*inputs) if noise else 0.0
-    predicted = dot(grads, direction)
+    predictions = [dot(grads, direction) for grads in grad_sets]
     h = 1e-2 * max(1.0, max(float(np.max(np.abs(x), initial=0.0)) for x in inputs)) if h0 is None else h0
-    remainders, floors = [], []
+    remainders: list[list[float]] = [[] for _ in predictions]
+    floors: list[list[float]] = [[] for _ in predictions]
     for _ in range(halvings + 1):
         point = _along(inputs, direction, h)
         fh = f(*point)
-        remainders.append(abs(fh - f0 - h * predicted))
-        scale = max(abs(fh), abs(f0), abs(h * predicted), s0, noise(*point) if noise else 0.0)
-        floors.append(256 * _EPS * scale + _UNDERFLOW)
+        s_point = noise(*point) if noise else 0.0
+        for k, predicted in enumerate(predictions):
+            remainders[k].append(abs(fh - f0 - h * predicted))
+            floors[k].append(256 * _EPS * max(abs(fh), abs(f0), abs(h * predicted), s0, s_point) + _UNDERFLOW)
         h /= 2
+    return [_orders(r, fl, halvings) for r, fl in zip(remainders, floors, strict=True)]
+
+
+def _orders(remainders: list[float], floors: list[float], halvings: int) -> TaylorResult:
     orders = []
     for k in range(halvings):
         if remainders[k + 1] > floors[k + 1] and remainders[k] > floors[k]:

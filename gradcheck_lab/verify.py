@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from gradcheck_lab.check import ReferenceFn, TorchFn, check_gradients
 from gradcheck_lab.devices import resolve_devices
 from gradcheck_lab.dtypes import dtype_name, resolve_dtype
-from gradcheck_lab.errors import GradcheckError, GradientMismatch, InvalidInputError, NonFiniteError
+from gradcheck_lab.errors import GradientMismatch, InvalidInputError, NonFiniteError
 from gradcheck_lab.report import Report
 from gradcheck_lab.strategies import DEFAULT_BOUND, input_tuples
 from gradcheck_lab.tolerances import Tolerance
@@ -111,6 +111,4 @@ def verify(
     except NonFiniteError as exc:
         raise NonFiniteError(f"{exc}\n  if the function is only defined on part of the line, restrict the inputs: "
                              "verify(..., elements=st.floats(0.1, 4.0)) or inputs=<strategy>") from None
-    except GradcheckError:
-        raise
     return VerifyResult(list(summaries.values()))
