@@ -10,10 +10,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from gradcheck_lab.reference import models
 
 from gradcheck_lab import bench
 from gradcheck_lab.check import check_gradients
-from reference import models
 
 SIZES = (64, 256)
 DEVICES = ["cpu"] + [f"cuda:{i}" for i in range(torch.cuda.device_count() if torch.cuda.is_available() else 0)]

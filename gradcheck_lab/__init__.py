@@ -1,83 +1,86 @@
-"""gradcheck-lab: prove hand-derived gradients and optimizers agree with torch.autograd and torch.optim."""
+"""gradcheck-lab: prove hand-derived gradients and optimizers agree with torch.autograd and torch.optim.
 
-from gradcheck_lab.cases import (
-    CASES,
-    OPTIMIZER_CASES,
-    Case,
-    OptimizerCase,
-    check_case,
-    check_optimizer_case,
-    register,
-    register_optimizer,
-)
-from gradcheck_lab.check import check_gradients
-from gradcheck_lab.compare import Comparison, compare
-from gradcheck_lab.devices import available_devices, resolve_device, resolve_devices
-from gradcheck_lab.dtypes import resolve_dtype
-from gradcheck_lab.errors import (
-    DeviceError,
-    GradcheckError,
-    GradientMismatch,
-    InvalidInputError,
-    NonFiniteError,
-    OptimizerMismatch,
-    ReferenceContractError,
-    TorchFunctionError,
-    UnknownDtypeError,
-)
-from gradcheck_lab.numeric import central_difference, random_directions, taylor_test
-from gradcheck_lab.optim_check import (
-    OptimizerReport,
-    check_optimizer,
-    check_torch_implementations,
-    gradient_sequence,
-    torch_state_dict,
-)
-from gradcheck_lab.report import OracleVotes, Report
-from gradcheck_lab.tolerances import Tolerance, gradient_tolerance, trajectory_tolerance
-from gradcheck_lab.verify import VerifyResult, VerifySummary, verify
+The package imports lazily: ``import gradcheck_lab`` (and the pytest plugin, which loads in every
+pytest run of an environment it is installed in) costs no torch import until a name below is used.
+``gradcheck_lab.reference`` (the NumPy references) never imports torch at all.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "CASES",
-    "OPTIMIZER_CASES",
-    "Case",
-    "Comparison",
-    "DeviceError",
-    "GradcheckError",
-    "GradientMismatch",
-    "InvalidInputError",
-    "NonFiniteError",
-    "OptimizerCase",
-    "OptimizerMismatch",
-    "OptimizerReport",
-    "OracleVotes",
-    "ReferenceContractError",
-    "Report",
-    "Tolerance",
-    "TorchFunctionError",
-    "UnknownDtypeError",
-    "VerifyResult",
-    "VerifySummary",
-    "available_devices",
-    "central_difference",
-    "check_case",
-    "check_gradients",
-    "check_optimizer",
-    "check_optimizer_case",
-    "check_torch_implementations",
-    "compare",
-    "gradient_sequence",
-    "gradient_tolerance",
-    "random_directions",
-    "register",
-    "register_optimizer",
-    "resolve_device",
-    "resolve_devices",
-    "resolve_dtype",
-    "taylor_test",
-    "torch_state_dict",
-    "trajectory_tolerance",
-    "verify",
-]
+# Each public name and the module that defines it.
+_EXPORTS: dict[str, str] = {
+    **dict.fromkeys(("CASES", "OPTIMIZER_CASES", "Case", "OptimizerCase", "check_case", "check_optimizer_case",
+                     "register", "register_optimizer"), "cases"),
+    "check_gradients": "check",
+    **dict.fromkeys(("Comparison", "compare"), "comparison"),
+    **dict.fromkeys(("available_devices", "resolve_device", "resolve_devices"), "devices"),
+    "resolve_dtype": "dtypes",
+    **dict.fromkeys(("DeviceError", "GradcheckError", "GradientMismatch", "InvalidInputError", "NonFiniteError",
+                     "OptimizerMismatch", "ReferenceContractError", "TorchFunctionError", "UnknownDtypeError"),
+                    "errors"),
+    **dict.fromkeys(("central_difference", "random_directions", "taylor_test"), "numeric"),
+    **dict.fromkeys(("OptimizerReport", "check_optimizer", "check_torch_implementations", "gradient_sequence",
+                     "torch_state_dict"), "optim_check"),
+    **dict.fromkeys(("OracleVotes", "Report"), "report"),
+    **dict.fromkeys(("Tolerance", "gradient_tolerance", "trajectory_tolerance"), "tolerances"),
+    **dict.fromkeys(("VerifyResult", "VerifySummary", "verify"), "search"),
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'gradcheck_lab' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"gradcheck_lab.{module}"), name)
+    globals()[name] = value  # the next access skips __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
+
+if TYPE_CHECKING:  # the eager imports, for type checkers and IDEs
+    from gradcheck_lab.cases import (
+        CASES,
+        OPTIMIZER_CASES,
+        Case,
+        OptimizerCase,
+        check_case,
+        check_optimizer_case,
+        register,
+        register_optimizer,
+    )
+    from gradcheck_lab.check import check_gradients
+    from gradcheck_lab.comparison import Comparison, compare
+    from gradcheck_lab.devices import available_devices, resolve_device, resolve_devices
+    from gradcheck_lab.dtypes import resolve_dtype
+    from gradcheck_lab.errors import (
+        DeviceError,
+        GradcheckError,
+        GradientMismatch,
+        InvalidInputError,
+        NonFiniteError,
+        OptimizerMismatch,
+        ReferenceContractError,
+        TorchFunctionError,
+        UnknownDtypeError,
+    )
+    from gradcheck_lab.numeric import central_difference, random_directions, taylor_test
+    from gradcheck_lab.optim_check import (
+        OptimizerReport,
+        check_optimizer,
+        check_torch_implementations,
+        gradient_sequence,
+        torch_state_dict,
+    )
+    from gradcheck_lab.report import OracleVotes, Report
+    from gradcheck_lab.search import VerifyResult, VerifySummary, verify
+    from gradcheck_lab.tolerances import Tolerance, gradient_tolerance, trajectory_tolerance

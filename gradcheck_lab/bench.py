@@ -27,10 +27,10 @@ import torch
 from gradcheck_lab.devices import resolve_devices
 from gradcheck_lab.dtypes import resolve_dtype
 from gradcheck_lab.machine import machine_info
-from reference import linear as ref_linear
-from reference import models
-from reference import optim as ref_optim
-from reference.activations import sigmoid, sigmoid_backward
+from gradcheck_lab.reference import linear as ref_linear
+from gradcheck_lab.reference import models
+from gradcheck_lab.reference import optim as ref_optim
+from gradcheck_lab.reference.activations import sigmoid, sigmoid_backward
 
 WORKLOADS = ("linear", "sigmoid_mse", "mlp", "adam")
 QUICK_SIZES = (16, 64, 256, 1024)

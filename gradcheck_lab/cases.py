@@ -19,12 +19,12 @@ from gradcheck_lab import strategies as gst
 from gradcheck_lab.check import ReferenceFn, TorchFn, check_gradients
 from gradcheck_lab.dtypes import FLOAT_DTYPES, dtype_name, resolve_dtype
 from gradcheck_lab.optim_check import OptimizerReport, check_optimizer
+from gradcheck_lab.reference import linear as ref_linear
+from gradcheck_lab.reference import losses as ref_losses
+from gradcheck_lab.reference import models, tutorial
+from gradcheck_lab.reference import optim as ref_optim
+from gradcheck_lab.reference.activations import sigmoid, sigmoid_backward
 from gradcheck_lab.report import Report
-from reference import linear as ref_linear
-from reference import losses as ref_losses
-from reference import models, tutorial
-from reference import optim as ref_optim
-from reference.activations import sigmoid, sigmoid_backward
 
 ALL_DTYPES = tuple(FLOAT_DTYPES)
 

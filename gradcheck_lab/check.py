@@ -12,7 +12,7 @@ import torch
 
 from gradcheck_lab import numeric
 from gradcheck_lab._torch_state import preserved_torch_state
-from gradcheck_lab.compare import Comparison, allowed_error, compare, finite_or_zero
+from gradcheck_lab.comparison import Comparison, allowed_error, compare, finite_or_zero
 from gradcheck_lab.devices import resolve_device
 from gradcheck_lab.dtypes import dtype_name, resolve_dtype, round_to_dtype
 from gradcheck_lab.errors import (

@@ -16,7 +16,7 @@ from gradcheck_lab.dtypes import dtype_name, resolve_dtype
 from gradcheck_lab.errors import GradcheckError
 from gradcheck_lab.machine import machine_info
 from gradcheck_lab.optim_check import check_torch_implementations
-from gradcheck_lab.verify import verify
+from gradcheck_lab.search import verify
 
 
 @dataclass

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from gradcheck_lab._torch_state import preserved_torch_state
-from gradcheck_lab.compare import Comparison, compare, finite_or_zero
+from gradcheck_lab.comparison import Comparison, compare, finite_or_zero
 from gradcheck_lab.devices import resolve_device
 from gradcheck_lab.dtypes import dtype_name, resolve_dtype, round_to_dtype
 from gradcheck_lab.errors import InvalidInputError, OptimizerMismatch

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from gradcheck_lab.compare import Comparison
+from gradcheck_lab.comparison import Comparison
 from gradcheck_lab.tolerances import Tolerance
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from reference._arrays import as_float
+from ._arrays import as_float
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from reference._arrays import as_float
+from ._arrays import as_float
 
 
 def linear(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None) -> np.ndarray:

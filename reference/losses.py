@@ -6,7 +6,7 @@ from typing import Literal
 
 import numpy as np
 
-from reference._arrays import as_float
+from ._arrays import as_float
 
 Reduction = Literal["mean", "sum"]
 

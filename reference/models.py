@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from reference._arrays import as_float, sum_to_shape
-from reference.activations import sigmoid, sigmoid_backward
-from reference.linear import linear, linear_backward
-from reference.losses import mse, mse_backward
+from ._arrays import as_float, sum_to_shape
+from .activations import sigmoid, sigmoid_backward
+from .linear import linear, linear_backward
+from .losses import mse, mse_backward
 
 
 def linear_regression(

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from reference._arrays import as_float
+from ._arrays import as_float
 
 
 def mean_of_squares(x: np.ndarray) -> tuple[np.ndarray, tuple[np.ndarray]]:

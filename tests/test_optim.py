@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from gradcheck_lab.reference import optim
 from hypothesis import given
 from hypothesis import strategies as st
 
 import gradcheck_lab as gl
-from reference import optim
 
 
 @pytest.mark.parametrize("name", sorted(gl.OPTIMIZER_CASES))

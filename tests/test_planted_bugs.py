@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from gradcheck_lab.reference import linear, losses, models
+from gradcheck_lab.reference.activations import sigmoid, sigmoid_backward
 
 import gradcheck_lab as gl
 from gradcheck_lab.strategies import same_shape
-from reference import linear, losses, models
-from reference.activations import sigmoid, sigmoid_backward
 
 rng = np.random.default_rng(7)
 

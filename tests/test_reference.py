@@ -9,14 +9,15 @@ import warnings
 
 import numpy as np
 import pytest
+from gradcheck_lab.reference import activations, linear, losses, models, optim, tutorial
 from hypothesis import given
 
 from gradcheck_lab.strategies import arrays, shapes
-from reference import activations, linear, losses, models, optim, tutorial
 
 
 def test_importing_reference_does_not_import_torch():
-    code = ("import sys, reference, reference.optim, reference.models, reference.tutorial; "
+    code = ("import sys, gradcheck_lab.reference, gradcheck_lab.reference.optim, gradcheck_lab.reference.models, "
+            "gradcheck_lab.reference.tutorial; "
             "assert 'torch' not in sys.modules, 'torch was imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
 

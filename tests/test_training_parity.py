@@ -8,9 +8,9 @@ import weakref
 import numpy as np
 import pytest
 import torch
+from gradcheck_lab.reference import models, optim
 
 import gradcheck_lab as gl
-from reference import models, optim
 
 F64 = torch.float64
 
