@@ -33,9 +33,11 @@ ALL_DTYPES = tuple(FLOAT_DTYPES)
 class Case:
     """A reference/torch pair with the inputs it is checked on.
 
-    ``inputs`` is a hypothesis strategy of input tuples (float64); ``dtypes`` the dtypes it
-    supports; ``tolerances`` optional per-dtype ``{"rtol": ..., "atol": ...}`` overrides,
-    each with a reason in ``description``.
+    ``inputs`` is a hypothesis strategy of input tuples (float64, or integer for data);
+    ``dtypes`` the dtypes it supports; ``tolerances`` optional per-dtype
+    ``{"rtol": ..., "atol": ...}`` overrides, each with a reason in ``description``;
+    ``constants`` the indices of data inputs (labels, targets, masks: see ``check_gradients``);
+    ``options`` further keyword arguments for ``check_gradients`` (``kinks=...``, say).
     """
 
     name: str
@@ -45,6 +47,12 @@ class Case:
     dtypes: tuple[str, ...] = ALL_DTYPES
     tolerances: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     description: str = ""
+    constants: tuple[int, ...] = ()
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    def check_options(self, dtype: str) -> dict[str, Any]:
+        """The keyword arguments ``check_gradients`` takes for this case in ``dtype``."""
+        return {"constants": self.constants, **self.options, **self.tolerances.get(dtype, {})}
 
 
 CASES: dict[str, Case] = {}
@@ -73,8 +81,7 @@ def check_case(case: Case | str, inputs: Any, *, device: str | torch.device = "c
                dtype: str | torch.dtype = "float64", **kwargs: Any) -> Report:
     """:func:`check_gradients` for a registered case (by object or name), with its tolerance overrides."""
     case = get_case(case)
-    name = dtype_name(resolve_dtype(dtype))
-    options = {**case.tolerances.get(name, {}), **kwargs}
+    options = {**case.check_options(dtype_name(resolve_dtype(dtype))), **kwargs}
     return check_gradients(case.reference, case.torch_fn, inputs, device=device, dtype=dtype, **options)
 
 

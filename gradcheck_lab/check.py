@@ -52,19 +52,44 @@ def as_input_tuple(inputs: Any) -> tuple[Any, ...]:
     raise InvalidInputError(f"inputs must be a tuple of NumPy arrays, got {type(inputs).__name__}")
 
 
-def prepare_inputs(inputs: Any, dtype: torch.dtype, names: Sequence[str] | None = None) -> list[np.ndarray]:
-    """Validate the inputs and return float64 copies rounded to ``dtype``. The caller's arrays are not touched."""
+def constant_indices(constants: Sequence[int], count: int) -> frozenset[int]:
+    """Validate ``constants=`` (indices of data inputs, negative ones from the end) against ``count`` inputs."""
+    if isinstance(constants, int | np.integer):
+        constants = (int(constants),)
+    indices = set()
+    for k in constants:
+        if not isinstance(k, int | np.integer) or isinstance(k, bool):
+            raise InvalidInputError(f"constants= holds {k!r}: give input indices (integers)")
+        if not -count <= k < count:
+            raise InvalidInputError(f"constants= holds index {k}, but there are {count} input(s)")
+        indices.add(int(k) % count)
+    if len(indices) == count:
+        raise InvalidInputError("every input is in constants=: at least one input must be differentiated")
+    return frozenset(indices)
+
+
+def prepare_inputs(inputs: Any, dtype: torch.dtype, names: Sequence[str] | None = None,
+                   constants: frozenset[int] = frozenset()) -> list[np.ndarray]:
+    """Validate the inputs and return copies: float64 rounded to ``dtype``. The caller's arrays are not touched.
+
+    Data inputs (indices in ``constants``) may also be integer or boolean arrays, kept exact; floating
+    data is rounded to ``dtype`` like every other input, since the torch side sees it in ``dtype``.
+    """
     inputs = as_input_tuple(inputs)
     names = names or [f"input {k}" for k in range(len(inputs))]
     rounded = []
-    for name, x in zip(names, inputs, strict=True):
+    for k, (name, x) in enumerate(zip(names, inputs, strict=True)):
         arr = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+        if k in constants and arr.dtype.kind in "iub":
+            rounded.append(np.array(arr, copy=True))
+            continue
         if arr.dtype.kind in "iub":
             raise InvalidInputError(
-                f"{name} has {arr.dtype} dtype: gradients need floating inputs (cast it, e.g. x.astype(np.float64))")
+                f"{name} has {arr.dtype} dtype: gradients need floating inputs (cast it, e.g. x.astype(np.float64),"
+                " or pass its index in constants= if it is data such as labels)")
         if arr.dtype.kind != "f":
             raise InvalidInputError(f"{name} has unsupported dtype {arr.dtype}: only real floating arrays are checked")
-        if arr.size == 0:
+        if arr.size == 0 and k not in constants:
             raise InvalidInputError(f"{name} is empty (shape {arr.shape}): there is nothing to differentiate")
         if not np.all(np.isfinite(arr)):
             bad = tuple(int(i) for i in np.argwhere(~np.isfinite(arr))[0])
@@ -83,8 +108,13 @@ class _Side:
     grads: list[np.ndarray]
 
 
-def run_reference(reference_fn: ReferenceFn, inputs: Sequence[np.ndarray], names: Sequence[str]) -> _Side:
-    """Call the reference on float64 copies and validate that it returned ``(value, grads)``."""
+def run_reference(reference_fn: ReferenceFn, inputs: Sequence[np.ndarray], names: Sequence[str],
+                  constants: frozenset[int] = frozenset()) -> _Side:
+    """Call the reference on copies and validate that it returned ``(value, grads)``.
+
+    ``grads`` holds one gradient per input, or one per non-constant input; the entries of constant
+    inputs are ignored (None is fine there). ``_Side.grads`` lists the non-constant inputs' gradients.
+    """
     result = reference_fn(*(x.copy() for x in inputs))
     if not isinstance(result, tuple | list) or len(result) != 2:
         raise ReferenceContractError(
@@ -94,29 +124,44 @@ def run_reference(reference_fn: ReferenceFn, inputs: Sequence[np.ndarray], names
     value = np.asarray(value, dtype=np.float64)
     if value.size != 1:
         raise ReferenceContractError(f"the reference's value must be a scalar, got shape {value.shape}")
-    if isinstance(grads, np.ndarray) and len(inputs) == 1:
+    variables = [k for k in range(len(inputs)) if k not in constants]
+    if isinstance(grads, np.ndarray) and len(variables) == 1:
         grads = (grads,)
     if not isinstance(grads, tuple | list):
         raise ReferenceContractError(f"the reference's grads must be a tuple of arrays, got {type(grads).__name__}")
-    if len(grads) != len(inputs):
+    if len(grads) == len(inputs):
+        grads = [grads[k] for k in variables]
+    elif len(grads) != len(variables):
+        expected = f"{len(inputs)}" + (f" (or {len(variables)}, leaving out constants)" if constants else "")
         raise ReferenceContractError(
-            f"the reference returned {len(grads)} gradient(s) for {len(inputs)} input(s): one per input is needed")
+            f"the reference returned {len(grads)} gradient(s) for {len(inputs)} input(s): {expected} are needed")
     checked = []
-    for name, x, g in zip(names, inputs, grads, strict=True):
+    for k, g in zip(variables, grads, strict=True):
         if g is None:
-            raise ReferenceContractError(f"the reference returned None as the gradient of {name}")
+            raise ReferenceContractError(f"the reference returned None as the gradient of {names[k]}")
         g = np.asarray(g, dtype=np.float64)
-        if g.shape != x.shape:
+        if g.shape != inputs[k].shape:
             raise ReferenceContractError(
-                f"the reference's gradient of {name} has shape {g.shape}, the input has {x.shape}")
+                f"the reference's gradient of {names[k]} has shape {g.shape}, the input has {inputs[k].shape}")
         checked.append(g)
     return _Side(value.reshape(()), checked)
 
 
+def _leaf(x: np.ndarray, constant: bool, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    if constant:
+        return torch.tensor(x, device=device) if x.dtype.kind in "iub" else torch.tensor(x, dtype=dtype, device=device)
+    return torch.tensor(x, dtype=dtype, device=device, requires_grad=True)
+
+
 def run_torch(torch_fn: TorchFn, inputs: Sequence[np.ndarray], names: Sequence[str],
-              device: torch.device, dtype: torch.dtype) -> _Side:
-    """Run ``torch_fn`` with autograd on fresh leaf tensors and return its value and gradients in float64."""
-    leaves = [torch.tensor(x, dtype=dtype, device=device, requires_grad=True) for x in inputs]
+              device: torch.device, dtype: torch.dtype, constants: frozenset[int] = frozenset()) -> _Side:
+    """Run ``torch_fn`` with autograd on fresh tensors and return its value and gradients in float64.
+
+    Constant inputs are tensors without ``requires_grad`` (integer data keeps its integer dtype);
+    the gradients returned are those of the other inputs, in order.
+    """
+    leaves = [_leaf(x, k in constants, device, dtype) for k, x in enumerate(inputs)]
+    variables = [k for k in range(len(inputs)) if k not in constants]
     out = torch_fn(*leaves)
     if not isinstance(out, torch.Tensor):
         raise TorchFunctionError(f"the torch function must return a tensor, got {type(out).__name__}")
@@ -126,16 +171,18 @@ def run_torch(torch_fn: TorchFn, inputs: Sequence[np.ndarray], names: Sequence[s
             "e.g. with .sum() or a weighted sum against an upstream gradient")
     if not out.requires_grad:
         raise TorchFunctionError("the torch function's output does not depend on any input (it has no grad_fn)")
-    grads = torch.autograd.grad(out.reshape(()), leaves, allow_unused=True)
-    for name, g in zip(names, grads, strict=True):
+    grads = torch.autograd.grad(out.reshape(()), [leaves[k] for k in variables], allow_unused=True)
+    for k, g in zip(variables, grads, strict=True):
         if g is None:
-            raise TorchFunctionError(f"the torch function does not depend on {name}: autograd gave it no gradient")
+            raise TorchFunctionError(
+                f"the torch function does not depend on {names[k]}: autograd gave it no gradient "
+                "(if it is data, such as labels or a mask, pass its index in constants=)")
     return _Side(out.detach().double().cpu().numpy().reshape(()),
                  [g.detach().double().cpu().numpy() for g in grads])
 
 
 def _float64_run(torch_fn: TorchFn, inputs: Sequence[np.ndarray], names: Sequence[str],
-                 device: torch.device) -> _Side | None:
+                 device: torch.device, constants: frozenset[int]) -> _Side | None:
     """The torch function in float64 on the same rounded inputs: the yardstick for its own rounding noise.
 
     None where it cannot run in float64 (a kernel written for one dtype, or MPS, which has no float64).
@@ -143,7 +190,7 @@ def _float64_run(torch_fn: TorchFn, inputs: Sequence[np.ndarray], names: Sequenc
     if device.type == "mps":
         device = torch.device("cpu")
     try:
-        side = run_torch(torch_fn, inputs, names, device, torch.float64)
+        side = run_torch(torch_fn, inputs, names, device, torch.float64, constants)
     except Exception:
         return None
     finite = all(np.all(np.isfinite(a)) for a in (side.value, *side.grads))
@@ -173,6 +220,7 @@ def check_gradients(
     seed: int = 0,
     allow_nonfinite: bool = False,
     tf32: bool = False,
+    constants: Sequence[int] = (),
 ) -> Report:
     """Check a hand-derived gradient against torch.autograd on ``device`` in ``dtype``.
 
@@ -189,29 +237,33 @@ def check_gradients(
     torch_dtype = resolve_dtype(dtype)
     torch_device = resolve_device(device)
     original = as_input_tuple(inputs)
-    names = input_names(reference_fn, len(original))
-    rounded = prepare_inputs(original, torch_dtype, names)
-    reference = run_reference(reference_fn, rounded, names)
+    all_names = input_names(reference_fn, len(original))
+    fixed = constant_indices(constants, len(original))
+    rounded = prepare_inputs(original, torch_dtype, all_names, fixed)
+    variables = [k for k in range(len(rounded)) if k not in fixed]
+    names = [all_names[k] for k in variables]
+    reference = run_reference(reference_fn, rounded, all_names, fixed)
     with preserved_torch_state(torch_device, tf32=tf32):
         rng = torch.get_rng_state()
-        autograd = run_torch(torch_fn, rounded, names, torch_device, torch_dtype)
+        autograd = run_torch(torch_fn, rounded, all_names, torch_device, torch_dtype, fixed)
         noise_run = None
         if torch_dtype != torch.float64:
             torch.set_rng_state(rng)
-            noise_run = _float64_run(torch_fn, rounded, names, torch_device)
+            noise_run = _float64_run(torch_fn, rounded, all_names, torch_device, fixed)
     if not allow_nonfinite:
         for side, label in ((reference, "reference"), (autograd, "torch")):
             problem = _nonfinite_problem(side, label, names)
             if problem:
                 raise NonFiniteError(problem + " (pass allow_nonfinite=True to require matching non-finite values)")
 
-    tol = gradient_tolerance(torch_dtype, rtol=rtol, atol=atol, numel=max(x.size for x in rounded), tf32=tf32)
+    tol = gradient_tolerance(torch_dtype, rtol=rtol, atol=atol, numel=max(rounded[k].size for k in variables),
+                             tf32=tf32)
     if noise_run is None and torch_dtype != torch.float64:
         tol = without_measured_noise(tol)
     grad_scale = max(float(np.max(np.abs(finite_or_zero(g)), initial=0.0))
                      for g in (*reference.grads, *autograd.grads))
-    condition = sum(float(np.sum(np.abs(finite_or_zero(g)) * np.abs(x)))
-                    for g, x in zip(reference.grads, rounded, strict=True))
+    condition = sum(float(np.sum(np.abs(finite_or_zero(g)) * np.abs(rounded[k])))
+                    for g, k in zip(reference.grads, variables, strict=True))
     value_cmp = compare(reference.value, autograd.value, tol, global_scale=condition,
                         noise=None if noise_run is None else np.abs(noise_run.value - autograd.value),
                         allow_nonfinite=allow_nonfinite)
@@ -226,7 +278,7 @@ def check_gradients(
         torch_slack = [allowed_error(e, a, tol, global_scale=grad_scale,
                                      noise=None if noise_run is None else np.abs(noise_run.grads[k] - a))
                        for k, (e, a) in enumerate(zip(reference.grads, autograd.grads, strict=True))]
-        oracle = _oracle_votes(reference_fn, rounded, reference.grads, autograd.grads,
+        oracle = _oracle_votes(reference_fn, rounded, variables, reference.grads, autograd.grads,
                                all(c.passed for c in grad_cmps.values()), directions, seed,
                                torch_slack=torch_slack, torch_is_float64=noise_run is None)
     report = _build_report(torch_device, torch_dtype, tol, value_cmp, grad_cmps, oracle)
@@ -236,14 +288,16 @@ def check_gradients(
 
 
 class _ReferenceAtPoint:
-    """The reference's value and condition scale at a point, from one call.
+    """The reference's value and condition scale at a point of the non-constant inputs, from one call.
 
     The oracles ask for both at each point they visit, one right after the other. The last point
-    is kept (so its arrays stay alive) and recognized by identity, not by value.
+    is kept (so its arrays stay alive) and recognized by identity, not by value. Constant inputs
+    are passed through unperturbed, and every call gets its own copies.
     """
 
-    def __init__(self, reference_fn: ReferenceFn) -> None:
+    def __init__(self, reference_fn: ReferenceFn, all_inputs: Sequence[np.ndarray], variables: Sequence[int]) -> None:
         self.reference_fn = reference_fn
+        self.all_inputs, self.variables = list(all_inputs), list(variables)
         self._point: tuple[np.ndarray, ...] = ()
         self._result: tuple[Any, Sequence[Any]] | None = None
 
@@ -251,7 +305,15 @@ class _ReferenceAtPoint:
         same = self._result is not None and len(xs) == len(self._point) and all(
             a is b for a, b in zip(xs, self._point, strict=True))
         if not same:
-            self._point, self._result = xs, self.reference_fn(*xs)
+            full = [x.copy() for x in self.all_inputs]
+            for k, x in zip(self.variables, xs, strict=True):
+                full[k] = x.copy()
+            value, grads = self.reference_fn(*full)
+            if isinstance(grads, np.ndarray):
+                grads = (grads,)
+            if len(grads) == len(full) and len(full) != len(self.variables):
+                grads = [grads[k] for k in self.variables]
+            self._point, self._result = xs, (value, grads)
         return self._result
 
     def value(self, *xs: np.ndarray) -> float:
@@ -264,7 +326,8 @@ class _ReferenceAtPoint:
                          for g, x in zip(grads, xs, strict=True)))
 
 
-def _oracle_votes(reference_fn: ReferenceFn, inputs: list[np.ndarray], ref_grads: list[np.ndarray],
+def _oracle_votes(reference_fn: ReferenceFn, all_inputs: list[np.ndarray], variables: list[int],
+                  ref_grads: list[np.ndarray],
                   torch_grads: list[np.ndarray], ref_vs_autograd: bool, count: int, seed: int, *,
                   torch_slack: list[np.ndarray], torch_is_float64: bool) -> OracleVotes:
     """Vote with finite differences of the float64 reference value along relative random directions.
@@ -272,8 +335,9 @@ def _oracle_votes(reference_fn: ReferenceFn, inputs: list[np.ndarray], ref_grads
     The torch side may differ from the float64 truth by its comparison bound, carried through the
     direction: ``sum |bound * v|``. The Taylor test overrules noisy differences for float64 gradients.
     """
-    reference = _ReferenceAtPoint(reference_fn)
-    value, condition_scale = reference.value, reference.condition_scale
+    at_point = _ReferenceAtPoint(reference_fn, all_inputs, variables)
+    value, condition_scale = at_point.value, at_point.condition_scale
+    inputs = [all_inputs[k] for k in variables]
 
     dirs = [numeric.relative_direction(v, inputs)
             for v in numeric.random_directions([x.shape for x in inputs], count, seed)]

@@ -44,7 +44,7 @@ def _gradient_row(case: Case, device: str, dtype: str, max_examples: int, seed: 
     try:
         result = verify(case.reference, case.torch_fn, inputs=case.inputs, devices=[device], dtypes=[dtype],
                         max_examples=max_examples, finite_differences=True, seed=seed,
-                        **case.tolerances.get(dtype, {}))
+                        **case.check_options(dtype))
     except (GradcheckError, AssertionError) as exc:
         return _failed_row(case.name, "gradient", device, dtype, 0, start, exc)
     s = result.summaries[0]
