@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -10,20 +11,23 @@ from typing import Any
 import numpy as np
 import torch
 
-from gradcheck_lab import numeric
 from gradcheck_lab._torch_state import preserved_torch_state
-from gradcheck_lab.comparison import Comparison, allowed_error, compare, finite_or_zero
+from gradcheck_lab.comparison import allowed_error, finite_or_zero
 from gradcheck_lab.devices import resolve_device
 from gradcheck_lab.dtypes import dtype_name, resolve_dtype, round_to_dtype
 from gradcheck_lab.errors import (
     GradientMismatch,
+    InconclusiveWarning,
     InvalidInputError,
     NonFiniteError,
     ReferenceContractError,
+    ReferenceMutationWarning,
     TorchFunctionError,
 )
-from gradcheck_lab.report import OracleVotes, Report
-from gradcheck_lab.tolerances import Tolerance, gradient_tolerance, without_measured_noise
+from gradcheck_lab.judging import Judge, KinkFinding, examine_kinks, oracle_votes
+from gradcheck_lab.report import OracleVotes, Report, Verdict, mismatch_message
+from gradcheck_lab.rounding import rounding_floor
+from gradcheck_lab.tolerances import gradient_tolerance, math_tolerance, perturbation_size
 
 ReferenceFn = Callable[..., tuple[Any, Sequence[Any]]]
 TorchFn = Callable[..., torch.Tensor]
@@ -104,8 +108,18 @@ def prepare_inputs(inputs: Any, dtype: torch.dtype, names: Sequence[str] | None 
 
 @dataclass(frozen=True)
 class _Side:
+    """One side's results: the scalar value and the gradients of the non-constant inputs, in float64.
+
+    ``low_precision`` names results the function returned below float64 (a reference computing in float32).
+    """
+
     value: np.ndarray
     grads: list[np.ndarray]
+    low_precision: tuple[str, ...] = ()
+    mutated: tuple[str, ...] = ()
+
+    def results(self) -> list[np.ndarray]:
+        return [self.value, *self.grads]
 
 
 def run_reference(reference_fn: ReferenceFn, inputs: Sequence[np.ndarray], names: Sequence[str],
@@ -115,12 +129,16 @@ def run_reference(reference_fn: ReferenceFn, inputs: Sequence[np.ndarray], names
     ``grads`` holds one gradient per input, or one per non-constant input; the entries of constant
     inputs are ignored (None is fine there). ``_Side.grads`` lists the non-constant inputs' gradients.
     """
-    result = reference_fn(*(x.copy() for x in inputs))
+    copies = [np.array(x, copy=True) for x in inputs]
+    result = reference_fn(*copies)
+    mutated = tuple(names[k] for k, (c, x) in enumerate(zip(copies, inputs, strict=True))
+                    if c.shape != x.shape or not np.array_equal(c, x))
     if not isinstance(result, tuple | list) or len(result) != 2:
         raise ReferenceContractError(
             f"the reference must return (value, grads), got {type(result).__name__}"
             + (f" of length {len(result)}" if isinstance(result, tuple | list) else ""))
     value, grads = result
+    low = ["value"] if _below_float64(value) else []
     value = np.asarray(value, dtype=np.float64)
     if value.size != 1:
         raise ReferenceContractError(f"the reference's value must be a scalar, got shape {value.shape}")
@@ -139,12 +157,19 @@ def run_reference(reference_fn: ReferenceFn, inputs: Sequence[np.ndarray], names
     for k, g in zip(variables, grads, strict=True):
         if g is None:
             raise ReferenceContractError(f"the reference returned None as the gradient of {names[k]}")
+        if _below_float64(g):
+            low.append(names[k])
         g = np.asarray(g, dtype=np.float64)
         if g.shape != inputs[k].shape:
             raise ReferenceContractError(
                 f"the reference's gradient of {names[k]} has shape {g.shape}, the input has {inputs[k].shape}")
         checked.append(g)
-    return _Side(value.reshape(()), checked)
+    return _Side(value.reshape(()), checked, tuple(low), mutated)
+
+
+def _below_float64(x: Any) -> bool:
+    dtype = getattr(x, "dtype", None)
+    return dtype is not None and np.dtype(dtype).kind == "f" and np.dtype(dtype).itemsize < 8
 
 
 def _leaf(x: np.ndarray, constant: bool, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
@@ -181,20 +206,80 @@ def run_torch(torch_fn: TorchFn, inputs: Sequence[np.ndarray], names: Sequence[s
                  [g.detach().double().cpu().numpy() for g in grads])
 
 
-def _float64_run(torch_fn: TorchFn, inputs: Sequence[np.ndarray], names: Sequence[str],
-                 device: torch.device, constants: frozenset[int]) -> _Side | None:
-    """The torch function in float64 on the same rounded inputs: the yardstick for its own rounding noise.
 
-    None where it cannot run in float64 (a kernel written for one dtype, or MPS, which has no float64).
+
+class _Runner:
+    """Runs both sides at any point of the inputs: the main results, and the re-runs the verdict needs.
+
+    Every call gets its own copies; torch calls start from the same RNG state (a function that draws
+    random numbers sees the same stream each time) and float64 runs use float64 as torch's default dtype.
     """
-    if device.type == "mps":
-        device = torch.device("cpu")
-    try:
-        side = run_torch(torch_fn, inputs, names, device, torch.float64, constants)
-    except Exception:
-        return None
-    finite = all(np.all(np.isfinite(a)) for a in (side.value, *side.grads))
-    return side if finite else None
+
+    def __init__(self, reference_fn: ReferenceFn, torch_fn: TorchFn, names: Sequence[str],
+                 fixed: frozenset[int], device: torch.device) -> None:
+        self.reference_fn, self.torch_fn = reference_fn, torch_fn
+        self.names, self.fixed, self.device = list(names), fixed, device
+        self.rng_state = torch.get_rng_state()
+        self.cuda_rng_state = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+        self.float64_ok = True
+
+    def _reset_rng(self) -> None:
+        torch.set_rng_state(self.rng_state)
+        if self.cuda_rng_state is not None:
+            torch.cuda.set_rng_state(self.cuda_rng_state, self.device)
+
+    def reference(self, point: Sequence[np.ndarray]) -> _Side:
+        return run_reference(self.reference_fn, point, self.names, self.fixed)
+
+    def torch(self, point: Sequence[np.ndarray], dtype: torch.dtype) -> _Side:
+        self._reset_rng()
+        device = torch.device("cpu") if (dtype == torch.float64 and self.device.type == "mps") else self.device
+        default = torch.get_default_dtype()
+        if dtype == torch.float64 and default != torch.float64:
+            torch.set_default_dtype(torch.float64)
+        try:
+            return run_torch(self.torch_fn, point, self.names, device, dtype, self.fixed)
+        finally:
+            if torch.get_default_dtype() != default:
+                torch.set_default_dtype(default)
+
+    def torch_float64(self, point: Sequence[np.ndarray]) -> _Side | None:
+        """torch in float64 on ``point``, or None where the function cannot run in float64 (or is not finite)."""
+        if not self.float64_ok:
+            return None
+        try:
+            side = self.torch(point, torch.float64)
+        except Exception:
+            self.float64_ok = False
+            return None
+        return side if all(np.all(np.isfinite(r)) for r in side.results()) else None
+
+    def results_float64(self, point: list[np.ndarray]) -> list[np.ndarray] | None:
+        side = self.torch_float64(point)
+        return None if side is None else side.results()
+
+    def results_reference(self, point: list[np.ndarray]) -> list[np.ndarray] | None:
+        try:
+            return self.reference(point).results()
+        except Exception:
+            return None
+
+    def value(self, point: list[np.ndarray]) -> float:
+        """The float64 value at ``point``: torch's forward without autograd, or the reference's value."""
+        if self.float64_ok:
+            self._reset_rng()
+            leaves = [torch.tensor(x, device=self.device) if k in self.fixed and x.dtype.kind in "iub"
+                      else torch.tensor(x, dtype=torch.float64, device=self.device) for k, x in enumerate(point)]
+            default = torch.get_default_dtype()
+            torch.set_default_dtype(torch.float64)
+            try:
+                with torch.no_grad():
+                    return float(self.torch_fn(*leaves).reshape(()))
+            except Exception:
+                self.float64_ok = False
+            finally:
+                torch.set_default_dtype(default)
+        return float(self.reference(point).value)
 
 
 def _nonfinite_problem(side: _Side, label: str, names: Sequence[str]) -> str | None:
@@ -202,8 +287,13 @@ def _nonfinite_problem(side: _Side, label: str, names: Sequence[str]) -> str | N
         if not np.all(np.isfinite(arr)):
             idx = tuple(int(i) for i in np.argwhere(~np.isfinite(arr))[0]) if arr.ndim else ()
             what = "value" if name == "value" else "gradient of " + name
-            return f"the {label} {what} holds {float(arr[idx])!r} at {idx}"
+            return f"the {label} {what} holds {float(arr[idx])!r} at {list(idx)}"
     return None
+
+
+def _condition(grads: Sequence[np.ndarray], inputs: Sequence[np.ndarray]) -> float:
+    """sum_k <|grad_k|, |x_k|>: the size of the terms whose rounding shows in the value."""
+    return float(sum(np.sum(np.abs(finite_or_zero(g)) * np.abs(x)) for g, x in zip(grads, inputs, strict=True)))
 
 
 def check_gradients(
@@ -216,24 +306,38 @@ def check_gradients(
     rtol: float | None = None,
     atol: float | None = None,
     finite_differences: bool = False,
-    directions: int = 3,
+    directions: int = 1,
     seed: int = 0,
     allow_nonfinite: bool = False,
     tf32: bool = False,
     constants: Sequence[int] = (),
+    kinks: str = "strict",
 ) -> Report:
     """Check a hand-derived gradient against torch.autograd on ``device`` in ``dtype``.
 
-    The inputs are rounded to ``dtype``; the reference runs on them in float64 and must return
-    ``(value, grads)`` with one gradient per input; ``torch_fn`` runs on leaf tensors of
-    ``dtype`` on ``device`` and must return a scalar. The value and every element of every
-    gradient are compared under the dtype's tolerance (or ``rtol``/``atol``).
+    The inputs are rounded to ``dtype``; the reference runs on them in float64 and returns
+    ``(value, grads)`` with one gradient per input (or per non-constant input); ``torch_fn`` runs
+    on tensors of ``dtype`` on ``device`` and returns a scalar. ``constants`` are the indices of data
+    inputs (labels, targets, masks; integer arrays allowed): passed through, never perturbed, no
+    gradient needed.
 
-    With ``finite_differences``, central differences of the reference's value along
-    ``directions`` random directions and the Taylor remainder test vote as well. Returns a
-    :class:`Report`; raises :class:`GradientMismatch` on disagreement, and a typed error for
-    inputs or outputs that cannot be checked (NaN/Inf fail unless ``allow_nonfinite``).
+    The reference is compared with torch re-run in float64 on the same inputs (the math, at float64
+    resolution in every dtype) and, below float64, with torch in ``dtype`` (its own rounding), under
+    :mod:`gradcheck_lab.tolerances`. Where float64 rounding at these inputs can explain a
+    disagreement the verdict is inconclusive: the report comes back with ``verdict ==
+    "inconclusive"`` and an :class:`InconclusiveWarning`. Where an element sits on a kink (one-sided
+    derivatives differ) the message says so; ``kinks="subgradient"`` accepts any value between them.
+
+    With ``finite_differences``, central differences of the float64 value along ``directions``
+    random directions vote too (four evaluations each); they abstain where they cannot resolve the
+    direction. Returns a :class:`Report`; raises :class:`GradientMismatch` on disagreement, and a
+    typed error for inputs or outputs that cannot be checked (NaN/Inf fail unless ``allow_nonfinite``).
     """
+    __tracebackhide__ = True
+    if kinks not in ("strict", "subgradient"):
+        raise InvalidInputError(f"kinks must be 'strict' or 'subgradient', got {kinks!r}")
+    if directions < 1:
+        raise InvalidInputError(f"directions must be at least 1, got {directions}")
     torch_dtype = resolve_dtype(dtype)
     torch_device = resolve_device(device)
     original = as_input_tuple(inputs)
@@ -242,174 +346,154 @@ def check_gradients(
     rounded = prepare_inputs(original, torch_dtype, all_names, fixed)
     variables = [k for k in range(len(rounded)) if k not in fixed]
     names = [all_names[k] for k in variables]
-    reference = run_reference(reference_fn, rounded, all_names, fixed)
     with preserved_torch_state(torch_device, tf32=tf32):
-        rng = torch.get_rng_state()
-        autograd = run_torch(torch_fn, rounded, all_names, torch_device, torch_dtype, fixed)
-        noise_run = None
-        if torch_dtype != torch.float64:
-            torch.set_rng_state(rng)
-            noise_run = _float64_run(torch_fn, rounded, all_names, torch_device, fixed)
-    if not allow_nonfinite:
-        for side, label in ((reference, "reference"), (autograd, "torch")):
-            problem = _nonfinite_problem(side, label, names)
-            if problem:
-                raise NonFiniteError(problem + " (pass allow_nonfinite=True to require matching non-finite values)")
-
-    tol = gradient_tolerance(torch_dtype, rtol=rtol, atol=atol, numel=max(rounded[k].size for k in variables),
-                             tf32=tf32)
-    if noise_run is None and torch_dtype != torch.float64:
-        tol = without_measured_noise(tol)
-    grad_scale = max(float(np.max(np.abs(finite_or_zero(g)), initial=0.0))
-                     for g in (*reference.grads, *autograd.grads))
-    condition = sum(float(np.sum(np.abs(finite_or_zero(g)) * np.abs(rounded[k])))
-                    for g, k in zip(reference.grads, variables, strict=True))
-    value_cmp = compare(reference.value, autograd.value, tol, global_scale=condition,
-                        noise=None if noise_run is None else np.abs(noise_run.value - autograd.value),
-                        allow_nonfinite=allow_nonfinite)
-    grad_cmps = {
-        name: compare(e, a, tol, global_scale=grad_scale,
-                      noise=None if noise_run is None else np.abs(noise_run.grads[k] - a),
-                      allow_nonfinite=allow_nonfinite)
-        for k, (name, e, a) in enumerate(zip(names, reference.grads, autograd.grads, strict=True))
-    }
-    oracle = None
-    if finite_differences:
-        torch_slack = [allowed_error(e, a, tol, global_scale=grad_scale,
-                                     noise=None if noise_run is None else np.abs(noise_run.grads[k] - a))
-                       for k, (e, a) in enumerate(zip(reference.grads, autograd.grads, strict=True))]
-        oracle = _oracle_votes(reference_fn, rounded, variables, reference.grads, autograd.grads,
-                               all(c.passed for c in grad_cmps.values()), directions, seed,
-                               torch_slack=torch_slack, torch_is_float64=noise_run is None)
-    report = _build_report(torch_device, torch_dtype, tol, value_cmp, grad_cmps, oracle)
-    if not report.passed:
-        raise GradientMismatch(_mismatch_message(report), report=report, inputs=original)
+        runner = _Runner(reference_fn, torch_fn, all_names, fixed, torch_device)
+        reference = runner.reference(rounded)
+        actual = runner.torch(rounded, torch_dtype)
+        truth = actual if torch_dtype == torch.float64 else runner.torch_float64(rounded)
+        if not allow_nonfinite:
+            for side, label in ((reference, "reference"), (actual, "torch")):
+                problem = _nonfinite_problem(side, label, names)
+                if problem:
+                    raise NonFiniteError(
+                        problem + " (pass allow_nonfinite=True to require matching non-finite values)")
+        report, extra = _judge(runner, rounded, variables, names, reference, actual, truth, torch_device,
+                               torch_dtype, rtol=rtol, atol=atol, tf32=tf32, allow_nonfinite=allow_nonfinite,
+                               subgradient=kinks == "subgradient",
+                               oracle=(directions, seed) if finite_differences else None)
+    if reference.mutated:
+        warnings.warn(f"the reference modified its input(s) {', '.join(reference.mutated)} in place; the harness "
+                      "passes copies, so nothing was corrupted, but code that reuses its inputs will be",
+                      ReferenceMutationWarning, stacklevel=2)
+    if report.verdict == "mismatch":
+        raise GradientMismatch(mismatch_message(report, extra), report=report, inputs=original)
+    if report.verdict == "inconclusive":
+        warnings.warn(mismatch_message(report, extra), InconclusiveWarning, stacklevel=2)
     return report
 
 
-class _ReferenceAtPoint:
-    """The reference's value and condition scale at a point of the non-constant inputs, from one call.
+def _judge(runner: _Runner, rounded: list[np.ndarray], variables: list[int], names: list[str], reference: _Side,
+           actual: _Side, truth: _Side | None, device: torch.device, dtype: torch.dtype, *, rtol: float | None,
+           atol: float | None, tf32: bool, allow_nonfinite: bool, subgradient: bool,
+           oracle: tuple[int, int] | None) -> tuple[Report, list[str]]:
+    """The comparisons, the floor where needed, kinks and the oracle; returns the report and the kink lines.
 
-    The oracles ask for both at each point they visit, one right after the other. The last point
-    is kept (so its arrays stay alive) and recognized by identity, not by value. Constant inputs
-    are passed through unperturbed, and every call gets its own copies.
+    The math comparison (reference against torch in float64) decides. The dtype comparison (against
+    torch in ``dtype``) is what the report shows as errors; it decides only where torch cannot run in
+    float64. Otherwise a low-precision run beyond its a-priori bound is a note: rounded intermediates
+    (a tanh that saturates to exactly 1, a float16 gradient that underflows) legitimately move it
+    further than input perturbations can show, so it cannot tell a torch-side bug from the dtype's limits.
     """
+    labels = ["value", *names]
+    inputs = [rounded[k] for k in variables]
+    condition = _condition(reference.grads, inputs)
+    if truth is not None:
+        deciding = Judge(labels, reference.results(), truth.results(), math_tolerance(dtype, rtol=rtol, atol=atol),
+                         condition, allow_nonfinite)
+        torch_at, precision = runner.results_float64, "float64"
+    else:
+        deciding = Judge(labels, reference.results(), actual.results(),
+                         gradient_tolerance(dtype, rtol=rtol, atol=atol, tf32=tf32), condition, allow_nonfinite)
+        precision = "tf32" if (tf32 and dtype == torch.float32) else dtype_name(dtype)
 
-    def __init__(self, reference_fn: ReferenceFn, all_inputs: Sequence[np.ndarray], variables: Sequence[int]) -> None:
-        self.reference_fn = reference_fn
-        self.all_inputs, self.variables = list(all_inputs), list(variables)
-        self._point: tuple[np.ndarray, ...] = ()
-        self._result: tuple[Any, Sequence[Any]] | None = None
+        def torch_at(point: list[np.ndarray]) -> list[np.ndarray] | None:
+            try:
+                return runner.torch(point, dtype).results()
+            except Exception:
+                return None
+    if not deciding.passed and not deciding.nonfinite:
+        deciding.apply_floor(rounding_floor(runner.results_reference, torch_at, deciding.expected, deciding.actual,
+                                            rounded, variables, perturbation_size(precision)))
+    shown = deciding
+    if truth is not None and dtype != torch.float64:
+        shown = Judge(labels, reference.results(), actual.results(),
+                      gradient_tolerance(dtype, rtol=rtol, atol=atol, tf32=tf32), condition, allow_nonfinite)
 
-    def _at(self, xs: tuple[np.ndarray, ...]) -> tuple[Any, Sequence[Any]]:
-        same = self._result is not None and len(xs) == len(self._point) and all(
-            a is b for a, b in zip(xs, self._point, strict=True))
-        if not same:
-            full = [x.copy() for x in self.all_inputs]
-            for k, x in zip(self.variables, xs, strict=True):
-                full[k] = x.copy()
-            value, grads = self.reference_fn(*full)
-            if isinstance(grads, np.ndarray):
-                grads = (grads,)
-            if len(grads) == len(full) and len(full) != len(self.variables):
-                grads = [grads[k] for k in self.variables]
-            self._point, self._result = xs, (value, grads)
-        return self._result
+    beyond, unresolved = deciding.beyond(), deciding.unresolved()
+    f0 = float((truth or reference).value)
+    findings: list[KinkFinding] = []
+    if any(b.any() or u.any() for b, u in zip(beyond[1:], unresolved[1:], strict=True)) and not deciding.nonfinite:
+        disputed = [b | u for b, u in zip(beyond, unresolved, strict=True)]
+        findings = examine_kinks(deciding, disputed, runner.value, rounded, variables, f0, subgradient=subgradient)
+        for finding in findings:  # a kink is a convention, not rounding: never inconclusive
+            k = labels.index(finding.tensor)
+            unresolved[k][finding.index] = False
+            beyond[k][finding.index] = not finding.accepted
+            if finding.accepted and shown is not deciding:
+                shown.excuse(k, finding.index)
+        if shown is not deciding:
+            shown.rejudge()
 
-    def value(self, *xs: np.ndarray) -> float:
-        return float(np.asarray(self._at(xs)[0], dtype=np.float64).reshape(()))
+    votes = None
+    if oracle is not None:
+        torch_grads = (truth or actual).grads
+        slack = [allowed_error(e, a, deciding.tol, floor=None if deciding.floor is None else deciding.floor[k + 1])
+                 for k, (e, a) in enumerate(zip(reference.grads, torch_grads, strict=True))]
+        votes = oracle_votes(runner.value, rounded, variables, f0, reference.grads, torch_grads, slack,
+                             reference_vs_autograd=not any(b.any() for b in beyond[1:]), condition=condition,
+                             count=oracle[0], seed=oracle[1])
 
-    def condition_scale(self, *xs: np.ndarray) -> float:
-        """sum_k <|grad_k|, |x_k|>: the size of the terms whose rounding shows in the value."""
-        grads = self._at(xs)[1]
-        return float(sum(np.sum(np.abs(np.asarray(g, dtype=np.float64)) * np.abs(x))
-                         for g, x in zip(grads, xs, strict=True)))
-
-
-def _oracle_votes(reference_fn: ReferenceFn, all_inputs: list[np.ndarray], variables: list[int],
-                  ref_grads: list[np.ndarray],
-                  torch_grads: list[np.ndarray], ref_vs_autograd: bool, count: int, seed: int, *,
-                  torch_slack: list[np.ndarray], torch_is_float64: bool) -> OracleVotes:
-    """Vote with finite differences of the float64 reference value along relative random directions.
-
-    The torch side may differ from the float64 truth by its comparison bound, carried through the
-    direction: ``sum |bound * v|``. The Taylor test overrules noisy differences for float64 gradients.
-    """
-    at_point = _ReferenceAtPoint(reference_fn, all_inputs, variables)
-    value, condition_scale = at_point.value, at_point.condition_scale
-    inputs = [all_inputs[k] for k in variables]
-
-    dirs = [numeric.relative_direction(v, inputs)
-            for v in numeric.random_directions([x.shape for x in inputs], count, seed)]
-    ref_ok, torch_ok = True, True
-    for v in dirs:
-        estimate = numeric.central_difference(value, inputs, v, h=numeric.RELATIVE_FD_STEP, noise=condition_scale)
-        # |<g, v>| <= sum |g||v|: the largest the directional derivative can be along v.
-        norm = max(float(sum(np.sum(np.abs(g * d)) for g, d in zip(grads, v, strict=True)))
-                   for grads in (ref_grads, torch_grads))
-        slack = float(sum(np.sum(b * np.abs(d)) for b, d in zip(torch_slack, v, strict=True)))
-        ref_ok &= numeric.fd_agrees(numeric.dot(ref_grads, v), estimate, norm)
-        torch_ok &= numeric.fd_agrees(numeric.dot(torch_grads, v), estimate, norm, slack)
-    taylor_ref, taylor_torch = numeric.taylor_tests(value, inputs, [ref_grads, torch_grads], dirs[0],
-                                                    h0=numeric.RELATIVE_TAYLOR_STEP, noise=condition_scale)
-    # Below float64 the torch gradient carries its dtype's error, so its remainder is order 1 at small h.
-    torch_taylor_ok = taylor_torch.passed and torch_is_float64
-    return OracleVotes(
-        reference_vs_autograd=ref_vs_autograd,
-        reference_vs_fd=ref_ok or taylor_ref.passed,
-        autograd_vs_fd=torch_ok or torch_taylor_ok,
-        taylor_order_reference=taylor_ref.order,
-        taylor_order_autograd=taylor_torch.order,
-        directions=count,
-    )
+    notes = [] if shown.passed or shown is deciding else [_dtype_note(shown, dtype)]
+    mismatch = (any(b.any() for b in beyond) or (deciding.nonfinite and not deciding.passed)
+                or (shown is not deciding and shown.nonfinite and not shown.passed)
+                or (votes is not None and votes.shared_mistake))
+    verdict: Verdict = "mismatch" if mismatch else "inconclusive" if any(u.any() for u in unresolved) else "passed"
+    report = _build_report(device, dtype, verdict, shown, deciding, votes, reference, findings, notes)
+    extra = [f.describe() for f in findings[:3]]
+    if len(findings) > 3:
+        extra.append(f"... and {len(findings) - 3} more elements on kinks")
+    return report, extra
 
 
-def _build_report(device: torch.device, dtype: torch.dtype, tol: Tolerance, value: Comparison,
-                  grads: dict[str, Comparison], oracle: OracleVotes | None) -> Report:
-    everything = {"value": value, **grads}
-    worst_name = max(everything, key=lambda n: everything[n].ratio)
-    worst = everything[worst_name]
-    passed = all(c.passed for c in everything.values())
-    if oracle is not None and oracle.reference_vs_autograd and not oracle.reference_vs_fd:
-        passed = False
+def _dtype_note(shown: Judge, dtype: torch.dtype) -> str:
+    name, c = max(((n, c) for n, c in shown.comparisons.items() if not c.passed), key=lambda item: item[1].ratio)
+    where = "the value" if name == "value" else f"the gradient of {name}"
+    return (f"torch in {dtype_name(dtype)} differs from the reference by up to {c.max_abs_error:.3g} "
+            f"({c.max_rel_error:.3g} of the tensor's largest magnitude) in {where}, {c.ratio:.3g}x the a-priori "
+            f"bound of a well-conditioned {dtype_name(dtype)} computation, while the float64 math agrees: a rounded "
+            f"intermediate (a saturated activation, an underflow) or a precision loss on the torch side")
+
+
+def _build_report(device: torch.device, dtype: torch.dtype, verdict: Verdict, shown: Judge, deciding: Judge,
+                  votes: OracleVotes | None, reference: _Side, findings: list[KinkFinding],
+                  extra_notes: list[str]) -> Report:
+    comparisons = shown.comparisons
+    worst_name, worst = max(deciding.comparisons.items(), key=lambda item: item[1].ratio)
+    notes = [f.describe() for f in findings] + extra_notes
+    if reference.mutated:
+        notes.append(f"the reference modifies its input(s) in place: {', '.join(reference.mutated)}")
+    if reference.low_precision:
+        notes.append(f"the reference returns {', '.join(reference.low_precision)} below float64")
     return Report(
-        passed=passed,
+        passed=verdict == "passed",
         device=str(device),
         dtype=dtype_name(dtype),
-        max_abs_error=max(c.max_abs_error for c in everything.values()),
-        max_rel_error=max(c.max_rel_error for c in everything.values()),
+        max_abs_error=max(c.max_abs_error for c in comparisons.values()),
+        max_rel_error=max(c.max_rel_error for c in comparisons.values()),
         ratio=worst.ratio,
         worst_input=worst_name,
         worst_index=worst.index,
         expected=worst.expected,
         actual=worst.actual,
-        tolerance=tol,
-        value=value,
-        gradients=grads,
-        oracle=oracle,
+        tolerance=shown.tol,
+        value=comparisons["value"],
+        gradients={n: c for n, c in comparisons.items() if n != "value"},
+        oracle=votes,
+        verdict=verdict,
+        math=dict(deciding.comparisons),
+        math_tolerance=deciding.tol,
+        bound_terms=dict(worst.terms),
+        diagnosis=_context_diagnosis(reference, verdict),
+        notes=tuple(notes),
     )
 
 
-def _mismatch_message(report: Report) -> str:
-    failing = [name for name, c in {"value": report.value, **report.gradients}.items() if not c.passed]
-    if not failing:
-        lines = [f"gradients disagree with finite differences on {report.device}/{report.dtype}"]
-    else:
-        name = report.worst_input
-        what = "the value (forward)" if name == "value" else f"the gradient of {name}"
-        c = report.value if name == "value" else report.gradients[name]
-        lines = [f"{what} disagrees on {report.device}/{report.dtype}"]
-        if c.nonfinite:
-            lines.append(f"  {c.nonfinite}")
-        else:
-            index = list(report.worst_index)
-            lines.append(f"  worst element {index}: expected {report.expected!r} (reference), "
-                         f"got {report.actual!r} (torch)")
-            lines.append(f"  max abs error {c.max_abs_error:.3e}, max rel error {c.max_rel_error:.3e} "
-                         f"(relative to the tensor's largest magnitude), {c.ratio:.3g}x the allowed bound")
-        if len(failing) > 1:
-            lines.append("  also failing: " + ", ".join(f for f in failing if f != name))
-    lines.append(f"  tolerance: {report.tolerance.describe()}")
-    if report.oracle is not None:
-        lines.append(f"  oracle: {report.oracle.verdict()}")
-    return "\n".join(lines)
+def _context_diagnosis(reference: _Side, verdict: Verdict) -> str | None:
+    if verdict == "passed":
+        return None
+    if reference.low_precision:
+        return (f"the reference returns {', '.join(reference.low_precision)} in a precision below float64: "
+                "computing it in float32 loses precision the check needs (compute in float64)")
+    if reference.mutated:
+        return f"the reference modifies its input(s) {', '.join(reference.mutated)} in place"
+    return None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -13,9 +13,11 @@ from gradcheck_lab.tolerances import Tolerance
 class Comparison:
     """How ``actual`` compares with ``expected`` under a tolerance.
 
-    ``max_rel_error`` is the largest error relative to the tensor's largest magnitude;
-    ``ratio`` is the largest error over its allowed bound (<= 1 passes); ``index`` is the
-    element with the largest ratio; ``nonfinite`` describes a NaN/Inf problem, if any.
+    ``max_rel_error`` is the largest error relative to the tensor's largest magnitude ``scale``;
+    ``ratio`` is the largest error over its allowed bound (<= 1 passes); ``index`` is the element
+    with the largest ratio, where ``expected``, ``actual``, ``bound`` and every term of the bound
+    (``terms``) are read; ``failing`` counts the elements past their bound, out of ``size``;
+    ``nonfinite`` describes a NaN/Inf problem, if any.
     """
 
     passed: bool
@@ -26,28 +28,57 @@ class Comparison:
     expected: float
     actual: float
     nonfinite: str | None = None
+    bound: float = 0.0
+    terms: dict[str, float] = field(default_factory=dict)
+    scale: float = 0.0
+    failing: int = 0
+    size: int = 0
 
-
-def allowed_error(expected: np.ndarray, actual: np.ndarray, tol: Tolerance, *, global_scale: float = 0.0,
-                  noise: np.ndarray | None = None) -> np.ndarray:
-    """The per-element bound of :mod:`gradcheck_lab.tolerances`; non-finite entries count as zero."""
-    return _bound(np.abs(finite_or_zero(expected)), np.abs(finite_or_zero(actual)), tol, global_scale, noise)
-
-
-def _bound(abs_expected: np.ndarray, abs_actual: np.ndarray, tol: Tolerance, global_scale: float,
-           noise: np.ndarray | None) -> np.ndarray:
-    scale = max(float(abs_expected.max(initial=0.0)), float(abs_actual.max(initial=0.0)))
-    bound = abs_expected * tol.rtol
-    bound += tol.atol + tol.ntol * scale + tol.gtol * global_scale
-    if noise is not None and tol.noise:
-        bound += tol.noise * finite_or_zero(noise)
-    return bound
+    def describe_bound(self) -> str:
+        """``bound 1.2e-09 = rtol*|e| 3.1e-12 + ntol*S 1.2e-09 + ...``: every term at the worst element."""
+        parts = " + ".join(f"{name} {value:.2e}" for name, value in self.terms.items())
+        return f"bound {self.bound:.3e} = {parts}"
 
 
 def finite_or_zero(x: np.ndarray) -> np.ndarray:
-    """``x`` with NaN and Inf replaced by 0 (and no copy when there are none)."""
+    """``x`` as float64 with NaN and Inf replaced by 0 (and no copy when it is float64 and finite)."""
     x = np.asarray(x, dtype=np.float64)
     return x if np.isfinite(x).all() else np.where(np.isfinite(x), x, 0.0)
+
+
+def largest_magnitude(x: np.ndarray) -> float:
+    """``max |x|`` without allocating ``|x|`` (0 for an empty array)."""
+    if x.size == 0:
+        return 0.0
+    return float(max(np.max(x), -np.min(x)))
+
+
+def _terms_at(abs_expected: float, tol: Tolerance, scale: float, global_scale: float,
+              floor: float) -> dict[str, float]:
+    terms = {"atol": tol.atol, "rtol*|e|": tol.rtol * abs_expected, "ntol*S": tol.ntol * scale}
+    if tol.gtol:
+        terms["gtol*G"] = tol.gtol * global_scale
+    if tol.floor and floor:
+        terms["floor*phi"] = tol.floor * floor
+    return terms
+
+
+def allowed_error(expected: np.ndarray, actual: np.ndarray, tol: Tolerance, *, global_scale: float = 0.0,
+                  floor: np.ndarray | None = None) -> np.ndarray:
+    """The per-element bound of :mod:`gradcheck_lab.tolerances`; non-finite entries count as zero."""
+    expected, actual = finite_or_zero(expected), finite_or_zero(actual)
+    scale = max(largest_magnitude(expected), largest_magnitude(actual))
+    return _bound(expected, tol, scale, global_scale, floor)
+
+
+def _bound(expected: np.ndarray, tol: Tolerance, scale: float, global_scale: float,
+           floor: np.ndarray | None) -> np.ndarray:
+    bound = np.abs(expected, out=np.empty_like(expected))
+    bound *= tol.rtol
+    bound += tol.atol + tol.ntol * scale + tol.gtol * global_scale
+    if floor is not None and tol.floor:
+        bound += tol.floor * floor
+    return bound
 
 
 def compare(
@@ -56,46 +87,71 @@ def compare(
     tol: Tolerance,
     *,
     global_scale: float = 0.0,
-    noise: np.ndarray | None = None,
+    floor: np.ndarray | None = None,
     allow_nonfinite: bool = False,
 ) -> Comparison:
-    """Compare two same-shaped float64 arrays element by element (see :mod:`gradcheck_lab.tolerances`).
+    """Compare two same-shaped arrays element by element (see :mod:`gradcheck_lab.tolerances`).
 
-    Non-finite values fail unless ``allow_nonfinite``, and then only where both sides hold
-    the same value (NaN with NaN, +Inf with +Inf).
+    ``floor`` is the measured rounding floor per element (or None). Non-finite values fail unless
+    ``allow_nonfinite``, and then only where both sides hold the same value (NaN with NaN, +Inf
+    with +Inf).
     """
     expected = np.asarray(expected, dtype=np.float64)
     actual = np.asarray(actual, dtype=np.float64)
     if expected.shape != actual.shape:
         raise ValueError(f"cannot compare shapes {expected.shape} and {actual.shape}")
-    finite_e, finite_a = np.isfinite(expected), np.isfinite(actual)
-    bad = ~(finite_e & finite_a)
-    if bad.any():
-        same = (np.isnan(expected) & np.isnan(actual)) | (expected == actual)
-        if not allow_nonfinite or (bad & ~same).any():
-            where = np.argwhere(bad & ~same if allow_nonfinite else bad)[0]
-            index = tuple(int(i) for i in where)
-            e, a = float(expected[index]), float(actual[index])
-            both = "; both sides are non-finite there" if not (finite_e[index] or finite_a[index]) else ""
-            return Comparison(False, float("inf"), float("inf"), float("inf"), index, e, a,
-                              nonfinite=f"non-finite value at {index}: expected {e!r}, got {a!r}{both}")
-        expected = np.where(bad, 0.0, expected)
-        actual = np.where(bad, 0.0, actual)
-    error = np.abs(actual - expected)
-    abs_expected, abs_actual = np.abs(expected), np.abs(actual)
-    scale = max(float(abs_expected.max(initial=0.0)), float(abs_actual.max(initial=0.0)))
-    bound = _bound(abs_expected, abs_actual, tol, global_scale, noise)
-    ratios = np.divide(error, bound, out=np.zeros_like(error), where=error > 0)
-    ratios[(error > 0) & (bound == 0)] = np.inf
-    flat = int(np.argmax(ratios)) if ratios.size else 0
-    index = tuple(int(i) for i in np.unravel_index(flat, ratios.shape)) if ratios.size else ()
+    if not (np.isfinite(expected).all() and np.isfinite(actual).all()):
+        problem = _nonfinite_problem(expected, actual, allow_nonfinite)
+        if problem is not None:
+            return problem
+        expected, actual = finite_or_zero(expected), finite_or_zero(actual)
+    error = np.subtract(actual, expected, out=np.empty_like(expected))
+    np.abs(error, out=error)
+    scale = max(largest_magnitude(expected), largest_magnitude(actual))
+    bound = _bound(expected, tol, scale, global_scale, floor)
+    over = error > bound
+    failing = int(np.count_nonzero(over))
+    ratios = np.divide(error, bound, out=np.zeros_like(error), where=bound > 0)
+    ratios[over & (bound == 0)] = np.inf
+    size = int(error.size)
+    flat = int(np.argmax(ratios)) if size else 0
+    index = tuple(int(i) for i in np.unravel_index(flat, error.shape)) if size else ()
     max_abs = float(error.max(initial=0.0))
+    e_at = float(expected[index]) if size else 0.0
+    phi = float(floor[index]) if (floor is not None and size) else 0.0
     return Comparison(
-        passed=bool(np.all(error <= bound)),
+        passed=failing == 0,
         max_abs_error=max_abs,
-        max_rel_error=max_abs / scale if scale > 0 else 0.0,
+        max_rel_error=max_abs / scale if scale > 0 else (0.0 if max_abs == 0 else float("inf")),
         ratio=float(ratios.max(initial=0.0)),
         index=index,
-        expected=float(expected[index]) if ratios.size else 0.0,
-        actual=float(actual[index]) if ratios.size else 0.0,
+        expected=e_at,
+        actual=float(actual[index]) if size else 0.0,
+        bound=float(bound[index]) if size else 0.0,
+        terms=_terms_at(abs(e_at), tol, scale, global_scale, phi),
+        scale=scale,
+        failing=failing,
+        size=size,
     )
+
+
+def exceeding(expected: np.ndarray, actual: np.ndarray, tol: Tolerance, *, global_scale: float = 0.0,
+              floor: np.ndarray | None = None) -> np.ndarray:
+    """The boolean mask of elements past their bound (non-finite entries count as zero)."""
+    error = np.abs(finite_or_zero(actual) - finite_or_zero(expected))
+    return error > allowed_error(expected, actual, tol, global_scale=global_scale, floor=floor)
+
+
+def _nonfinite_problem(expected: np.ndarray, actual: np.ndarray, allow_nonfinite: bool) -> Comparison | None:
+    finite_e, finite_a = np.isfinite(expected), np.isfinite(actual)
+    bad = ~(finite_e & finite_a)
+    same = (np.isnan(expected) & np.isnan(actual)) | (expected == actual)
+    if allow_nonfinite and not (bad & ~same).any():
+        return None
+    where = np.argwhere(bad & ~same if allow_nonfinite else bad)[0]
+    index = tuple(int(i) for i in where)
+    e, a = float(expected[index]), float(actual[index])
+    both = "; both sides are non-finite there" if not (finite_e[index] or finite_a[index]) else ""
+    return Comparison(False, float("inf"), float("inf"), float("inf"), index, e, a,
+                      nonfinite=f"non-finite value at {list(index)}: expected {e!r}, got {a!r}{both}",
+                      failing=int(np.count_nonzero(bad & ~same if allow_nonfinite else bad)), size=int(expected.size))

@@ -46,6 +46,18 @@ class GradientMismatch(GradcheckError, AssertionError):
         self.inputs = inputs
 
 
+class InconclusiveWarning(UserWarning):
+    """A check could not tell right from wrong: float64 rounding at these inputs explains the disagreement.
+
+    The check returns its :class:`~gradcheck_lab.report.Report` with ``verdict == "inconclusive"``
+    (and ``passed`` False); :func:`~gradcheck_lab.search.verify` does not count such inputs as evidence.
+    """
+
+
+class ReferenceMutationWarning(UserWarning):
+    """The reference modified the arrays it was given (the harness passes copies, so nothing is corrupted)."""
+
+
 class OptimizerMismatch(GradcheckError, AssertionError):
     """A NumPy optimizer and its torch.optim counterpart diverge: ``step``, ``param``, ``entry`` say where."""
 

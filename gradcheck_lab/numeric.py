@@ -69,35 +69,84 @@ def dot(grads: Sequence[np.ndarray], direction: Sequence[np.ndarray]) -> float:
 
 @dataclass(frozen=True)
 class DirectionalEstimate:
-    """A finite-difference directional derivative and a bound on its own error."""
+    """A finite-difference directional derivative, a bound on its own error, and whether to trust it.
+
+    ``abstain`` says why the estimate cannot vote (a kink along the direction, no convergence,
+    rounding above the signal), or is None. ``points`` holds ``(h, f(x + h v))`` for every step
+    evaluated, so the Taylor remainders of candidate gradients come for free.
+    """
 
     value: float
     error: float
+    abstain: str | None = None
+    rounding: float = 0.0
+    points: tuple[tuple[float, float], ...] = ()
 
 
 def central_difference(f: ValueFn, inputs: Sequence[np.ndarray], direction: Sequence[np.ndarray],
-                       h: float | None = None, noise: NoiseFn | None = None) -> DirectionalEstimate:
+                       h: float | None = None, noise: NoiseFn | float | None = None,
+                       f0: float | None = None) -> DirectionalEstimate:
     r"""Richardson-extrapolated central difference of ``f`` along ``direction``, in float64.
 
     :math:`D(h) = (f(x + hv) - f(x - hv)) / 2h` has error :math:`O(h^2)`;
-    :math:`(4 D(h/2) - D(h)) / 3` cancels that term. The error bound is the change between
-    the two steps plus the rounding :math:`\epsilon\,s / h`, where :math:`s` is the larger of
-    :math:`|f|` and ``noise`` at the evaluated points (see :func:`taylor_test`).
+    :math:`(4 D(h/2) - D(h)) / 3` cancels that term. The error bound is the change between the
+    two steps plus the rounding :math:`\epsilon\,s / h`, where :math:`s` is the larger of
+    :math:`|f|` and ``noise`` (the condition scale of ``f``: a float, or a function of the point).
+
+    With ``f0 = f(x)``, the one-sided differences tell a kink from curvature: for a smooth ``f``
+    their gap :math:`D_+(h) - D_-(h) = h f''` halves with ``h``; across a kink it stays the jump
+    in slope. The estimate then abstains (see :func:`abstention`).
     """
     h = _step_size(inputs) if h is None else h
 
-    def at(point: list[np.ndarray]) -> tuple[float, float]:
-        value = f(*point)  # value, then noise, at the same point: a caller may evaluate both at once
-        return value, max(abs(value), noise(*point) if noise else 0.0)
+    def scale_at(point: list[np.ndarray], value: float) -> float:
+        if noise is None:
+            return abs(value)
+        return max(abs(value), noise if isinstance(noise, float | int) else noise(*point))
 
-    def central(step: float) -> tuple[float, float]:
-        (up, s_up), (down, s_down) = at(_along(inputs, direction, step)), at(_along(inputs, direction, -step))
-        return (up - down) / (2 * step), max(s_up, s_down)
+    values: dict[float, float] = {}
+    scale = abs(f0) if f0 is not None else 0.0
+    for step in (h, -h, h / 2, -h / 2):
+        point = _along(inputs, direction, step)
+        values[step] = f(*point)
+        scale = max(scale, scale_at(point, values[step]))
+    d_h = (values[h] - values[-h]) / (2 * h)
+    d_half = (values[h / 2] - values[-h / 2]) / h
+    rounding = (_EPS * scale + _UNDERFLOW) / (h / 2)
+    estimate = (4 * d_half - d_h) / 3
+    truncation = abs(d_half - d_h)
+    abstain = None
+    if not all(math.isfinite(v) for v in values.values()):
+        abstain = "the function is not finite along the direction"
+    elif f0 is not None:
+        gap_h = (values[h] - f0) / h - (f0 - values[-h]) / h
+        gap_half = (values[h / 2] - f0) / (h / 2) - (f0 - values[-h / 2]) / (h / 2)
+        # Smooth: the gap halves. Kink: it stays. Both must stand above the rounding of the differences.
+        if abs(gap_half) > 0.75 * abs(gap_h) and abs(gap_half) > 16 * rounding:
+            abstain = (f"the one-sided slopes differ by {abs(gap_half):.3g} along the direction whatever the step: "
+                       "a kink (a point where the function is not differentiable) lies on it")
+    points = tuple(sorted(values.items()))
+    return DirectionalEstimate(estimate, truncation + 4 * rounding, abstain, rounding, points)
 
-    d_h, s_h = central(h)
-    d_half, s_half = central(h / 2)
-    rounding = (_EPS * max(s_h, s_half) + _UNDERFLOW) / (h / 2)
-    return DirectionalEstimate((4 * d_half - d_h) / 3, abs(d_half - d_h) + 4 * rounding)
+
+def abstention(estimate: DirectionalEstimate, grad_norm: float) -> str | None:
+    """Why an estimate cannot judge gradients whose directional derivative is at most ``grad_norm``, or None.
+
+    An oracle that cannot resolve the direction must abstain, not vote against: at a kink, where
+    the differences have not converged (the change between the two steps is a tenth of the signal
+    or more), or where rounding is a tenth of the signal or more (cancellation).
+    """
+    if estimate.abstain:
+        return estimate.abstain
+    if grad_norm == 0:
+        return None
+    if FD_SAFETY * estimate.rounding * 4 > 0.1 * grad_norm:
+        return (f"rounding in the function's value ({estimate.rounding:.2g} per unit step) is above a tenth of "
+                f"the signal ({grad_norm:.2g}): its value cancels at this input")
+    if estimate.error > 0.1 * grad_norm:
+        return (f"the differences did not converge (steps h and h/2 differ by {estimate.error:.2g} against a "
+                f"signal of {grad_norm:.2g}): strong curvature or a kink near the input")
+    return None
 
 
 def fd_agrees(predicted: float, estimate: DirectionalEstimate, grad_norm: float, slack: float = 0.0) -> bool:
@@ -108,6 +157,25 @@ def fd_agrees(predicted: float, estimate: DirectionalEstimate, grad_norm: float,
     """
     allowed = FD_SAFETY * estimate.error + FD_RTOL * grad_norm + slack
     return abs(predicted - estimate.value) <= allowed
+
+
+def taylor_order(estimate: DirectionalEstimate, f0: float, predicted: float) -> float:
+    r"""The observed order of the first-order Taylor remainder at the estimate's steps.
+
+    :math:`r(h) = |f(x + hv) - f(x) - h \langle g, v \rangle|` shrinks like :math:`h^2` for a right
+    gradient and like :math:`h` for a wrong one; the order is :math:`\log_2 (r(h) / r(h/2))`,
+    averaged over both signs of ``h``. Remainders at rounding level read as order 2 (exact).
+    """
+    steps = dict(estimate.points)
+    orders = []
+    for sign in (1.0, -1.0):
+        h = max(abs(s) for s in steps) * sign
+        r_h = abs(steps[h] - f0 - h * predicted)
+        r_half = abs(steps[h / 2] - f0 - h / 2 * predicted)
+        floor = 256 * estimate.rounding * abs(h)
+        if r_h > floor and r_half > floor:
+            orders.append(math.log2(r_h / r_half))
+    return sum(orders) / len(orders) if orders else 2.0
 
 
 @dataclass(frozen=True)

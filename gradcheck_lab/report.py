@@ -3,26 +3,33 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from gradcheck_lab.comparison import Comparison
 from gradcheck_lab.tolerances import Tolerance
 
+Verdict = Literal["passed", "inconclusive", "mismatch"]
+
 
 @dataclass(frozen=True)
 class OracleVotes:
-    """The finite-difference and Taylor votes beside reference-vs-autograd.
+    """The finite-difference votes beside reference-vs-autograd.
 
-    ``disagreeing`` names the pairs that disagree, among ``"reference vs autograd"``,
-    ``"reference vs finite differences"`` and ``"autograd vs finite differences"``.
+    ``reference_vs_fd`` / ``autograd_vs_fd`` are True (agree), False (disagree) or None: the oracle
+    abstained, for the reason in ``abstained`` (a kink along the direction, cancellation, no
+    convergence). ``disagreeing`` names the pairs that disagree.
     """
 
     reference_vs_autograd: bool
-    reference_vs_fd: bool
-    autograd_vs_fd: bool
+    reference_vs_fd: bool | None
+    autograd_vs_fd: bool | None
     taylor_order_reference: float
     taylor_order_autograd: float
     directions: int
+    abstained: str | None = None
+    estimate: float | None = None
+    predicted_reference: float | None = None
+    predicted_autograd: float | None = None
 
     @property
     def disagreeing(self) -> list[str]:
@@ -31,19 +38,30 @@ class OracleVotes:
             "reference vs finite differences": self.reference_vs_fd,
             "autograd vs finite differences": self.autograd_vs_fd,
         }
-        return [name for name, agrees in pairs.items() if not agrees]
+        return [name for name, agrees in pairs.items() if agrees is False]
+
+    @property
+    def shared_mistake(self) -> bool:
+        """Reference and autograd agree with each other, and finite differences disagree with both."""
+        return self.reference_vs_autograd and self.reference_vs_fd is False and self.autograd_vs_fd is False
 
     def verdict(self) -> str:
+        if self.reference_vs_fd is None:
+            return f"finite differences abstain: {self.abstained}"
         if not self.disagreeing:
             return "reference, autograd and finite differences all agree"
-        if self.reference_vs_autograd:
-            return ("reference and autograd agree with each other but not with finite differences of the "
-                    f"reference's value (Taylor orders {self.taylor_order_reference:.2f}): both gradients may "
-                    "share a mistake, or the function is not smooth here")
+        if self.shared_mistake:
+            return ("reference and autograd agree with each other but not with finite differences of the value: "
+                    f"along a random direction they predict {self.predicted_reference:.6g}, finite differences "
+                    f"give {self.estimate:.6g} (Taylor order {self.taylor_order_reference:.2f}, 2 for a right "
+                    "gradient): both gradients may share a mistake")
         if self.autograd_vs_fd and not self.reference_vs_fd:
             return "finite differences agree with autograd, not with the reference: the reference gradient is wrong"
         if self.reference_vs_fd and not self.autograd_vs_fd:
             return "finite differences agree with the reference, not with autograd: the torch side is wrong"
+        if self.reference_vs_fd and self.autograd_vs_fd:
+            return ("finite differences agree with both within their own resolution (about 1e-6 of the "
+                    "directional derivative): the difference is smaller than they can see")
         return "all three disagree: " + ", ".join(self.disagreeing)
 
 
@@ -51,10 +69,19 @@ class OracleVotes:
 class Report:
     """The outcome of one gradient check on one device and dtype.
 
-    ``max_abs_error``/``max_rel_error`` are the largest over the value and every gradient
-    (relative errors are relative to each tensor's largest magnitude); ``worst_input``,
-    ``worst_index``, ``expected`` and ``actual`` locate the element closest to (or furthest
-    past) its bound; ``ratio`` is that element's error over its bound (<= 1 passes).
+    ``verdict`` is ``"passed"``, ``"inconclusive"`` (float64 rounding at these inputs can explain the
+    disagreement, so they cannot tell right from wrong) or ``"mismatch"``; ``passed`` is true only
+    for ``"passed"``.
+
+    ``value`` and ``gradients`` compare the reference with torch in the dtype under test; ``math``
+    compares it with torch in float64 on the same inputs (the same objects in a float64 check).
+    ``max_abs_error``/``max_rel_error`` are the largest over the value and every gradient of the
+    dtype comparison (relative errors are relative to each tensor's largest magnitude);
+    ``worst_input``, ``worst_index``, ``expected`` (the reference) and ``actual`` (torch) locate the
+    element closest to, or furthest past, its bound in either comparison, and ``ratio`` is that
+    element's error over its bound (<= 1 passes); ``bound_terms`` holds every term of that bound.
+    ``diagnosis`` says how a gradient is wrong when a pattern fits; ``notes`` holds kinks found and
+    anything else worth knowing (a reference that modifies its inputs, an unresolved dtype check).
     """
 
     passed: bool
@@ -71,16 +98,92 @@ class Report:
     value: Comparison
     gradients: dict[str, Comparison] = field(default_factory=dict)
     oracle: OracleVotes | None = None
+    verdict: Verdict = "passed"
+    math: dict[str, Comparison] = field(default_factory=dict)
+    math_tolerance: Tolerance | None = None
+    bound_terms: dict[str, float] = field(default_factory=dict)
+    diagnosis: str | None = None
+    notes: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        data["tolerance"] = asdict(self.tolerance)
         if self.oracle is not None:
             data["oracle"]["disagreeing"] = self.oracle.disagreeing
+        data["worst_index"] = list(self.worst_index)
         return data
 
     def summary(self) -> str:
-        status = "passed" if self.passed else "FAILED"
+        status = {"passed": "passed", "inconclusive": "INCONCLUSIVE", "mismatch": "FAILED"}[self.verdict]
         return (f"{status} on {self.device}/{self.dtype}: max abs error {self.max_abs_error:.3g}, "
                 f"max rel error {self.max_rel_error:.3g}, {self.ratio:.3g} of the bound "
                 f"({self.tolerance.describe()})")
+
+
+def _where(name: str) -> str:
+    return "the value (forward)" if name == "value" else f"the gradient of {name}"
+
+
+def _failing(comparisons: dict[str, Comparison]) -> list[tuple[str, Comparison]]:
+    return sorted(((n, c) for n, c in comparisons.items() if not c.passed), key=lambda item: -item[1].ratio)
+
+
+def mismatch_message(report: Report, extra: list[str] | None = None) -> str:
+    """The failure (or inconclusive) message: where, by how much, every term of the bound, and why."""
+    math_failing = _failing(report.math) if report.math is not report.gradients else []
+    dtype_failing = _failing({"value": report.value, **report.gradients})
+    if report.verdict == "inconclusive":
+        lines = [_inconclusive_headline(report)]
+    elif math_failing:
+        name = math_failing[0][0]
+        lines = [f"{_where(name)} disagrees on {report.device}/{report.dtype}: the reference against torch "
+                 f"re-run in float64 on the same inputs"]
+        lines += _details(math_failing[0][1], "torch in float64")
+        if len(math_failing) > 1:
+            lines.append("  also disagreeing: " + ", ".join(n for n, _ in math_failing[1:]))
+    elif dtype_failing:
+        name = dtype_failing[0][0]
+        exact = "" if report.dtype == "float64" else (
+            f", beyond what {report.dtype} rounding explains at these inputs (the float64 math agrees: "
+            f"the torch side loses precision in {report.dtype})" if report.math else "")
+        lines = [f"{_where(name)} disagrees on {report.device}/{report.dtype}{exact}"]
+        lines += _details(dtype_failing[0][1], f"torch in {report.dtype}")
+        if len(dtype_failing) > 1:
+            lines.append("  also disagreeing: " + ", ".join(n for n, _ in dtype_failing[1:]))
+    else:
+        lines = [f"gradients disagree with finite differences on {report.device}/{report.dtype}"]
+    tolerance = report.math_tolerance if (math_failing or report.verdict == "inconclusive") else report.tolerance
+    if tolerance is not None:
+        lines.append(f"  tolerance ({tolerance.precision} comparison): {tolerance.describe()}, "
+                     f"resolution {tolerance.resolution:.0e} of the tensor's largest magnitude")
+    if report.diagnosis:
+        lines.append(f"  diagnosis: {report.diagnosis}")
+    lines += [f"  kink: {line}" for line in (extra or [])]
+    if report.oracle is not None:
+        lines.append(f"  oracle: {report.oracle.verdict()}")
+    return "\n".join(lines)
+
+
+def _details(c: Comparison, torch_label: str) -> list[str]:
+    if c.nonfinite:
+        return [f"  {c.nonfinite}"]
+    fraction = f"{c.failing} of {c.size} element{'s' if c.size != 1 else ''} ({100 * c.failing / max(c.size, 1):.3g}%)"
+    return [
+        f"  worst element {list(c.index)}: reference {c.expected!r}, {torch_label} {c.actual!r}",
+        f"  max abs error {c.max_abs_error:.3e}, max rel error {c.max_rel_error:.3e} (relative to the tensor's "
+        f"largest magnitude, {c.scale:.3e}); {fraction} past their bound, the worst {c.ratio:.3g}x it",
+        f"  at the worst element: {c.describe_bound()}",
+    ]
+
+
+def _inconclusive_headline(report: Report) -> str:
+    unresolved = [(n, c) for n, c in report.math.items() if c.terms.get("floor*phi", 0.0) > 0]
+    name, c = max(unresolved or list(report.math.items()), key=lambda item: item[1].terms.get("floor*phi", 0.0))
+    floor = c.terms.get("floor*phi", 0.0)
+    return "\n".join([
+        f"inconclusive on {report.device}/{report.dtype}: float64 rounding at these inputs can explain the "
+        f"disagreement in {_where(name)}, so they cannot tell a right gradient from a wrong one",
+        f"  element {list(c.index)}: reference {c.expected!r}, torch in float64 {c.actual!r}; moving the inputs by "
+        f"a few ulps moves the result by up to {floor:.3e} ({floor / c.scale if c.scale else float('inf'):.2e} of "
+        "the tensor's largest magnitude)",
+        f"  at that element: {c.describe_bound()}",
+    ])

@@ -1,0 +1,237 @@
+"""From three sets of results to a verdict: the comparisons, the measured floor, kinks and the oracle.
+
+See :mod:`gradcheck_lab.tolerances` for the error model. A :class:`Judge` holds one comparison
+(the math one, or the dtype one) over every tensor of a check (the value, then each gradient),
+measures the rounding floor only when an element exceeds the a-priori bound, and sorts the
+elements that exceed it into *beyond* (a mismatch, unless a kink excuses it) and *unresolved*
+(within the floor, but the floor is above what the dtype must resolve: inconclusive).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from gradcheck_lab import numeric
+from gradcheck_lab.comparison import Comparison, allowed_error, compare, finite_or_zero, largest_magnitude
+from gradcheck_lab.kinks import OneSided, one_sided
+from gradcheck_lab.report import OracleVotes
+from gradcheck_lab.tolerances import Tolerance
+
+KINK_BUDGET = 64
+"""The most elements whose one-sided derivatives are measured in one check (four evaluations each)."""
+
+
+@dataclass
+class Judge:
+    """One comparison (reference against one torch run) over every tensor of a check.
+
+    ``expected``/``actual`` list the value then each gradient; ``names`` their labels; the value
+    is judged relative to its condition scale ``condition`` (sum_k <|grad_k|, |x_k|>), so a value
+    that cancels is not held to a precision its terms never had.
+    """
+
+    names: list[str]
+    expected: list[np.ndarray]
+    actual: list[np.ndarray]
+    tol: Tolerance
+    condition: float
+    allow_nonfinite: bool = False
+    floor: list[np.ndarray] | None = None
+    excused: list[np.ndarray] = field(default_factory=list)
+    comparisons: dict[str, Comparison] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.excused = [np.zeros(np.shape(e), dtype=bool) for e in self.expected]
+        self.comparisons = self._compare(None)
+
+    def _tolerance(self, k: int) -> tuple[Tolerance, float]:
+        if k == 0:  # the value: rounding relative to its condition scale
+            return replace(self.tol, gtol=self.tol.rtol), self.condition
+        return self.tol, 0.0
+
+    def _expected(self, k: int) -> np.ndarray:
+        """The reference, with excused elements (accepted kinks) replaced by torch's value."""
+        if not self.excused[k].any():
+            return self.expected[k]
+        return np.where(self.excused[k], self.actual[k], self.expected[k])
+
+    def _compare(self, floor: list[np.ndarray] | None) -> dict[str, Comparison]:
+        out = {}
+        for k, name in enumerate(self.names):
+            tol, global_scale = self._tolerance(k)
+            out[name] = compare(self._expected(k), self.actual[k], tol, global_scale=global_scale,
+                                floor=None if floor is None else floor[k], allow_nonfinite=self.allow_nonfinite)
+        return out
+
+    @property
+    def passed(self) -> bool:
+        return all(c.passed for c in self.comparisons.values())
+
+    @property
+    def nonfinite(self) -> bool:
+        return any(c.nonfinite for c in self.comparisons.values())
+
+    def apply_floor(self, floor: list[np.ndarray] | None) -> None:
+        """Judge again with the measured rounding floor (None: it could not be measured)."""
+        self.floor = floor
+        self.comparisons = self._compare(floor)
+
+    def _masks(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(beyond, unresolved) for tensor ``k``: past the floor-widened bound; past the a-priori one only,
+        where the floor exceeds what must be resolved."""
+        tol, global_scale = self._tolerance(k)
+        e, a = finite_or_zero(self._expected(k)), finite_or_zero(self.actual[k])
+        error = np.abs(a - e)
+        floor = None if self.floor is None else self.floor[k]
+        beyond = error > allowed_error(e, a, tol, global_scale=global_scale, floor=floor)
+        if floor is None:
+            return beyond, np.zeros_like(beyond)
+        apriori = error > allowed_error(e, a, tol, global_scale=global_scale)
+        scale = max(largest_magnitude(e), largest_magnitude(a))
+        unresolved = apriori & ~beyond & (tol.floor * floor > tol.resolution * scale)
+        return beyond, unresolved
+
+    def beyond(self) -> list[np.ndarray]:
+        return [self._masks(k)[0] for k in range(len(self.names))]
+
+    def unresolved(self) -> list[np.ndarray]:
+        return [self._masks(k)[1] for k in range(len(self.names))]
+
+    def excuse(self, k: int, index: tuple[int, ...]) -> None:
+        self.excused[k][index] = True
+
+    def rejudge(self) -> None:
+        self.comparisons = self._compare(self.floor)
+
+
+@dataclass(frozen=True)
+class KinkFinding:
+    """The one-sided derivatives at one disputed element, and what the reference and torch gave there."""
+
+    tensor: str
+    index: tuple[int, ...]
+    sides: OneSided
+    reference: float
+    torch: float
+    accepted: bool
+
+    def describe(self) -> str:
+        verdict = ("accepted as a subgradient (kinks='subgradient')" if self.accepted
+                   else "kinks='subgradient' accepts any value between them" if self.sides.contains(
+                       self.reference, 1e-9 * max(abs(self.sides.left), abs(self.sides.right), 1e-300))
+                   else "the reference's value is not between them either")
+        return (f"{self.tensor} {list(self.index)} sits on a kink: {self.sides.describe()}; torch's convention "
+                f"gives {self.torch:.6g}, the reference {self.reference:.6g}; {verdict}")
+
+
+def examine_kinks(
+    judge: Judge,
+    candidates: Sequence[np.ndarray],
+    value_at: Callable[[list[np.ndarray]], float],
+    inputs: list[np.ndarray],
+    variables: Sequence[int],
+    f0: float,
+    *,
+    subgradient: bool,
+) -> list[KinkFinding]:
+    """Measure one-sided derivatives at the candidate elements (largest errors first, within the budget).
+
+    With ``subgradient``, an element on a kink whose reference and torch values both lie between
+    the one-sided derivatives (within its bound) is excused in ``judge``.
+    """
+    findings: list[KinkFinding] = []
+    budget = KINK_BUDGET
+    for k in range(1, len(judge.names)):  # gradients only: the value has no kinks of its own
+        mask = candidates[k]
+        if not mask.any() or budget <= 0:
+            continue
+        e, a = judge.expected[k], judge.actual[k]
+        errors = np.where(mask, np.abs(finite_or_zero(a) - finite_or_zero(e)), -1.0)
+        order = np.argsort(errors, axis=None)[::-1][: min(budget, int(mask.sum()))]
+        scale = max(largest_magnitude(finite_or_zero(e)), largest_magnitude(finite_or_zero(a)))
+        slack = allowed_error(e, a, judge.tol)
+        for flat in order:
+            index = tuple(int(i) for i in np.unravel_index(int(flat), mask.shape))
+            budget -= 1
+            sides = one_sided(value_at, inputs, variables[k - 1], index, f0, scale)
+            if sides is None or not sides.kink:
+                continue
+            room = float(slack[index]) + 1e-9 * max(abs(sides.left), abs(sides.right))
+            accepted = subgradient and sides.contains(float(e[index]), room) and sides.contains(float(a[index]), room)
+            if accepted:
+                judge.excuse(k, index)
+            findings.append(KinkFinding(judge.names[k], index, sides, float(e[index]), float(a[index]), accepted))
+    if any(f.accepted for f in findings):
+        judge.rejudge()
+    return findings
+
+
+def oracle_votes(
+    value_at: Callable[[list[np.ndarray]], float],
+    inputs: list[np.ndarray],
+    variables: Sequence[int],
+    f0: float,
+    reference_grads: Sequence[np.ndarray],
+    torch_grads: Sequence[np.ndarray],
+    torch_slack: Sequence[np.ndarray],
+    *,
+    reference_vs_autograd: bool,
+    condition: float,
+    count: int,
+    seed: int,
+) -> OracleVotes:
+    """Finite differences of the float64 value along ``count`` random directions, each element moved
+    relative to itself (so inputs of 1e-8 and 1e4 are both resolved; constants never move).
+
+    Four evaluations a direction: central differences at h and h/2 (Richardson), whose one-sided
+    halves expose a kink. A direction the estimate cannot resolve abstains instead of voting.
+    ``torch_slack`` is the torch gradient's own comparison bound, carried through the direction.
+    """
+    moving = [inputs[k] for k in variables]
+
+    def along(*xs: np.ndarray) -> float:
+        point = list(inputs)
+        for k, x in zip(variables, xs, strict=True):
+            point[k] = x
+        return value_at(point)
+
+    ref_votes: list[bool] = []
+    torch_votes: list[bool] = []
+    reasons: list[str] = []
+    taylor = (2.0, 2.0)
+    first: tuple[float, float, float] | None = None
+    for direction in numeric.random_directions([x.shape for x in moving], count, seed):
+        v = numeric.relative_direction(direction, moving)
+        estimate = numeric.central_difference(along, moving, v, h=numeric.RELATIVE_FD_STEP, noise=condition, f0=f0)
+        # |<g, v>| <= sum |g v|: the largest the directional derivative can be along v.
+        norm = max(float(sum(np.sum(np.abs(g * d)) for g, d in zip(grads, v, strict=True)))
+                   for grads in (reference_grads, torch_grads))
+        reason = numeric.abstention(estimate, norm)
+        if reason:
+            reasons.append(reason)
+            continue
+        slack = float(sum(np.sum(b * np.abs(d)) for b, d in zip(torch_slack, v, strict=True)))
+        predicted_ref, predicted_torch = numeric.dot(reference_grads, v), numeric.dot(torch_grads, v)
+        ref_votes.append(numeric.fd_agrees(predicted_ref, estimate, norm))
+        torch_votes.append(numeric.fd_agrees(predicted_torch, estimate, norm, slack))
+        if first is None:
+            first = (estimate.value, predicted_ref, predicted_torch)
+            taylor = (
+                numeric.taylor_order(estimate, f0, predicted_ref),
+                numeric.taylor_order(estimate, f0, predicted_torch),
+            )
+    return OracleVotes(
+        reference_vs_autograd=reference_vs_autograd,
+        reference_vs_fd=all(ref_votes) if ref_votes else None,
+        autograd_vs_fd=all(torch_votes) if torch_votes else None,
+        taylor_order_reference=taylor[0],
+        taylor_order_autograd=taylor[1],
+        directions=count,
+        abstained=reasons[0] if reasons and not ref_votes else None,
+        estimate=None if first is None else first[0],
+        predicted_reference=None if first is None else first[1],
+        predicted_autograd=None if first is None else first[2],
+    )

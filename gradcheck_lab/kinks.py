@@ -1,0 +1,70 @@
+r"""Kinks: points where a function's one-sided derivatives differ (relu at 0, ties in a max, abs at 0).
+
+There the gradient is a convention: torch picks one value (relu'(0) = 0, the first of tied maxima),
+a hand derivation may pick another, and both are right in the sense of subgradients. For an element
+whose reference and torch gradients disagree, moving that one input element by :math:`\pm h` and
+:math:`\pm h/2` gives the one-sided derivatives
+
+.. math::
+    D_+ = \lim_{h \downarrow 0} \frac{f(x + h e_i) - f(x)}{h}, \qquad
+    D_- = \lim_{h \downarrow 0} \frac{f(x) - f(x - h e_i)}{h},
+
+each extrapolated from the two steps (Richardson: :math:`2 D(h/2) - D(h)` cancels the
+:math:`O(h)` term). A smooth function has :math:`D_+ = D_-`; at a kink they differ by the jump in
+slope, whatever the step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+_EPS = float(np.finfo(np.float64).eps)
+STEP = 2.0**-20
+"""Relative step: small enough that no other kink lies within it, large enough for float64 differences."""
+
+
+@dataclass(frozen=True)
+class OneSided:
+    """The one-sided derivatives of the checked function in one input element."""
+
+    left: float
+    right: float
+    kink: bool
+
+    def contains(self, value: float, slack: float) -> bool:
+        """Whether ``value`` lies between the one-sided derivatives (within ``slack``)."""
+        low, high = min(self.left, self.right), max(self.left, self.right)
+        return low - slack <= value <= high + slack
+
+    def describe(self) -> str:
+        return f"one-sided derivatives {self.left:.6g} (from the left) and {self.right:.6g} (from the right)"
+
+
+def one_sided(f: Callable[[list[np.ndarray]], float], inputs: Sequence[np.ndarray], which: int,
+              index: tuple[int, ...], f0: float, gradient_scale: float) -> OneSided | None:
+    """One-sided derivatives of ``f`` (a scalar function of the full input list) in ``inputs[which][index]``.
+
+    ``gradient_scale`` (the tensor's largest gradient magnitude) sets how large a gap in slopes
+    counts as a kink rather than rounding. Returns None where ``f`` is not finite nearby.
+    """
+    x = inputs[which]
+    scale = max(abs(float(x[index])), float(np.max(np.abs(x), initial=0.0)) * 2.0**-10, 2.0**-30)
+    h = STEP * scale
+    values = {}
+    for step in (h, h / 2, -h / 2, -h):
+        point = list(inputs)
+        moved = np.array(x, copy=True)
+        moved[index] += step
+        point[which] = moved
+        values[step] = f(point)
+    if not all(np.isfinite(v) for v in (*values.values(), f0)):
+        return None
+    right = 2 * (values[h / 2] - f0) / (h / 2) - (values[h] - f0) / h
+    left = 2 * (f0 - values[-h / 2]) / (h / 2) - (f0 - values[-h]) / h
+    rounding = 8 * _EPS * max(abs(f0), *(abs(v) for v in values.values())) / (h / 2)
+    gap = abs(right - left)
+    kink = gap > max(64 * rounding, 1e-6 * gradient_scale)
+    return OneSided(left, right, kink)

@@ -1,0 +1,89 @@
+r"""The measured rounding floor: how much a disagreement changes when every intermediate is re-rounded.
+
+Two computations of the same function, the reference :math:`e(x)` and torch :math:`t(x)`, disagree
+by :math:`D(x) = e(x) - t(x)`. A wrong derivation makes :math:`D` a smooth function of the inputs:
+move them by a millionth and it barely changes. Rounding makes :math:`D` a fresh draw at every point:
+move the inputs by a millionth and every intermediate is rounded anew, so :math:`D` changes by about
+its own size. Measuring :math:`|D(x') - D(x)|` over a few moved points :math:`x'` therefore shows,
+element by element, how much of the disagreement rounding can produce at this input: tiny where the
+computation is well conditioned, large where sums cancel or a rounded intermediate feeds a
+cancellation (1 - tanh(z)^2 at a saturated tanh keeps its rounding under moves of a few ulps; a move
+of a millionth rounds it anew). Both sides are evaluated at the same moved point, so the function's
+own change cancels out of :math:`D` and the move can be large without hiding a wrong gradient, as
+long as the wrong part changes by much less than itself over the move (a relative condition below
+about :math:`10^5`; beyond it, such a gradient shows as a large floor, hence inconclusive, not as a pass).
+
+Each element's floor is the largest change over a few random moves. Over thousands of elements some
+samples fall far below their scale by chance, and an element judged by such a sample would be a false
+alarm; so the floor is pooled: no element's is below the tensor's median (the typical rounding, robust
+to the few elements that cancel hardest, which keep their own).
+
+The floor costs a few extra evaluations of both sides, so checks measure it only when an element
+exceeds the a-priori bound.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+Evaluation = Callable[[list[np.ndarray]], list[np.ndarray] | None]
+"""Runs one side at a full input list; returns ``[value, grad_0, grad_1, ...]`` (float64), or None if it fails."""
+
+
+def perturbed(inputs: Sequence[np.ndarray], variables: Sequence[int], relative: float,
+              rng: np.random.Generator) -> list[np.ndarray]:
+    """Copies of ``inputs`` with each element of the ``variables`` moved by ``relative`` of itself, random sign.
+
+    Constant inputs (data) are copied unchanged; zeros stay zero, and no element changes sign.
+    """
+    out = [np.array(x, copy=True) for x in inputs]
+    for k in variables:
+        x = out[k]
+        signs = np.unpackbits(rng.integers(0, 256, size=(x.size + 7) // 8, dtype=np.uint8))[:x.size]
+        factors = 1.0 + relative * (signs.astype(np.float64) * 2 - 1)
+        out[k] = x * factors.reshape(x.shape)
+    return out
+
+
+def rounding_floor(
+    expected_at: Evaluation,
+    actual_at: Evaluation,
+    expected: Sequence[np.ndarray],
+    actual: Sequence[np.ndarray],
+    inputs: Sequence[np.ndarray],
+    variables: Sequence[int],
+    relative: float,
+    *,
+    samples: int = 3,
+    seed: int = 0,
+) -> list[np.ndarray] | None:
+    """The largest change of the disagreement ``expected - actual`` over ``samples`` moves of the inputs.
+
+    ``expected_at``/``actual_at`` evaluate each side at a point; ``expected``/``actual`` are their
+    results at the unmoved inputs. Returns one array per result (value, then each gradient), pooled
+    (see the module docstring), or None when no moved point could be evaluated on both sides.
+    """
+    rng = np.random.default_rng(seed + 7_919)
+    baseline = [np.asarray(e, dtype=np.float64) - np.asarray(a, dtype=np.float64)
+                for e, a in zip(expected, actual, strict=True)]
+    floor: list[np.ndarray] | None = None
+    for _ in range(samples):
+        point = perturbed(inputs, variables, relative, rng)
+        moved_expected, moved_actual = expected_at(point), actual_at(point)
+        if moved_expected is None or moved_actual is None:
+            continue
+        changes = [np.abs(np.asarray(e, dtype=np.float64) - np.asarray(a, dtype=np.float64) - d)
+                   for e, a, d in zip(moved_expected, moved_actual, baseline, strict=True)]
+        # A disagreement that turns NaN or Inf under a tiny move is unboundedly sensitive there.
+        changes = [np.where(np.isnan(c), np.inf, c) for c in changes]
+        floor = changes if floor is None else [np.maximum(f, c) for f, c in zip(floor, changes, strict=True)]
+    return None if floor is None else [_pooled(f) for f in floor]
+
+
+def _pooled(floor: np.ndarray) -> np.ndarray:
+    """``floor`` raised to at least its median (see the module docstring)."""
+    if floor.size < 2:
+        return floor
+    return np.maximum(floor, np.median(floor))
