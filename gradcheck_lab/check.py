@@ -27,7 +27,7 @@ from gradcheck_lab.errors import (
 from gradcheck_lab.judging import Judge, KinkFinding, examine_kinks, oracle_votes
 from gradcheck_lab.report import OracleVotes, Report, Verdict, mismatch_message
 from gradcheck_lab.rounding import rounding_floor
-from gradcheck_lab.tolerances import gradient_tolerance, math_tolerance, perturbation_size
+from gradcheck_lab.tolerances import conditioning_size, gradient_tolerance, math_tolerance, perturbation_size
 
 ReferenceFn = Callable[..., tuple[Any, Sequence[Any]]]
 TorchFn = Callable[..., torch.Tensor]
@@ -403,7 +403,8 @@ def _judge(runner: _Runner, rounded: list[np.ndarray], variables: list[int], nam
                 return None
     if not deciding.passed and not deciding.nonfinite:
         deciding.apply_floor(rounding_floor(runner.results_reference, torch_at, deciding.expected, deciding.actual,
-                                            rounded, variables, perturbation_size(precision)))
+                                            rounded, variables, perturbation_size(precision),
+                                            conditioning_size(precision)))
     shown = deciding
     if truth is not None and dtype != torch.float64:
         shown = Judge(labels, reference.results(), actual.results(),

@@ -139,6 +139,9 @@ def examine_kinks(
 ) -> list[KinkFinding]:
     """Measure one-sided derivatives at the candidate elements (largest errors first, within the budget).
 
+    In each tensor the search stops at the first element off any kink: its disagreement stands
+    whatever the smaller ones are, so a wrong gradient costs four evaluations per tensor here.
+
     With ``subgradient``, an element on a kink whose reference and torch values both lie between
     the one-sided derivatives (within its bound) is excused in ``judge``.
     """
@@ -150,15 +153,20 @@ def examine_kinks(
             continue
         e, a = judge.expected[k], judge.actual[k]
         errors = np.where(mask, np.abs(finite_or_zero(a) - finite_or_zero(e)), -1.0)
-        order = np.argsort(errors, axis=None)[::-1][: min(budget, int(mask.sum()))]
+        count = min(budget, int(mask.sum()))
+        flat_errors = errors.ravel()
+        top = np.argpartition(flat_errors, flat_errors.size - count)[flat_errors.size - count:]
+        order = top[np.argsort(flat_errors[top])[::-1]]
         scale = max(largest_magnitude(finite_or_zero(e)), largest_magnitude(finite_or_zero(a)))
         slack = allowed_error(e, a, judge.tol)
         for flat in order:
             index = tuple(int(i) for i in np.unravel_index(int(flat), mask.shape))
             budget -= 1
             sides = one_sided(value_at, inputs, variables[k - 1], index, f0, scale)
-            if sides is None or not sides.kink:
+            if sides is None:
                 continue
+            if not sides.kink:
+                break  # a larger error off any kink decides this tensor; smaller ones cannot excuse it
             room = float(slack[index]) + 1e-9 * max(abs(sides.left), abs(sides.right))
             accepted = subgradient and sides.contains(float(e[index]), room) and sides.contains(float(a[index]), room)
             if accepted:
@@ -167,6 +175,33 @@ def examine_kinks(
     if any(f.accepted for f in findings):
         judge.rejudge()
     return findings
+
+
+CONFIRM_STEPS = (16, 256)
+"""A shared mistake is confirmed by differences at steps this many times larger (see :func:`_unconfirmed`)."""
+
+
+def _unconfirmed(along: Callable[..., float], moving: list[np.ndarray], v: list[np.ndarray], gap: float,
+                 predicted: float, norm: float, condition: float, f0: float) -> str | None:
+    """Why a discrepancy ``gap`` between differences and both gradients is not a shared mistake, or None.
+
+    A wrong gradient's discrepancy along ``v`` is the same at every step. Rounding of an intermediate
+    far larger than the value (``x + 1e10 - 1e10``) biases differences like a slope when the step is
+    comparable to that intermediate's ulp, invisibly to their own error estimate; the bias changes
+    (shrinks like 1/step) when the step grows. So the discrepancy must stay within a quarter of
+    itself at steps 16x and 256x larger, four evaluations each, spent only when both gradients
+    disagree with the differences, and the wider differences must reject the gradients too.
+    """
+    for factor in CONFIRM_STEPS:
+        wider = numeric.central_difference(along, moving, v, h=factor * numeric.RELATIVE_FD_STEP,
+                                           noise=condition, f0=f0)
+        wider_gap = wider.value - predicted
+        if (numeric.abstention(wider, norm) or abs(wider_gap - gap) > 0.25 * abs(gap)
+                or numeric.fd_agrees(predicted, wider, norm)):
+            return (f"the differences' discrepancy with both gradients is {gap:.3g} at step h but {wider_gap:.3g} "
+                    f"at {factor}h: rounding inside the function (an intermediate far larger than its value), "
+                    "not a shared mistake")
+    return None
 
 
 def oracle_votes(
@@ -215,8 +250,15 @@ def oracle_votes(
             continue
         slack = float(sum(np.sum(b * np.abs(d)) for b, d in zip(torch_slack, v, strict=True)))
         predicted_ref, predicted_torch = numeric.dot(reference_grads, v), numeric.dot(torch_grads, v)
-        ref_votes.append(numeric.fd_agrees(predicted_ref, estimate, norm))
-        torch_votes.append(numeric.fd_agrees(predicted_torch, estimate, norm, slack))
+        ref_agrees = numeric.fd_agrees(predicted_ref, estimate, norm)
+        torch_agrees = numeric.fd_agrees(predicted_torch, estimate, norm, slack)
+        if not ref_agrees and not torch_agrees:
+            reason = _unconfirmed(along, moving, v, estimate.value - predicted_ref, predicted_ref, norm, condition, f0)
+            if reason:
+                reasons.append(reason)
+                continue
+        ref_votes.append(ref_agrees)
+        torch_votes.append(torch_agrees)
         if first is None:
             first = (estimate.value, predicted_ref, predicted_torch)
             taylor = (

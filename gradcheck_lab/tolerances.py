@@ -113,6 +113,12 @@ FLOOR_FACTOR = 4.0
 MOVE = 2.0**-20
 PERTURBATION_ULPS = 4.0
 
+# The conditioning moves: random factors within 1 +- CONDITION_ULPS u of each element. A
+# backward-stable computation is exact at inputs moved by a few ulps, so the change of a result
+# under such moves is what rounding can do to it (its condition times u), even where the
+# disagreement itself does not change under the larger moves above.
+CONDITION_ULPS = 4.0
+
 # --- the dtype comparison (torch in the dtype against the float64 reference) ---------------------
 # torch rounds each op's output to the dtype (float16/bfloat16 matmuls and sums accumulate in
 # float32), so a correct result carries a few u relative to the element and to the tensor's scale;
@@ -179,6 +185,12 @@ def perturbation_size(precision: str) -> float:
         return MOVE
     u = _TF32_ROUNDOFF if precision == "tf32" else unit_roundoff(getattr(torch, precision))
     return max(MOVE, PERTURBATION_ULPS * u)
+
+
+def conditioning_size(precision: str) -> float:
+    """Relative size of the few-ulp moves that measure the conditioning part of the floor at ``precision``."""
+    u = _TF32_ROUNDOFF if precision == "tf32" else unit_roundoff(getattr(torch, precision))
+    return CONDITION_ULPS * u
 
 
 def _overridden(tol: Tolerance, rtol: float | None, atol: float | None) -> Tolerance:
