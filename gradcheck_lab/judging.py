@@ -95,9 +95,12 @@ class Judge:
         return beyond, unresolved
 
     def beyond(self) -> list[np.ndarray]:
-        return [self._masks(k)[0] for k in range(len(self.names))]
+        return [self._masks(k)[0] if not self.comparisons[name].passed else np.zeros(np.shape(e), dtype=bool)
+                for k, (name, e) in enumerate(zip(self.names, self.expected, strict=True))]
 
     def unresolved(self) -> list[np.ndarray]:
+        if self.floor is None:  # nothing is unresolved before the floor is measured
+            return [np.zeros(np.shape(e), dtype=bool) for e in self.expected]
         return [self._masks(k)[1] for k in range(len(self.names))]
 
     def excuse(self, k: int, index: tuple[int, ...]) -> None:
@@ -178,30 +181,43 @@ def examine_kinks(
 
 
 CONFIRM_STEPS = (16, 256)
+SECOND_ORDER = 1.7
+"""A Taylor remainder shrinking faster than h^1.7 is a right gradient's (order 2), not a wrong one's (order 1)."""
 """A shared mistake is confirmed by differences at steps this many times larger (see :func:`_unconfirmed`)."""
 
 
-def _unconfirmed(along: Callable[..., float], moving: list[np.ndarray], v: list[np.ndarray], gap: float,
-                 predicted: float, norm: float, condition: float, f0: float) -> str | None:
-    """Why a discrepancy ``gap`` between differences and both gradients is not a shared mistake, or None.
+def _confirm(along: Callable[..., float], moving: list[np.ndarray], v: list[np.ndarray], gap: float,
+             predicted: float, norm: float, condition: float,
+             f0: float) -> tuple[str | None, numeric.DirectionalEstimate | None]:
+    """Whether a discrepancy ``gap`` between the differences and both gradients is a shared mistake.
 
-    A wrong gradient's discrepancy along ``v`` is the same at every step. Rounding of an intermediate
-    far larger than the value (``x + 1e10 - 1e10``) biases differences like a slope when the step is
-    comparable to that intermediate's ulp, invisibly to their own error estimate; the bias changes
-    (shrinks like 1/step) when the step grows. So the discrepancy must stay within a quarter of
-    itself at steps 16x and 256x larger, four evaluations each, spent only when both gradients
-    disagree with the differences, and the wider differences must reject the gradients too.
+    Returns ``(reason, None)`` when it is not (the oracle abstains for ``reason``), else ``(None, the
+    last wider estimate)``. A wrong gradient's discrepancy along ``v`` is the same at every step.
+    The first estimate (two evaluations) has no error estimate of its own; rounding of an
+    intermediate far larger than the value (``x + 1e10 - 1e10``) also biases differences like a
+    slope when the step is comparable to that intermediate's ulp, invisibly to any error estimate
+    at that step, and the bias changes (shrinks like 1/step) when the step grows. So the discrepancy
+    must stay within a quarter of itself at steps 16x and 256x larger, where Richardson-extrapolated
+    differences (four evaluations each, spent only here) must reject the gradients too, with no
+    kink, noise or lack of convergence in sight.
     """
+    wider = None
     for factor in CONFIRM_STEPS:
         wider = numeric.central_difference(along, moving, v, h=factor * numeric.RELATIVE_FD_STEP,
                                            noise=condition, f0=f0)
         wider_gap = wider.value - predicted
-        if (numeric.abstention(wider, norm) or abs(wider_gap - gap) > 0.25 * abs(gap)
-                or numeric.fd_agrees(predicted, wider, norm)):
+        reason = numeric.abstention(wider, norm)
+        if reason:
+            return f"{reason} (at a step {factor}x the first)", None
+        if abs(wider_gap - gap) > 0.25 * abs(gap) or numeric.fd_agrees(predicted, wider, norm):
             return (f"the differences' discrepancy with both gradients is {gap:.3g} at step h but {wider_gap:.3g} "
                     f"at {factor}h: rounding inside the function (an intermediate far larger than its value), "
-                    "not a shared mistake")
-    return None
+                    "not a shared mistake"), None
+        order = numeric.taylor_order(wider, f0, predicted)
+        if factor == CONFIRM_STEPS[0] and order > SECOND_ORDER:
+            return (f"the Taylor remainder of the gradients shrinks like h^{order:.2f} at {factor}h (h^2 for a right "
+                    "gradient, h for a wrong one): the differences' discrepancy is noise"), None
+    return None, wider
 
 
 def oracle_votes(
@@ -240,7 +256,8 @@ def oracle_votes(
     first: tuple[float, float, float] | None = None
     for direction in numeric.random_directions([x.shape for x in moving], count, seed):
         v = numeric.relative_direction(direction, moving)
-        estimate = numeric.central_difference(along, moving, v, h=numeric.RELATIVE_FD_STEP, noise=condition, f0=f0)
+        estimate = numeric.central_difference(along, moving, v, h=numeric.RELATIVE_FD_STEP, noise=condition, f0=f0,
+                                              richardson=False)
         # |<g, v>| <= sum |g v|: the largest the directional derivative can be along v.
         norm = max(float(sum(np.sum(np.abs(g * d)) for g, d in zip(grads, v, strict=True)))
                    for grads in (reference_grads, torch_grads))
@@ -253,10 +270,12 @@ def oracle_votes(
         ref_agrees = numeric.fd_agrees(predicted_ref, estimate, norm)
         torch_agrees = numeric.fd_agrees(predicted_torch, estimate, norm, slack)
         if not ref_agrees and not torch_agrees:
-            reason = _unconfirmed(along, moving, v, estimate.value - predicted_ref, predicted_ref, norm, condition, f0)
+            reason, wider = _confirm(along, moving, v, estimate.value - predicted_ref, predicted_ref, norm, condition,
+                                     f0)
             if reason:
                 reasons.append(reason)
                 continue
+            estimate = wider or estimate  # it has the steps the Taylor orders need
         ref_votes.append(ref_agrees)
         torch_votes.append(torch_agrees)
         if first is None:
