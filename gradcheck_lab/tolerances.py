@@ -27,11 +27,12 @@ Each element passes when
   zero is not held to a precision its terms never had, and a check means the same at every scale
   (a gradient of 1e-8 is judged like one of 1); each tensor has its own :math:`S`, so mixed scales
   across tensors do not excuse each other;
-- :math:`\phi_i`, the **measured rounding floor** at that input: how far the same computations
-  move when the inputs move by a few units in the last place (:mod:`gradcheck_lab.rounding`).
-  A backward-stable computation returns the exact result for inputs moved by a few ulps, so this
-  is what rounding *can* produce at that point: large where sums cancel, tiny elsewhere. It costs
-  extra calls, so it is measured only when an element exceeds the a-priori terms.
+- :math:`\phi_i`, the **measured rounding floor** at that input (:mod:`gradcheck_lab.rounding`):
+  the larger of how far the disagreement moves when the inputs move by a millionth (every
+  intermediate re-rounded) and how far each side's result moves when the inputs move by a few
+  ulps (a backward-stable computation is exact for inputs moved by a few ulps, so that is what
+  rounding *can* do to it): large where sums cancel, tiny elsewhere. It costs extra calls, so it
+  is measured only when an element exceeds the a-priori terms.
 
 The a-priori terms (``rtol``, ``ntol``) bound a well-conditioned computation from the unit
 roundoff :math:`u`; the floor takes over where conditioning is bad. The verdict:
