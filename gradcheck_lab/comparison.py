@@ -78,7 +78,7 @@ def _bound(expected: np.ndarray, tol: Tolerance, scale: float, global_scale: flo
     bound += tol.atol + tol.ntol * scale + tol.gtol * global_scale
     if floor is not None and tol.floor:
         bound += tol.floor * floor
-    return bound
+    return np.asarray(bound)
 
 
 def compare(
@@ -139,7 +139,7 @@ def exceeding(expected: np.ndarray, actual: np.ndarray, tol: Tolerance, *, globa
               floor: np.ndarray | None = None) -> np.ndarray:
     """The boolean mask of elements past their bound (non-finite entries count as zero)."""
     error = np.abs(finite_or_zero(actual) - finite_or_zero(expected))
-    return error > allowed_error(expected, actual, tol, global_scale=global_scale, floor=floor)
+    return np.asarray(error > allowed_error(expected, actual, tol, global_scale=global_scale, floor=floor))
 
 
 def _nonfinite_problem(expected: np.ndarray, actual: np.ndarray, allow_nonfinite: bool) -> Comparison | None:

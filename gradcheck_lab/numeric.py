@@ -59,7 +59,7 @@ def _along(inputs: Sequence[np.ndarray], direction: Sequence[np.ndarray], h: flo
 
 def _step_size(inputs: Sequence[np.ndarray]) -> float:
     scale = max(1.0, max(float(np.max(np.abs(x), initial=0.0)) for x in inputs))
-    return _EPS ** (1 / 3) * scale * 8
+    return float(_EPS ** (1 / 3) * scale * 8)
 
 
 def dot(grads: Sequence[np.ndarray], direction: Sequence[np.ndarray]) -> float:

@@ -116,4 +116,4 @@ def _pooled(floor: np.ndarray) -> np.ndarray:
     """``floor`` raised to at least its median (see the module docstring)."""
     if floor.size < 2:
         return floor
-    return np.maximum(floor, np.median(floor))
+    return np.asarray(np.maximum(floor, np.median(floor)))
