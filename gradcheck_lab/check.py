@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import warnings
 from collections.abc import Callable, Sequence
@@ -12,7 +13,7 @@ import numpy as np
 import torch
 
 from gradcheck_lab._torch_state import preserved_torch_state
-from gradcheck_lab.comparison import allowed_error, finite_or_zero
+from gradcheck_lab.comparison import all_finite, allowed_error, finite_or_zero
 from gradcheck_lab.devices import resolve_device
 from gradcheck_lab.dtypes import dtype_name, resolve_dtype, round_to_dtype
 from gradcheck_lab.errors import (
@@ -36,13 +37,25 @@ TorchFn = Callable[..., torch.Tensor]
 def input_names(fn: Callable[..., Any], count: int) -> list[str]:
     """Names for the inputs: the function's positional parameter names when they fit, else ``input[k]``."""
     try:
+        return list(_cached_input_names(fn, count))
+    except TypeError:  # unhashable callable
+        return list(_input_names(fn, count))
+
+
+@functools.lru_cache(maxsize=256)
+def _cached_input_names(fn: Callable[..., Any], count: int) -> tuple[str, ...]:
+    return _input_names(fn, count)
+
+
+def _input_names(fn: Callable[..., Any], count: int) -> tuple[str, ...]:
+    try:
         params = [p for p in inspect.signature(fn).parameters.values()
                   if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     except (TypeError, ValueError):
         params = []
     if len(params) >= count:
-        return [f"{params[k].name!r} (input {k})" for k in range(count)]
-    return [f"input {k}" for k in range(count)]
+        return tuple(f"{params[k].name!r} (input {k})" for k in range(count))
+    return tuple(f"input {k}" for k in range(count))
 
 
 def as_input_tuple(inputs: Any) -> tuple[Any, ...]:
@@ -283,6 +296,8 @@ class _Runner:
 
 
 def _nonfinite_problem(side: _Side, label: str, names: Sequence[str]) -> str | None:
+    if all_finite(*side.results()):
+        return None
     for name, arr in [("value", side.value), *zip(names, side.grads, strict=True)]:
         if not np.all(np.isfinite(arr)):
             idx = tuple(int(i) for i in np.argwhere(~np.isfinite(arr))[0]) if arr.ndim else ()
@@ -386,7 +401,7 @@ def _judge(runner: _Runner, rounded: list[np.ndarray], variables: list[int], nam
     """
     labels = ["value", *names]
     inputs = [rounded[k] for k in variables]
-    condition = _condition(reference.grads, inputs)
+    condition = functools.cache(lambda: _condition(reference.grads, inputs))
     if truth is not None:
         deciding = Judge(labels, reference.results(), truth.results(), math_tolerance(dtype, rtol=rtol, atol=atol),
                          condition, allow_nonfinite)
@@ -431,7 +446,7 @@ def _judge(runner: _Runner, rounded: list[np.ndarray], variables: list[int], nam
         slack = [allowed_error(e, a, deciding.tol, floor=None if deciding.floor is None else deciding.floor[k + 1])
                  for k, (e, a) in enumerate(zip(reference.grads, torch_grads, strict=True))]
         votes = oracle_votes(runner.value, rounded, variables, f0, reference.grads, torch_grads, slack,
-                             reference_vs_autograd=not any(b.any() for b in beyond[1:]), condition=condition,
+                             reference_vs_autograd=not any(b.any() for b in beyond[1:]), condition=condition(),
                              count=oracle[0], seed=oracle[1])
 
     notes = [] if shown.passed or shown is deciding else [_dtype_note(shown, dtype)]
