@@ -240,3 +240,64 @@ def test_entry_point_group_adds_cases(user_cases, monkeypatch, capsys):
     monkeypatch.setattr(cli, "entry_points", lambda group: [ep] if group == cli.ENTRY_POINT_GROUP else [])
     assert cli.main(["list"]) == 0
     assert name in capsys.readouterr().out
+
+
+# --- benchmark reporting ------------------------------------------------------------------------
+
+def _bench_result():
+    from gradcheck_lab.bench import BenchResult, BenchRow
+
+    rows = [BenchRow("linear", backend, "float32", n, t, spread, 10.0, "GFLOP/s", 20.0, pct, q1_s=t * 0.9, q3_s=t * 1.2)
+            for backend, n, t, spread, pct in [("numpy", 16, 1e-5, 0.05, 50.0), ("numpy", 64, 1e-4, 9.67, 50.0),
+                                               ("torch-cpu", 16, 2e-5, 0.1, 168.0), ("torch-cpu", 64, 3e-4, 0.1, 40.0)]]
+    rows.append(BenchRow("adam", "torch-cpu", "float32", 16, 1e-5, 0.1, 1.0, "GB/s", 2.0, 50.0))
+    return BenchResult(rows=rows, machine={"cpu": "Test CPU 9000", "cores": 2, "available_cores": 2,
+                                           "torch_threads": 1, "gpus": [], "load_average": [3.5, 2.0, 1.0]})
+
+
+def test_bench_flags_noisy_rows_and_rates_above_the_ceiling():
+    from gradcheck_lab.bench import format_table
+
+    result = _bench_result()
+    assert [len(r.warnings) for r in result.rows] == [0, 1, 1, 0, 0]
+    text = format_table(result)
+    assert "! linear numpy n=64: spread 967%" in text
+    assert "! linear torch-cpu n=16: 168% of the ceiling" in text
+    assert "threads: torch 1 of 2 cores; load average 3.50" in text
+
+
+def test_bench_plot_marks_every_size_with_spread_on_a_shared_scale(tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    import matplotlib.pyplot as plt
+
+    from gradcheck_lab import bench
+
+    figures = []
+    monkeypatch.setattr(plt, "close", figures.append)  # keep the figure to inspect it
+    bench.plot(_bench_result(), str(tmp_path / "bench.png"))
+    assert (tmp_path / "bench.png").stat().st_size > 0
+    fig = figures[0]
+    linear, adam = fig.axes[:2]
+    assert [int(t) for t in linear.get_xticks()] == [16, 64]
+    assert linear.get_shared_y_axes().joined(linear, adam)
+    assert "ms" in linear.get_ylabel()
+    title = fig._suptitle.get_text()
+    assert "float32" in title and "Test CPU 9000" in title
+    assert len(linear.containers) == 2  # one errorbar (median with interquartile range) per backend
+
+
+def test_bench_uses_a_thread_budget_by_default(monkeypatch, tmp_path, capsys):
+    from gradcheck_lab import bench, threads
+
+    seen = []
+    real = bench.run_bench
+    monkeypatch.setattr(threads, "cores_for_this_process", lambda: 1)
+    monkeypatch.setattr(bench, "run_bench", lambda *a, **k: seen.append(torch.get_num_threads()) or real(*a, **k))
+    path = tmp_path / "b.json"
+    before = torch.get_num_threads()
+    assert cli.main(["bench", "--workload", "adam", "--sizes", "8", "--device", "cpu", "--repeats", "2", "-q",
+                     "--json", str(path)]) == 0
+    assert seen == [1] and torch.get_num_threads() == before
+    payload = json.loads(path.read_text())
+    assert payload["machine"]["torch_threads"] == 1 and "load_average" in payload["machine"]
+    assert all("warnings" in r for r in payload["rows"])
