@@ -168,12 +168,12 @@ def ceiling_workload(name: str, n: int, dtype: torch.dtype, backend: str) -> Wor
             return Workload(lambda: np.copyto(dst, src), bytes=2 * src.nbytes)
         return Workload(lambda: a @ b, flops=2 * n**3)
     device = torch.device(backend.removeprefix("torch-"))
-    a = torch.randn(n, n, device=device).to(dtype)
-    b = torch.randn(n, n, device=device).to(dtype)
+    ta = torch.randn(n, n, device=device).to(dtype)
+    tb = torch.randn(n, n, device=device).to(dtype)
     if name == "adam":
-        src, dst = a.reshape(-1), torch.empty(n * n, device=device, dtype=dtype)
-        return Workload(lambda: dst.copy_(src), bytes=2 * src.numel() * src.element_size())
-    return Workload(lambda: a @ b, flops=2 * n**3)
+        tsrc, tdst = ta.reshape(-1), torch.empty(n * n, device=device, dtype=dtype)
+        return Workload(lambda: tdst.copy_(tsrc), bytes=2 * tsrc.numel() * tsrc.element_size())
+    return Workload(lambda: ta @ tb, flops=2 * n**3)
 
 
 # --- the sweep --------------------------------------------------------------------------------
@@ -382,7 +382,7 @@ def verification_speed(sizes: Sequence[int], repeats: int = 5) -> list[dict[str,
         rng = np.random.default_rng(0)
         arrays = (rng.standard_normal((n, n)) / math.sqrt(n), rng.standard_normal((n, n)), rng.uniform(0, 1, (n, n)))
         tensors = tuple(torch.tensor(a, requires_grad=True) for a in arrays)
-        methods = {
+        methods: dict[str, Callable[[], Any]] = {
             "check_gradients": partial(check_gradients, models.sigmoid_mse, torch_fn, arrays),
             "check_gradients+fd": partial(check_gradients, models.sigmoid_mse, torch_fn, arrays,
                                           finite_differences=True),

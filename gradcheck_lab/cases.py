@@ -43,7 +43,7 @@ class Case:
     name: str
     reference: ReferenceFn
     torch_fn: TorchFn
-    inputs: st.SearchStrategy[tuple]
+    inputs: st.SearchStrategy[tuple[Any, ...]]
     dtypes: tuple[str, ...] = ALL_DTYPES
     tolerances: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     description: str = ""
@@ -207,7 +207,7 @@ def _optimizer_cases() -> list[OptimizerCase]:
         ("sgd_momentum_dampening_wd", {"lr": 0.05, "momentum": 0.9, "dampening": 0.3, "weight_decay": 0.01}),
         ("sgd_nesterov_maximize", {"lr": 0.05, "momentum": 0.8, "nesterov": True, "maximize": True}),
     ]
-    adam = [
+    adam: list[tuple[str, type, type, dict[str, Any]]] = [
         ("adam", ref_optim.Adam, torch.optim.Adam, {"lr": 1e-3}),
         ("adam_amsgrad_wd", ref_optim.Adam, torch.optim.Adam, {"lr": 1e-2, "amsgrad": True, "weight_decay": 0.1}),
         ("adam_maximize_betas", ref_optim.Adam, torch.optim.Adam,

@@ -63,7 +63,7 @@ def verify(
     devices: Sequence[str] | str = ("cpu",),
     dtypes: Sequence[str | torch.dtype] | str = ("float64",),
     max_examples: int = 100,
-    inputs: st.SearchStrategy[tuple] | None = None,
+    inputs: st.SearchStrategy[tuple[Any, ...]] | None = None,
     bound: float = DEFAULT_BOUND,
     elements: st.SearchStrategy[float] | None = None,
     rtol: float | None = None,
@@ -88,7 +88,7 @@ def verify(
     dtype_list = [resolve_dtype(d) for d in ([dtypes] if isinstance(dtypes, str | torch.dtype) else dtypes)]
     summaries = {(dev, dt): VerifySummary(dev, dtype_name(dt)) for dev in device_list for dt in dtype_list}
 
-    def one_example(example: tuple) -> None:
+    def one_example(example: tuple[Any, ...]) -> None:
         for (dev, dt), summary in summaries.items():
             summary.add(check_gradients(reference_fn, torch_fn, example, device=dev, dtype=dt, rtol=rtol,
                                         atol=atol, finite_differences=finite_differences, **check_kwargs))
@@ -106,7 +106,7 @@ def verify(
     try:
         search()
     except GradientMismatch as exc:
-        raise GradientMismatch(f"{exc}\n  minimal counterexample (after shrinking):\n{_describe(exc.inputs)}",
+        raise GradientMismatch(f"{exc}\n  minimal counterexample (after shrinking):\n{_describe(exc.inputs or ())}",
                                report=exc.report, inputs=exc.inputs) from None
     except NonFiniteError as exc:
         raise NonFiniteError(f"{exc}\n  if the function is only defined on part of the line, restrict the inputs: "
