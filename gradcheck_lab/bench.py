@@ -335,10 +335,10 @@ def plot(result: BenchResult, path: str) -> None:
     """Median time vs size per backend, log-log, one panel per workload on one shared, labelled time
     scale; every measured size marked and ticked, the interquartile spread as error bars, the
     crossover marked, dtype and machine in the title (needs matplotlib)."""
-    import matplotlib
+    import matplotlib  # type: ignore[import-not-found, unused-ignore]
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # type: ignore[import-not-found, unused-ignore]
 
     names = [w for w in WORKLOADS if any(r.workload == w for r in result.rows)]
     names += sorted({r.workload for r in result.rows} - set(names))

@@ -62,7 +62,7 @@ def cores_for_this_process() -> int:
 def _blas_limiter(n: int) -> Any:
     """threadpoolctl's limiter for the BLAS pools, or None where threadpoolctl is not installed."""
     try:
-        from threadpoolctl import threadpool_limits
+        from threadpoolctl import threadpool_limits  # type: ignore[import-untyped, unused-ignore]
     except ImportError:
         return None
     return threadpool_limits(limits=n, user_api="blas")
