@@ -168,12 +168,12 @@ def ceiling_workload(name: str, n: int, dtype: torch.dtype, backend: str) -> Wor
             return Workload(lambda: np.copyto(dst, src), bytes=2 * src.nbytes)
         return Workload(lambda: a @ b, flops=2 * n**3)
     device = torch.device(backend.removeprefix("torch-"))
-    a = torch.randn(n, n, device=device).to(dtype)
-    b = torch.randn(n, n, device=device).to(dtype)
+    ta = torch.randn(n, n, device=device).to(dtype)
+    tb = torch.randn(n, n, device=device).to(dtype)
     if name == "adam":
-        src, dst = a.reshape(-1), torch.empty(n * n, device=device, dtype=dtype)
-        return Workload(lambda: dst.copy_(src), bytes=2 * src.numel() * src.element_size())
-    return Workload(lambda: a @ b, flops=2 * n**3)
+        tsrc, tdst = ta.reshape(-1), torch.empty(n * n, device=device, dtype=dtype)
+        return Workload(lambda: tdst.copy_(tsrc), bytes=2 * tsrc.numel() * tsrc.element_size())
+    return Workload(lambda: ta @ tb, flops=2 * n**3)
 
 
 # --- the sweep --------------------------------------------------------------------------------
@@ -191,6 +191,25 @@ class BenchRow:
     ceiling: float
     percent_of_ceiling: float
     speedup_vs_cpu: float | None = None
+    q1_s: float | None = None
+    q3_s: float | None = None
+
+    @property
+    def warnings(self) -> list[str]:
+        """What a reader should not take at face value in this row."""
+        out = []
+        if self.spread > SPREAD_WARNING:
+            out.append(f"spread {self.spread:.0%} > {SPREAD_WARNING:.0%}: noisy timing (a loaded machine?)")
+        if self.percent_of_ceiling > CEILING_WARNING:
+            out.append(f"{self.percent_of_ceiling:.0f}% of the ceiling: the ceiling measurement was itself slowed "
+                       "(noise) or caches favour this workload; the ratio is not meaningful")
+        return out
+
+
+# A row whose interquartile spread exceeds this fraction of its median, or whose rate exceeds this
+# percentage of the ceiling measured in the same run, is flagged in the table and JSON.
+SPREAD_WARNING = 0.25
+CEILING_WARNING = 100.0
 
 
 @dataclass
@@ -244,7 +263,8 @@ def run_bench(workloads: Sequence[str], sizes: Sequence[int], devices: Sequence[
                 rate = (work.bytes or work.flops) / timing.median / 1e9
                 result.rows.append(BenchRow(name, backend, str(dtype).removeprefix("torch."), n, timing.median,
                                             timing.spread, rate, "GB/s" if work.bytes else "GFLOP/s",
-                                            ceilings[key], 100 * rate / ceilings[key]))
+                                            ceilings[key], 100 * rate / ceilings[key],
+                                            q1_s=timing.q1, q3_s=timing.q3))
                 del work
     _fill_speedups(result)
     return result
@@ -274,14 +294,26 @@ def crossover(points: Sequence[tuple[int, float]]) -> int | None:
 def format_table(result: BenchResult) -> str:
     header = ("workload", "backend", "dtype", "n", "median", "spread", "rate", "ceiling", "% ceil", "GPU/CPU")
     body = []
+    notes = []
     for r in result.rows:
-        body.append((r.workload, r.backend, r.dtype, str(r.size), f"{r.median_s * 1e3:.3f} ms", f"{r.spread:.0%}",
-                     f"{r.rate:.1f} {r.unit}", f"{r.ceiling:.1f}", f"{r.percent_of_ceiling:.0f}%",
+        mark = ""
+        for warning in r.warnings:
+            notes.append(f"! {r.workload} {r.backend} n={r.size}: {warning}")
+            mark = " !"
+        body.append((r.workload, r.backend, r.dtype, str(r.size), f"{r.median_s * 1e3:.3f} ms",
+                     f"{r.spread:.0%}" + (" !" if r.spread > SPREAD_WARNING else ""),
+                     f"{r.rate:.1f} {r.unit}", f"{r.ceiling:.1f}", f"{r.percent_of_ceiling:.0f}%" + mark,
                      "" if r.speedup_vs_cpu is None else f"{r.speedup_vs_cpu:.1f}x"))
     widths = [max(len(x) for x in col) for col in zip(header, *body, strict=True)]
     lines = ["  ".join(x.ljust(w) for x, w in zip(line, widths, strict=True)).rstrip() for line in (header, *body)]
     lines.insert(1, "  ".join("-" * w for w in widths))
     lines.append("")
+    m = result.machine
+    if m:
+        load = m.get("load_average")
+        lines.append(f"threads: torch {m.get('torch_threads')} of {m.get('available_cores', m.get('cores'))} cores"
+                     + (f"; load average {load[0]:.2f} (1 min)" if load else ""))
+    lines.extend(notes)
     if not any(r.backend.startswith("torch-cuda") for r in result.rows):
         lines.append("crossover: no CUDA device in this run, so no GPU-over-CPU speedups")
     for name, size in sorted(result.crossovers.items()):
@@ -289,25 +321,48 @@ def format_table(result: BenchResult) -> str:
     return "\n".join(lines)
 
 
+def plot_title(result: BenchResult) -> str:
+    """The dtype(s) and the machine a plot was measured on."""
+    m = result.machine
+    dtypes = ", ".join(dict.fromkeys(r.dtype for r in result.rows))
+    gpus = ", ".join(m.get("gpus") or []) or "no GPU"
+    threads = f"{m.get('torch_threads')} torch threads" if m.get("torch_threads") else ""
+    return f"{dtypes} - {m.get('cpu', 'unknown CPU')} ({m.get('cores', '?')} cores), {gpus}" + (
+        f", {threads}" if threads else "")
+
+
 def plot(result: BenchResult, path: str) -> None:
-    """Time vs size per backend, log-log, one panel per workload, crossover marked (needs matplotlib)."""
-    import matplotlib
+    """Median time vs size per backend, log-log, one panel per workload on one shared, labelled time
+    scale; every measured size marked and ticked, the interquartile spread as error bars, the
+    crossover marked, dtype and machine in the title (needs matplotlib)."""
+    import matplotlib  # type: ignore[import-not-found, unused-ignore]
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # type: ignore[import-not-found, unused-ignore]
 
     names = [w for w in WORKLOADS if any(r.workload == w for r in result.rows)]
-    fig, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 4), squeeze=False)
+    names += sorted({r.workload for r in result.rows} - set(names))
+    fig, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 4.4), squeeze=False, sharey=True)
     for ax, name in zip(axes[0], names, strict=True):
+        sizes = sorted({r.size for r in result.rows if r.workload == name})
         for backend in dict.fromkeys(r.backend for r in result.rows if r.workload == name):
-            pts = sorted((r.size, r.median_s) for r in result.rows if r.workload == name and r.backend == backend)
-            ax.loglog([p[0] for p in pts], [p[1] * 1e3 for p in pts], marker="o", label=backend)
+            rows = sorted((r for r in result.rows if r.workload == name and r.backend == backend),
+                          key=lambda r: r.size)
+            ms = [r.median_s * 1e3 for r in rows]
+            low = [(r.median_s - (r.q1_s if r.q1_s is not None else r.median_s)) * 1e3 for r in rows]
+            high = [((r.q3_s if r.q3_s is not None else r.median_s) - r.median_s) * 1e3 for r in rows]
+            ax.errorbar([r.size for r in rows], ms, yerr=[low, high], marker="o", capsize=3, label=backend)
         if result.crossovers.get(name):
             ax.axvline(result.crossovers[name], color="grey", linestyle="--", label="crossover")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xticks(sizes, [str(n) for n in sizes])
+        ax.minorticks_off()
         ax.set_title(name + (" (n*n params)" if name == "adam" else " (n x n)"))
-        ax.set_xlabel("n")
-        ax.set_ylabel("median time per call (ms)")
+        ax.set_xlabel("n (every measured size)")
         ax.legend(fontsize=8)
+    axes[0][0].set_ylabel("median time per call (ms), shared scale")
+    fig.suptitle(plot_title(result) + "\nerror bars: interquartile range of the timed samples", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -327,7 +382,7 @@ def verification_speed(sizes: Sequence[int], repeats: int = 5) -> list[dict[str,
         rng = np.random.default_rng(0)
         arrays = (rng.standard_normal((n, n)) / math.sqrt(n), rng.standard_normal((n, n)), rng.uniform(0, 1, (n, n)))
         tensors = tuple(torch.tensor(a, requires_grad=True) for a in arrays)
-        methods = {
+        methods: dict[str, Callable[[], Any]] = {
             "check_gradients": partial(check_gradients, models.sigmoid_mse, torch_fn, arrays),
             "check_gradients+fd": partial(check_gradients, models.sigmoid_mse, torch_fn, arrays,
                                           finite_differences=True),
@@ -353,19 +408,31 @@ def format_verification(rows: Sequence[dict[str, Any]]) -> str:
 
 # --- command line -----------------------------------------------------------------------------
 
-def add_parser(sub: Any) -> None:
-    p = sub.add_parser("bench", help="CPU vs GPU gradient speed against the same run's hardware ceiling")
+def add_parser(sub: Any, formatter_class: Any = argparse.HelpFormatter) -> None:
+    from gradcheck_lab.argtypes import output_path, plot_path, positive_int, size_list
+
+    p = sub.add_parser("bench", help="CPU vs GPU gradient speed against the same run's hardware ceiling",
+                       formatter_class=formatter_class,
+                       description="Time each workload on the NumPy reference, torch on the CPU and torch on\n"
+                                   "each GPU, next to a ceiling measured in the same run. Rows with a large\n"
+                                   "spread or a rate above the ceiling are flagged with '!'.")
     p.add_argument("--workload", action="append", choices=WORKLOADS, help="only this workload (repeatable)")
-    p.add_argument("--sizes", default=",".join(map(str, QUICK_SIZES)),
-                   help=f"comma list of n (default, quick: {','.join(map(str, QUICK_SIZES))})")
+    p.add_argument("--sizes", type=size_list, default=",".join(map(str, QUICK_SIZES)), metavar="N,N,...",
+                   help="comma list of n")
     p.add_argument("--device", default="all", help="torch devices: cpu, cuda, all, ... (default: all)")
     p.add_argument("--dtype", default="float32", help="float32 (default), float64, bfloat16 or float16")
-    p.add_argument("--repeats", type=int, default=7, help="timed samples per point; the median is quoted")
+    p.add_argument("--repeats", type=positive_int, default=7, metavar="N",
+                   help="timed samples per point; the median is quoted")
+    p.add_argument("--threads", type=positive_int, default=None, metavar="N",
+                   help="torch and BLAS threads (default: this process's share of the available cores, "
+                        "divided among pytest-xdist workers, so pools do not oversubscribe)")
     p.add_argument("--verification", action="store_true",
                    help="also time check_gradients against torch.autograd.gradcheck (full and fast)")
-    p.add_argument("--verification-sizes", default="8,16,32,64", help="sizes for --verification")
-    p.add_argument("--json", metavar="PATH", help="write rows, crossovers and machine info as JSON")
-    p.add_argument("--plot", metavar="PATH", help="write a log-log plot (needs the 'plot' extra: matplotlib)")
+    p.add_argument("--verification-sizes", type=size_list, default="8,16,32,64", metavar="N,N,...",
+                   help="sizes for --verification")
+    p.add_argument("--json", metavar="PATH", type=output_path, help="write rows, crossovers and machine info as JSON")
+    p.add_argument("--plot", metavar="PATH", type=plot_path,
+                   help="write a log-log plot (needs the 'plot' extra: matplotlib)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=_cmd_bench)
 
@@ -373,7 +440,7 @@ def add_parser(sub: Any) -> None:
 def _cmd_bench(args: argparse.Namespace) -> int:
     dtype = resolve_dtype(args.dtype)
     devices = resolve_devices(args.device)
-    sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+    sizes = args.sizes
 
     def progress(line: str) -> None:
         if args.quiet:
@@ -383,14 +450,19 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         else:
             print(line, file=sys.stderr, flush=True)
 
-    result = run_bench(args.workload or WORKLOADS, sizes, devices, dtype, args.repeats, progress)
+    from gradcheck_lab.threads import thread_budget
+
+    with thread_budget(args.threads):
+        result = run_bench(args.workload or WORKLOADS, sizes, devices, dtype, args.repeats, progress)
     if not args.quiet and sys.stderr.isatty():
         print(file=sys.stderr)
     print(format_table(result))
-    payload: dict[str, Any] = {"machine": result.machine, "dtype": args.dtype, "rows": [asdict(r) for r in result.rows],
+    payload: dict[str, Any] = {"machine": result.machine, "dtype": args.dtype,
+                               "rows": [{**asdict(r), "warnings": r.warnings} for r in result.rows],
                                "crossovers": result.crossovers}
     if args.verification:
-        rows = verification_speed([int(s) for s in args.verification_sizes.split(",")])
+        with thread_budget(args.threads):
+            rows = verification_speed(args.verification_sizes)
         print("\nverification speed (sigmoid_mse, float64; medians):")
         print(format_verification(rows))
         payload["verification"] = rows

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -43,7 +43,7 @@ class Case:
     name: str
     reference: ReferenceFn
     torch_fn: TorchFn
-    inputs: st.SearchStrategy[tuple]
+    inputs: st.SearchStrategy[tuple[Any, ...]]
     dtypes: tuple[str, ...] = ALL_DTYPES
     tolerances: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     description: str = ""
@@ -96,7 +96,7 @@ def sigmoid_vjp(x: np.ndarray, grad_out: np.ndarray) -> tuple[np.ndarray, tuple[
     return np.sum(out * grad_out), (sigmoid_backward(grad_out, out), out)
 
 
-def _mse_pair(reduction: str) -> ReferenceFn:
+def _mse_pair(reduction: Literal["mean", "sum"]) -> ReferenceFn:
     def mse_loss(pred: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
         grad = ref_losses.mse_backward(pred, target, reduction)
         return ref_losses.mse(pred, target, reduction), (grad, -grad)
@@ -110,6 +110,7 @@ def linear_vjp(x: np.ndarray, weight: np.ndarray, bias: np.ndarray,
     r"""Scalar :math:`\langle x W^\top + b, g \rangle`: the three linear gradients, and the output for ``g``."""
     out = ref_linear.linear(x, weight, bias)
     grad_x, grad_w, grad_b = ref_linear.linear_backward(grad_out, x, weight, has_bias=True)
+    assert grad_b is not None  # has_bias=True
     return np.sum(out * grad_out), (grad_x, grad_w, grad_b, out)
 
 
@@ -207,7 +208,7 @@ def _optimizer_cases() -> list[OptimizerCase]:
         ("sgd_momentum_dampening_wd", {"lr": 0.05, "momentum": 0.9, "dampening": 0.3, "weight_decay": 0.01}),
         ("sgd_nesterov_maximize", {"lr": 0.05, "momentum": 0.8, "nesterov": True, "maximize": True}),
     ]
-    adam = [
+    adam: list[tuple[str, type, type, dict[str, Any]]] = [
         ("adam", ref_optim.Adam, torch.optim.Adam, {"lr": 1e-3}),
         ("adam_amsgrad_wd", ref_optim.Adam, torch.optim.Adam, {"lr": 1e-2, "amsgrad": True, "weight_decay": 0.1}),
         ("adam_maximize_betas", ref_optim.Adam, torch.optim.Adam,

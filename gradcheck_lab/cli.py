@@ -1,22 +1,32 @@
-"""``gradcheck-lab verify | list | bench``."""
+"""The ``gradcheck-lab`` command: ``verify``, ``list`` and ``bench``."""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
+import os
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from importlib.metadata import entry_points
+from typing import Any, TextIO
 
-from gradcheck_lab.cases import CASES, OPTIMIZER_CASES, Case, OptimizerCase, check_optimizer_case
-from gradcheck_lab.devices import resolve_devices
-from gradcheck_lab.dtypes import dtype_name, resolve_dtype
-from gradcheck_lab.errors import GradcheckError
-from gradcheck_lab.machine import machine_info
-from gradcheck_lab.optim_check import check_torch_implementations
-from gradcheck_lab.search import verify
+from gradcheck_lab import __version__
+from gradcheck_lab.argtypes import output_path, positive_int
+
+ENTRY_POINT_GROUP = "gradcheck_lab.cases"
+EXIT_INTERRUPTED = 130
+
+DESCRIPTION = """\
+Check hand-derived gradients and optimizers against torch.autograd and torch.optim.
+
+  verify   run every registered case on every device and dtype, one row per check
+  list     show the registered cases
+  bench    time CPU against GPU gradients next to the same run's hardware ceiling
+
+Run "gradcheck-lab COMMAND --help" for a command's options."""
 
 
 @dataclass
@@ -32,122 +42,288 @@ class Row:
     passed: bool
     seconds: float
     error: str = ""
+    inconclusive: int = 0
+    error_type: str = ""
 
 
-def _failed_row(case: str, kind: str, device: str, dtype: str, examples: int, start: float, exc: Exception) -> Row:
-    return Row(case, kind, device, dtype, examples, float("nan"), float("nan"), "", False,
-               time.perf_counter() - start, str(exc))
+def _failed_row(case: str, kind: str, device: str, dtype: str, start: float, exc: BaseException) -> Row:
+    """A row for a check that raised: no examples or errors to quote, only what went wrong."""
+    return Row(case, kind, device, dtype, 0, float("nan"), float("nan"), "", False,
+               time.perf_counter() - start, str(exc), error_type=type(exc).__name__)
 
 
-def _gradient_row(case: Case, device: str, dtype: str, max_examples: int, seed: int) -> Row:
+def _gradient_row(case: Any, device: str, dtype: str, max_examples: int, seed: int) -> Row:
+    from gradcheck_lab.errors import GradcheckError
+    from gradcheck_lab.search import verify
+
     start = time.perf_counter()
     try:
         result = verify(case.reference, case.torch_fn, inputs=case.inputs, devices=[device], dtypes=[dtype],
                         max_examples=max_examples, finite_differences=True, seed=seed,
                         **case.check_options(dtype))
     except (GradcheckError, AssertionError) as exc:
-        return _failed_row(case.name, "gradient", device, dtype, 0, start, exc)
+        return _failed_row(case.name, "gradient", device, dtype, start, exc)
     s = result.summaries[0]
     tol = s.tolerance.describe() if s.tolerance else ""
     return Row(case.name, "gradient", device, dtype, s.examples, s.max_abs_error, s.max_rel_error, tol, True,
-               time.perf_counter() - start)
+               time.perf_counter() - start, inconclusive=int(getattr(s, "inconclusive", 0)))
 
 
-def _optimizer_rows(case: OptimizerCase, device: str, dtype: str, seed: int) -> list[Row]:
-    rows = []
+def _optimizer_rows(case: Any, device: str, dtype: str, seed: int) -> Iterator[Row]:
+    from gradcheck_lab.cases import check_optimizer_case
+    from gradcheck_lab.errors import GradcheckError
+    from gradcheck_lab.optim_check import check_torch_implementations
+
     start = time.perf_counter()
     try:
         report = check_optimizer_case(case, device=device, dtype=dtype, seed=seed)
-        rows.append(Row(case.name, "optimizer", device, dtype, report.steps, report.max_abs_error,
-                        report.max_rel_error, report.tolerance.describe(), True, time.perf_counter() - start))
+        yield Row(case.name, "optimizer", device, dtype, report.steps, report.max_abs_error,
+                  report.max_rel_error, report.tolerance.describe(), True, time.perf_counter() - start)
     except (GradcheckError, AssertionError) as exc:
-        rows.append(_failed_row(case.name, "optimizer", device, dtype, case.steps, start, exc))
+        yield _failed_row(case.name, "optimizer", device, dtype, start, exc)
     start = time.perf_counter()
     try:
         variants = check_torch_implementations(case.torch_cls, hyper=case.hyper, shapes=case.shapes,
                                                steps=case.steps, device=device, dtype=dtype, seed=seed)
-        for name, report in variants.items():
-            rows.append(Row(f"{case.name} [torch {name} vs for-loop]", "optimizer", device, dtype, report.steps,
-                            report.max_abs_error, report.max_rel_error, report.tolerance.describe(), True,
-                            time.perf_counter() - start))
     except (GradcheckError, AssertionError) as exc:
-        rows.append(_failed_row(f"{case.name} [torch variants]", "optimizer", device, dtype, case.steps, start, exc))
-    return rows
+        yield _failed_row(f"{case.name} [torch variants]", "optimizer", device, dtype, start, exc)
+        return
+    for name, report in variants.items():
+        yield Row(f"{case.name} [torch {name} vs for-loop]", "optimizer", device, dtype, report.steps,
+                  report.max_abs_error, report.max_rel_error, report.tolerance.describe(), True,
+                  time.perf_counter() - start)
 
 
-def _selected(registry: Mapping[str, Case | OptimizerCase], names: Sequence[str] | None, devices: Sequence[str],
-              dtypes: set[str] | None) -> Iterator[tuple[Any, str, str]]:
-    """``(case, device, dtype)`` for every selected case, device and dtype the case supports."""
+@dataclass(frozen=True)
+class Check:
+    """One unit of work: a case on one device in one dtype."""
+
+    case: Any
+    kind: str  # "gradient" or "optimizer"
+    device: str
+    dtype: str
+
+
+def _selected(registry: Mapping[str, Any], kind: str, names: Sequence[str] | None, devices: Sequence[str],
+              dtypes: set[str] | None) -> Iterator[Check]:
     for case in registry.values():
-        if names and case.name not in names:
+        if names is not None and case.name not in names:
             continue
         for device in devices:
             for dtype in case.dtypes:
                 if dtypes is None or dtype in dtypes:
-                    yield case, device, dtype
+                    yield Check(case, kind, device, dtype)
 
 
-def run_verify(devices: Sequence[str], dtypes: Sequence[str] | None, cases: Sequence[str] | None,
-               max_examples: int, seed: int, optimizers: bool, progress: Any = None) -> list[Row]:
+def plan_checks(devices: Sequence[str], dtypes: Sequence[str] | None, cases: Sequence[str] | None,
+                optimizers: bool) -> list[Check]:
     """Every selected case on every device and every dtype it supports (or the requested ones)."""
-    wanted = None if dtypes is None else {dtype_name(resolve_dtype(d)) for d in dtypes}
-    rows: list[Row] = []
+    from gradcheck_lab.cases import CASES, OPTIMIZER_CASES
+    from gradcheck_lab.dtypes import dtype_name, resolve_dtype
 
-    def emit(new_rows: list[Row]) -> None:
-        for row in new_rows:
+    wanted = None if dtypes is None else {dtype_name(resolve_dtype(d)) for d in dtypes}
+    checks = list(_selected(CASES, "gradient", cases, devices, wanted))
+    if optimizers:
+        checks += _selected(OPTIMIZER_CASES, "optimizer", cases, devices, wanted)
+    return checks
+
+
+def run_checks(checks: Sequence[Check], max_examples: int, seed: int,
+               progress: Callable[[Row], None] | None = None) -> list[Row]:
+    """Run ``checks`` in order; each row goes to ``progress`` as it finishes."""
+    rows: list[Row] = []
+    for check in checks:
+        new = ([_gradient_row(check.case, check.device, check.dtype, max_examples, seed)]
+               if check.kind == "gradient" else _optimizer_rows(check.case, check.device, check.dtype, seed))
+        for row in new:
             rows.append(row)
             if progress:
                 progress(row)
-
-    for case, device, dtype in _selected(CASES, cases, devices, wanted):
-        emit([_gradient_row(case, device, dtype, max_examples, seed)])
-    if optimizers:
-        for case, device, dtype in _selected(OPTIMIZER_CASES, cases, devices, wanted):
-            emit(_optimizer_rows(case, device, dtype, seed))
     return rows
 
 
+def run_verify(devices: Sequence[str], dtypes: Sequence[str] | None, cases: Sequence[str] | None,
+               max_examples: int, seed: int, optimizers: bool, progress: Callable[[Row], None] | None = None
+               ) -> list[Row]:
+    """Plan and run: every selected case on every device and every dtype it supports."""
+    return run_checks(plan_checks(devices, dtypes, cases, optimizers), max_examples, seed, progress)
+
+
+# --- the table ----------------------------------------------------------------------------------
+
+_NUMERIC = (("examples", 8), ("max abs err", 11), ("max rel err", 11), ("inconclusive", 12), ("seconds", 7))
+
+
+def _num(x: float) -> str:
+    return "-" if x != x else f"{x:.2e}"  # nan: the check raised before measuring anything
+
+
+def _result(row: Row) -> str:
+    if row.passed:
+        return "pass"
+    first = (row.error.strip().splitlines() or [""])[0]
+    what = f"{row.error_type}: {first}" if row.error_type else first
+    return f"FAIL ({what[:90] + '...' if len(what) > 90 else what})"
+
+
+class Table:
+    """A table printed a row at a time: fixed widths, chosen from the planned checks."""
+
+    def __init__(self, checks: Sequence[Check]) -> None:
+        names = [c.case.name + (" [torch foreach vs for-loop]" if c.kind == "optimizer" else "") for c in checks]
+        self.widths = [max([4, *map(len, names)]), max([6, *(len(c.device) for c in checks)]),
+                       max([5, *(len(c.dtype) for c in checks)])]
+
+    def _line(self, cells: Sequence[str]) -> str:
+        head = [c.ljust(w) for c, w in zip(cells[:3], self.widths, strict=True)]
+        nums = [c.rjust(w) for c, (_, w) in zip(cells[3:8], _NUMERIC, strict=True)]
+        return "  ".join([*head, *nums, *cells[8:]]).rstrip()
+
+    def header(self) -> str:
+        cells = ["case", "device", "dtype", *(n for n, _ in _NUMERIC), "tolerance / result"]
+        rule = ["-" * w for w in self.widths] + ["-" * w for _, w in _NUMERIC] + ["-" * 18]
+        return self._line(cells) + "\n" + self._line(rule)
+
+    def row(self, r: Row) -> str:
+        examples = str(r.examples) if r.passed or r.examples else "-"
+        tail = f"{r.tolerance}  {_result(r)}" if r.tolerance else _result(r)
+        return self._line([r.case, r.device, r.dtype, examples, _num(r.max_abs_error), _num(r.max_rel_error),
+                           str(r.inconclusive), f"{r.seconds:.1f}", tail])
+
+
 def format_table(rows: Sequence[Row]) -> str:
-    header = ("case", "device", "dtype", "examples", "max abs err", "max rel err", "tolerance", "result")
-    body = [(r.case, r.device, r.dtype, str(r.examples), f"{r.max_abs_error:.2e}", f"{r.max_rel_error:.2e}",
-             r.tolerance, "pass" if r.passed else "FAIL") for r in rows]
-    widths = [max(len(x) for x in col) for col in zip(header, *body, strict=True)]
-    lines = ["  ".join(x.ljust(w) for x, w in zip(line, widths, strict=True)).rstrip() for line in (header, *body)]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    """The whole table at once (rows of any case)."""
+    table = Table([])
+    table.widths = [max([4, *(len(r.case) for r in rows)]), max([6, *(len(r.device) for r in rows)]),
+                    max([5, *(len(r.dtype) for r in rows)])]
+    return "\n".join([table.header(), *(table.row(r) for r in rows)])
+
+
+# --- user cases ---------------------------------------------------------------------------------
+
+def load_entry_point_cases() -> list[str]:
+    """Import every module registered under the ``gradcheck_lab.cases`` entry-point group; their names."""
+    loaded = []
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        target = ep.load()
+        if callable(target):  # a function that registers cases when called
+            target()
+        loaded.append(ep.value)
+    return loaded
+
+
+def load_case_module(name: str) -> list[str]:
+    """Import a user's module (registering its cases as it imports); the names it added to the registries."""
+    from gradcheck_lab.cases import CASES, OPTIMIZER_CASES
+
+    before = set(CASES) | set(OPTIMIZER_CASES)
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())  # like `python -m`: a module in the current folder is found
+    importlib.import_module(name)
+    return [n for n in [*CASES, *OPTIMIZER_CASES] if n not in before]
+
+
+# --- commands -----------------------------------------------------------------------------------
+
+class _Output:
+    """Rows to stdout as they finish; on a terminal, a progress line on stderr between them."""
+
+    def __init__(self, total: int, out: TextIO, err: TextIO) -> None:
+        self.total, self.done, self.out, self.err = total, 0, out, err
+        self.live = err.isatty()
+
+    def start(self, check: Check) -> None:
+        if self.live:
+            print(f"\r\033[K[{self.done + 1}/{self.total}] {check.case.name} {check.device} {check.dtype} ...",
+                  end="", file=self.err, flush=True)
+
+    def clear(self) -> None:
+        if self.live:
+            print("\r\033[K", end="", file=self.err, flush=True)
+
+    def row(self, text: str) -> None:
+        self.clear()
+        print(text, file=self.out, flush=True)
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
+    from gradcheck_lab.cases import CASES, OPTIMIZER_CASES
+    from gradcheck_lab.devices import resolve_devices
+
+    load_entry_point_cases()
+    names: list[str] | None = args.case
+    if args.cases:
+        try:
+            added = [n for module in args.cases for n in load_case_module(module)]
+        except ImportError as exc:
+            return _usage(args, f"--cases: cannot import {exc.name or exc}: {exc}")
+        if not added:
+            return _usage(args, f"--cases {' '.join(args.cases)}: registered no case (call gradcheck_lab.register)")
+        names = args.case or added
     unknown = [c for c in args.case or [] if c not in CASES and c not in OPTIMIZER_CASES]
     if unknown:
-        print(f"gradcheck-lab: unknown case(s): {', '.join(unknown)} (see `gradcheck-lab list`)", file=sys.stderr)
-        return 2
+        return _usage(args, f"unknown case(s): {', '.join(unknown)} (see `gradcheck-lab list`)")
     devices = resolve_devices(args.device)
+    checks = plan_checks(devices, args.dtype.split(",") if args.dtype else None, names, not args.no_optimizers)
+    if not checks:
+        return _usage(args, "this selection checks nothing: no selected case supports the requested "
+                            f"dtype(s) {args.dtype or ''} (see `gradcheck-lab list` for each case's dtypes)")
+
+    output = _Output(len(checks), sys.stdout, sys.stderr)
+    table = Table(checks)
+    print(table.header(), flush=True)
+    rows: list[Row] = []
+
+    def finished(row: Row) -> None:
+        rows.append(row)
+        output.row(table.row(row))
+
     start = time.perf_counter()
-
-    def progress(row: Row) -> None:
-        if args.verbose:
-            print(f"  {'pass' if row.passed else 'FAIL'}  {row.case} {row.device} {row.dtype} "
-                  f"({row.seconds:.2f}s)", file=sys.stderr)
-
-    rows = run_verify(devices, args.dtype.split(",") if args.dtype else None, args.case, args.max_examples,
-                      args.seed, not args.no_optimizers, progress)
+    interrupted = False
+    try:
+        for check in checks:
+            output.start(check)
+            run_checks([check], args.max_examples, args.seed, finished)
+            output.done += 1
+    except KeyboardInterrupt:
+        interrupted = True
+        output.clear()
     elapsed = time.perf_counter() - start
-    print(format_table(rows))
     failures = [r for r in rows if not r.passed]
     for r in failures:
-        print(f"\nFAIL {r.case} on {r.device}/{r.dtype}:\n{r.error}")
-    print(f"\n{len(rows) - len(failures)} passed, {len(failures)} failed in {elapsed:.1f}s "
-          f"on {', '.join(devices)}")
+        print(f"\nFAIL {r.case} on {r.device}/{r.dtype}: {r.error_type}\n{r.error}")
+    inconclusive = sum(r.inconclusive for r in rows)
+    summary = (f"\n{len(rows) - len(failures)} passed, {len(failures)} failed"
+               + (f", {inconclusive} inconclusive examples" if inconclusive else "")
+               + f" in {elapsed:.1f}s on {', '.join(devices)}")
+    if interrupted:
+        summary += f" (interrupted: {output.done} of {len(checks)} checks finished)"
+    print(summary, flush=True)
     if args.json:
-        payload = {"machine": machine_info(), "seconds": elapsed, "passed": not failures,
+        from gradcheck_lab.machine import machine_info
+
+        payload = {"machine": machine_info(), "seconds": elapsed, "passed": not failures and not interrupted,
+                   "interrupted": interrupted, "planned_checks": len(checks), "finished_checks": output.done,
                    "results": [asdict(r) for r in rows]}
         with open(args.json, "w") as fh:
             json.dump(payload, fh, indent=2, default=str)
+    if interrupted:
+        return EXIT_INTERRUPTED
     return 1 if failures else 0
 
 
+def _usage(args: argparse.Namespace, message: str) -> int:
+    args.parser.print_usage(sys.stderr)
+    print(f"{args.parser.prog}: error: {message}", file=sys.stderr)
+    return 2
+
+
 def _cmd_list(args: argparse.Namespace) -> int:
+    from gradcheck_lab.cases import CASES, OPTIMIZER_CASES
+
+    load_entry_point_cases()
+    for module in args.cases or []:
+        load_case_module(module)
     rows = [(c.name, "gradient", ",".join(c.dtypes), c.description) for c in CASES.values()]
     rows += [(c.name, "optimizer", ",".join(c.dtypes), c.description) for c in OPTIMIZER_CASES.values()]
     if args.json:
@@ -160,35 +336,65 @@ def _cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="gradcheck-lab", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Descriptions as written, and each option's default shown where it has one worth showing."""
 
-    p = sub.add_parser("verify", help="check every case on every device and dtype, print a table")
-    p.add_argument("--device", default="all", help="cpu, cuda, cuda:1, mps, all, or a comma list (default: all)")
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text or action.default in (None, False, argparse.SUPPRESS) or not action.option_strings:
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gradcheck-lab", description=DESCRIPTION, formatter_class=HelpFormatter)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("verify", formatter_class=HelpFormatter,
+                       help="check every case on every device and dtype, one row per check",
+                       description="Check every registered case on every device and every dtype it supports.\n"
+                                   "Rows print as checks finish; Ctrl-C stops, prints the finished rows (and the\n"
+                                   "partial JSON) and exits 130. Exit 1 if a check failed, 2 for a usage error.")
+    p.add_argument("--device", default="all", help="cpu, cuda, cuda:1, mps, all, or a comma list")
     p.add_argument("--dtype", default=None, help="comma list of dtypes (default: every dtype each case supports)")
-    p.add_argument("--case", action="append", help="only this case (repeatable)")
-    p.add_argument("--max-examples", type=int, default=25, help="hypothesis examples per case, device and dtype")
+    p.add_argument("--case", action="append", metavar="NAME", help="only this case (repeatable)")
+    p.add_argument("--cases", action="append", metavar="MODULE",
+                   help="import MODULE, which registers your own cases, and check only those (repeatable); "
+                        f"packages can also register modules under the '{ENTRY_POINT_GROUP}' entry-point group")
+    p.add_argument("--max-examples", type=positive_int, default=25, metavar="N",
+                   help="hypothesis examples per case, device and dtype")
     p.add_argument("--seed", type=int, default=0, help="seed for the input search and optimizer gradients")
     p.add_argument("--no-optimizers", action="store_true", help="skip the optimizer cases")
-    p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
-    p.add_argument("-v", "--verbose", action="store_true", help="print each check as it finishes")
-    p.set_defaults(func=_cmd_verify)
+    p.add_argument("--json", metavar="PATH", type=output_path, help="also write the results as JSON")
+    p.set_defaults(func=_cmd_verify, parser=p)
 
-    p = sub.add_parser("list", help="list the registered cases")
+    p = sub.add_parser("list", formatter_class=HelpFormatter, help="list the registered cases",
+                       description="List the registered cases, with the dtypes each supports.")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    p.set_defaults(func=_cmd_list)
+    p.add_argument("--cases", action="append", metavar="MODULE", help="also import MODULE's cases (repeatable)")
+    p.set_defaults(func=_cmd_list, parser=p)
 
     from gradcheck_lab import bench
 
-    bench.add_parser(sub)
+    bench.add_parser(sub, HelpFormatter)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    from gradcheck_lab.errors import GradcheckError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
     try:
-        return args.func(args)
+        return int(args.func(args))
     except GradcheckError as exc:
-        print(f"gradcheck-lab: {exc}", file=sys.stderr)
-        return 2
+        return _usage(args, str(exc))
+    except BrokenPipeError:
+        # The reader went away (`gradcheck-lab list | head`): no traceback, and no second error at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED

@@ -58,7 +58,7 @@ def gradient_sequence(shapes: Sequence[tuple[int, ...]], steps: int, seed: int =
 
 class _NumpySide:
     def __init__(self, cls: type, params: list[np.ndarray], hyper: Mapping[str, Any], np_dtype: type) -> None:
-        self.params = [p.astype(np_dtype) for p in params]
+        self.params: list[np.ndarray] = [p.astype(np_dtype) for p in params]
         self.np_dtype = np_dtype
         self.optimizer = cls(self.params, **hyper)
 

@@ -7,6 +7,7 @@ harness (never by a float64 strategy silently feeding a float32 array).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from hypothesis import strategies as st
@@ -43,7 +44,8 @@ def shapes(min_dims: int = 1, max_dims: int = 3, max_side: int = 5) -> st.Search
 
 
 def input_tuples(shape_list: Sequence[tuple[int, ...]], bound: float = DEFAULT_BOUND,
-                 element_strategy: st.SearchStrategy[float] | None = None) -> st.SearchStrategy[tuple]:
+                 element_strategy: st.SearchStrategy[float] | None = None
+                 ) -> st.SearchStrategy[tuple[Any, ...]]:
     """A tuple of arrays with the given fixed shapes."""
     return st.tuples(*(arrays(tuple(s), bound, element_strategy) for s in shape_list))
 

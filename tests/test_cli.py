@@ -47,6 +47,8 @@ def test_verify_exits_non_zero_on_a_failure(monkeypatch, capsys):
     out = capsys.readouterr().out
     assert code == 1
     assert "FAIL" in out and "broken_square" in out and "disagrees" in out
+    row = next(line for line in out.splitlines() if line.startswith("broken_square"))
+    assert "FAIL (GradientMismatch" in row and "nan" not in row  # the row says what failed
 
 
 def test_unknown_case_and_unavailable_device_are_usage_errors(capsys):
@@ -83,3 +85,219 @@ def test_crossover_is_where_the_gpu_stays_faster(points, expected):
     from gradcheck_lab.bench import crossover
 
     assert crossover(points) == expected
+
+
+# --- the command line as a user meets it --------------------------------------------------------
+
+def _fake_row(case, device, dtype, max_examples, seed):
+    return cli.Row(case.name, "gradient", device, dtype, max_examples, 1e-16, 1e-16, "rtol=1e-8", True, 0.0)
+
+
+def test_rows_print_as_they_finish(monkeypatch, capsys):
+    seen_before = []
+
+    def row(case, device, dtype, max_examples, seed):
+        seen_before.append(capsys.readouterr().out)  # what was printed before this check ran
+        return _fake_row(case, device, dtype, max_examples, seed)
+
+    monkeypatch.setattr(cli, "_gradient_row", row)
+    assert cli.main(["verify", "--device", "cpu", "--case", "sigmoid", "--dtype", "float64,float32"]) == 0
+    assert "case" in seen_before[0] and "sigmoid" not in seen_before[0]  # the header, before any work
+    assert "sigmoid  cpu     float64" in seen_before[1]  # the first row, before the second check
+
+
+def test_ctrl_c_prints_finished_rows_and_partial_json(monkeypatch, tmp_path, capsys):
+    calls = []
+
+    def row(*args):
+        calls.append(args)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return _fake_row(*args)
+
+    monkeypatch.setattr(cli, "_gradient_row", row)
+    path = tmp_path / "partial.json"
+    code = cli.main(["verify", "--device", "cpu", "--case", "sigmoid", "--dtype", "float64,float32", "--json",
+                     str(path)])
+    out = capsys.readouterr().out
+    assert code == 130
+    assert "sigmoid  cpu     float64" in out and "interrupted: 1 of 2 checks finished" in out
+    payload = json.loads(path.read_text())
+    assert payload["interrupted"] is True and payload["passed"] is False
+    assert [r["dtype"] for r in payload["results"]] == ["float64"]
+
+
+def test_a_selection_that_checks_nothing_is_an_error(capsys):
+    assert "float16" not in gl.OPTIMIZER_CASES["adam"].dtypes
+    assert cli.main(["verify", "--device", "cpu", "--case", "adam", "--dtype", "float16"]) == 2
+    assert "checks nothing" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [
+    ["bench", "--sizes", "abc"], ["bench", "--sizes", "0"], ["bench", "--sizes", "16,-4"], ["bench", "--repeats", "0"],
+    ["verify", "--max-examples", "0"], ["verify", "--max-examples", "many"],
+    ["verify", "--json", "/no/such/folder/out.json"], ["bench", "--json", "/no/such/folder/out.json"],
+])
+def test_bad_arguments_are_usage_errors_before_any_work(monkeypatch, capsys, argv):
+    from gradcheck_lab import bench
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("work started")
+
+    monkeypatch.setattr(cli, "run_checks", no_work)
+    monkeypatch.setattr(bench, "run_bench", no_work)
+    with pytest.raises(SystemExit) as exc:
+        cli.main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "usage:" in err and "error:" in err and "Traceback" not in err
+
+
+def test_plot_without_matplotlib_is_a_usage_error(monkeypatch, tmp_path, capsys):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "matplotlib" else real(name, *a))
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["bench", "--device", "cpu", "--plot", str(tmp_path / "p.png")])
+    assert exc.value.code == 2 and "matplotlib" in capsys.readouterr().err
+
+
+def test_version_and_plain_help(capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["--version"])
+    assert exc.value.code == 0 and capsys.readouterr().out.strip() == f"gradcheck-lab {gl.__version__}"
+    for argv in (["--help"], ["verify", "--help"], ["bench", "--help"]):
+        with pytest.raises(SystemExit):
+            cli.main(argv)
+        text = capsys.readouterr().out
+        assert "``" not in text and ":func:" not in text
+    with pytest.raises(SystemExit):
+        cli.main(["verify", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "(default: 25)" in text and "(default: all)" in text and "(default: None)" not in text
+
+
+def test_a_closed_pipe_is_no_traceback():
+    proc = subprocess.Popen([sys.executable, "-m", "gradcheck_lab", "list"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    proc.stdout.close()  # the reader is gone before the first line is written
+    err = proc.stderr.read().decode()
+    proc.wait(timeout=60)
+    assert "Traceback" not in err and "BrokenPipeError" not in err
+
+
+def test_inconclusive_count_comes_from_the_summary(monkeypatch, capsys):
+    from types import SimpleNamespace
+
+    from gradcheck_lab import search
+
+    summary = SimpleNamespace(examples=4, max_abs_error=1e-9, max_rel_error=1e-8, tolerance=None, inconclusive=3)
+    monkeypatch.setattr(search, "verify", lambda *a, **k: SimpleNamespace(summaries=[summary]))
+    assert cli.main(["verify", "--device", "cpu", "--case", "sigmoid", "--dtype", "float64"]) == 0
+    out = capsys.readouterr().out
+    header = next(line for line in out.splitlines() if line.startswith("case"))
+    row = next(line for line in out.splitlines() if line.startswith("sigmoid"))
+    assert "inconclusive" in header and row.split()[6] == "3"
+    assert "3 inconclusive examples" in out
+
+
+USER_CASES = """
+import numpy as np
+import gradcheck_lab as gl
+
+gl.register(gl.Case("user_cube_{tag}", lambda x: (np.sum(x**3), (3 * x**2,)), lambda t: (t**3).sum(),
+                    gl.CASES["mean_of_squares"].inputs, dtypes=("float64",), description="a user's own case"))
+"""
+
+
+@pytest.fixture
+def user_cases(tmp_path, monkeypatch, request):
+    """A user's module that registers one case; the registry is restored afterwards."""
+    tag = request.node.name.replace("[", "_").replace("]", "_")
+    (tmp_path / f"my_cases_{tag}.py").write_text(USER_CASES.format(tag=tag))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(gl.cases, "CASES", dict(gl.CASES))
+    monkeypatch.setattr(gl, "CASES", gl.cases.CASES)
+    return f"my_cases_{tag}", f"user_cube_{tag}"
+
+
+def test_verify_cases_runs_only_the_users_module(user_cases, tmp_path, capsys):
+    module, name = user_cases
+    path = tmp_path / "out.json"
+    code = cli.main(["verify", "--device", "cpu", "--cases", module, "--max-examples", "3", "--json", str(path)])
+    assert code == 0, capsys.readouterr()
+    assert [r["case"] for r in json.loads(path.read_text())["results"]] == [name]
+    assert cli.main(["verify", "--cases", "no_such_module_xyz"]) == 2
+
+
+def test_entry_point_group_adds_cases(user_cases, monkeypatch, capsys):
+    import importlib
+    from types import SimpleNamespace
+
+    module, name = user_cases
+    ep = SimpleNamespace(value=module, load=lambda: importlib.import_module(module))
+    monkeypatch.setattr(cli, "entry_points", lambda group: [ep] if group == cli.ENTRY_POINT_GROUP else [])
+    assert cli.main(["list"]) == 0
+    assert name in capsys.readouterr().out
+
+
+# --- benchmark reporting ------------------------------------------------------------------------
+
+def _bench_result():
+    from gradcheck_lab.bench import BenchResult, BenchRow
+
+    rows = [BenchRow("linear", backend, "float32", n, t, spread, 10.0, "GFLOP/s", 20.0, pct, q1_s=t * 0.9, q3_s=t * 1.2)
+            for backend, n, t, spread, pct in [("numpy", 16, 1e-5, 0.05, 50.0), ("numpy", 64, 1e-4, 9.67, 50.0),
+                                               ("torch-cpu", 16, 2e-5, 0.1, 168.0), ("torch-cpu", 64, 3e-4, 0.1, 40.0)]]
+    rows.append(BenchRow("adam", "torch-cpu", "float32", 16, 1e-5, 0.1, 1.0, "GB/s", 2.0, 50.0))
+    return BenchResult(rows=rows, machine={"cpu": "Test CPU 9000", "cores": 2, "available_cores": 2,
+                                           "torch_threads": 1, "gpus": [], "load_average": [3.5, 2.0, 1.0]})
+
+
+def test_bench_flags_noisy_rows_and_rates_above_the_ceiling():
+    from gradcheck_lab.bench import format_table
+
+    result = _bench_result()
+    assert [len(r.warnings) for r in result.rows] == [0, 1, 1, 0, 0]
+    text = format_table(result)
+    assert "! linear numpy n=64: spread 967%" in text
+    assert "! linear torch-cpu n=16: 168% of the ceiling" in text
+    assert "threads: torch 1 of 2 cores; load average 3.50" in text
+
+
+def test_bench_plot_marks_every_size_with_spread_on_a_shared_scale(tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    import matplotlib.pyplot as plt
+
+    from gradcheck_lab import bench
+
+    figures = []
+    monkeypatch.setattr(plt, "close", figures.append)  # keep the figure to inspect it
+    bench.plot(_bench_result(), str(tmp_path / "bench.png"))
+    assert (tmp_path / "bench.png").stat().st_size > 0
+    fig = figures[0]
+    linear, adam = fig.axes[:2]
+    assert [int(t) for t in linear.get_xticks()] == [16, 64]
+    assert linear.get_shared_y_axes().joined(linear, adam)
+    assert "ms" in linear.get_ylabel()
+    title = fig._suptitle.get_text()
+    assert "float32" in title and "Test CPU 9000" in title
+    assert len(linear.containers) == 2  # one errorbar (median with interquartile range) per backend
+
+
+def test_bench_uses_a_thread_budget_by_default(monkeypatch, tmp_path, capsys):
+    from gradcheck_lab import bench, threads
+
+    seen = []
+    real = bench.run_bench
+    monkeypatch.setattr(threads, "cores_for_this_process", lambda: 1)
+    monkeypatch.setattr(bench, "run_bench", lambda *a, **k: seen.append(torch.get_num_threads()) or real(*a, **k))
+    path = tmp_path / "b.json"
+    before = torch.get_num_threads()
+    assert cli.main(["bench", "--workload", "adam", "--sizes", "8", "--device", "cpu", "--repeats", "2", "-q",
+                     "--json", str(path)]) == 0
+    assert seen == [1] and torch.get_num_threads() == before
+    payload = json.loads(path.read_text())
+    assert payload["machine"]["torch_threads"] == 1 and "load_average" in payload["machine"]
+    assert all("warnings" in r for r in payload["rows"])

@@ -12,7 +12,7 @@ import gradcheck_lab as gl
 from gradcheck_lab.check import input_names, prepare_inputs, run_torch
 from gradcheck_lab.tolerances import gradient_tolerance
 
-pytestmark = pytest.mark.cuda
+pytestmark = pytest.mark.gradcheck_cuda
 
 
 @pytest.mark.parametrize("name", sorted(gl.CASES))

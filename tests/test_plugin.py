@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from importlib.metadata import entry_points
+from pathlib import Path
 
 import pytest
 import torch
@@ -29,7 +30,7 @@ def test_square(device, dtype, x):
     gl.check_gradients(square, lambda t: (t ** 2).sum(), (x,), device=device, dtype=dtype)
 
 
-@pytest.mark.cuda
+@pytest.mark.gradcheck_cuda
 def test_needs_cuda():
     assert False, "must not run without CUDA"
 '''
@@ -52,13 +53,13 @@ def test_default_ids_and_cuda_skips(pytester):
 
 
 def test_device_and_dtype_options(pytester):
-    result = run(pytester, "--device", "cpu", "--dtype", "float16,bfloat16")
+    result = run(pytester, "--gradcheck-device", "cpu", "--gradcheck-dtype", "float16,bfloat16")
     result.stdout.fnmatch_lines(["*test_square?cpu-float16? PASSED*", "*test_square?cpu-bfloat16? PASSED*"])
     result.assert_outcomes(passed=2, skipped=0 if torch.cuda.is_available() else 1)
 
 
 def test_device_all_lists_every_present_device(pytester):
-    result = run(pytester, "--device", "all", "--dtype", "float64")
+    result = run(pytester, "--gradcheck-device", "all", "--gradcheck-dtype", "float64")
     expected = 1 + torch.cuda.device_count()
     result.assert_outcomes(passed=expected, skipped=0 if torch.cuda.is_available() else 1)
 
@@ -66,13 +67,13 @@ def test_device_all_lists_every_present_device(pytester):
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
 @pytest.mark.parametrize("spec", ["cuda", "cuda:1", "cpu,cuda"])
 def test_asking_for_an_absent_device_is_an_error_not_a_skip(pytester, spec):
-    result = run(pytester, "--device", spec)
+    result = run(pytester, "--gradcheck-device", spec)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*gradcheck-lab*CUDA is not available*"])
 
 
 def test_unknown_dtype_is_an_error(pytester):
-    result = run(pytester, "--dtype", "float8")
+    result = run(pytester, "--gradcheck-dtype", "float8")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
 
 
@@ -85,3 +86,79 @@ def test_own(device):
 ''')
     result = pytester.runpytest_inprocess(*PLUGIN_ARGS, "-p", "no:cacheprovider", "test_own.py")
     result.assert_outcomes(passed=1)
+
+
+def test_header_only_in_runs_that_use_the_plugin(pytester):
+    pytester.makepyfile(test_plain="def test_plain():\n    assert 1 + 1 == 2\n")
+    plain = pytester.runpytest_inprocess(*PLUGIN_ARGS, "-p", "no:cacheprovider", "test_plain.py")
+    plain.assert_outcomes(passed=1)
+    assert "gradcheck-lab:" not in plain.stdout.str()
+    used = run(pytester, "test_user.py", "--gradcheck-device", "cpu", "--gradcheck-dtype", "float64")
+    used.stdout.fnmatch_lines(["gradcheck-lab: devices cpu; dtypes float64"])
+
+
+# A project that knows nothing of gradcheck-lab: its own `reference` package, `--device` option,
+# `device` fixture, a conftest hook parametrizing `dtype` and its own `cuda` marker.
+FOREIGN = {
+    "reference/__init__.py": "",
+    "reference/losses.py": "def mse(a, b):\n    return (a - b) ** 2\n",
+    "conftest.py": '''
+import pytest
+
+def pytest_addoption(parser):
+    parser.addoption("--device", default="abacus")
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "cuda: our own meaning")
+
+@pytest.fixture
+def device(request):
+    return request.config.getoption("--device")
+
+def pytest_generate_tests(metafunc):
+    if "dtype" in metafunc.fixturenames:
+        metafunc.parametrize("dtype", ["int8"])
+''',
+    "tests/test_foreign.py": '''
+import sys
+import pytest
+from reference import losses
+
+def test_own_reference():
+    assert losses.mse(3, 1) == 4
+
+def test_own_device_and_dtype(device, dtype):
+    assert (device, dtype) == ("slide-rule", "int8")
+
+@pytest.mark.cuda
+def test_own_cuda_marker_is_not_ours_to_skip():
+    assert True
+
+def test_torch_was_not_imported():
+    assert "torch" not in sys.modules
+''',
+}
+
+
+def test_a_foreign_project_runs_its_own_tests_with_the_plugin_installed(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    for name, text in FOREIGN.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTEST_ADDOPTS", "PYTEST_XDIST_WORKER")}
+    # Installed, the entry point loads the plugin; from a bare checkout, load it by name.
+    plugin = [] if PLUGIN_INSTALLED else ["-p", "gradcheck_lab.pytest_plugin"]
+    if not PLUGIN_INSTALLED:
+        env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", *plugin, "-p", "no:cacheprovider", "-p", "no:xdist", "-p", "no:benchmark",
+         "-p", "no:hypothesispytest", "-rA", "--device", "slide-rule", "tests"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    assert "4 passed" in out, out
+    assert "gradcheck-lab:" not in out
