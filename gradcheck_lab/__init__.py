@@ -17,6 +17,9 @@ _EXPORTS: dict[str, str] = {
     **dict.fromkeys(("CASES", "OPTIMIZER_CASES", "Case", "OptimizerCase", "check_case", "check_optimizer_case",
                      "register", "register_optimizer"), "cases"),
     "check_gradients": "check",
+    "check_layer": "layers",
+    "check_update_rule": "update_rule",
+    "check_vjp": "vjp",
     **dict.fromkeys(("Comparison", "compare"), "comparison"),
     **dict.fromkeys(("available_devices", "resolve_device", "resolve_devices"), "devices"),
     "resolve_dtype": "dtypes",
@@ -75,6 +78,7 @@ if TYPE_CHECKING:  # the eager imports, for type checkers and IDEs
         TorchFunctionError,
         UnknownDtypeError,
     )
+    from gradcheck_lab.layers import check_layer
     from gradcheck_lab.numeric import central_difference, random_directions, taylor_test
     from gradcheck_lab.optim_check import (
         OptimizerReport,
@@ -86,3 +90,5 @@ if TYPE_CHECKING:  # the eager imports, for type checkers and IDEs
     from gradcheck_lab.report import OracleVotes, Report
     from gradcheck_lab.search import VerifyResult, VerifySummary, verify
     from gradcheck_lab.tolerances import Tolerance, gradient_tolerance, trajectory_tolerance
+    from gradcheck_lab.update_rule import check_update_rule
+    from gradcheck_lab.vjp import check_vjp
