@@ -20,6 +20,8 @@ _EXPORTS: dict[str, str] = {
     "check_layer": "layers",
     "check_update_rule": "update_rule",
     "check_vjp": "vjp",
+    "diagnose": "diagnosis",
+    **dict.fromkeys(("verify_layer", "verify_update_rule", "verify_vjp"), "properties"),
     **dict.fromkeys(("Comparison", "compare"), "comparison"),
     **dict.fromkeys(("available_devices", "resolve_device", "resolve_devices"), "devices"),
     "resolve_dtype": "dtypes",
@@ -64,6 +66,7 @@ if TYPE_CHECKING:  # the eager imports, for type checkers and IDEs
     from gradcheck_lab.check import check_gradients
     from gradcheck_lab.comparison import Comparison, compare
     from gradcheck_lab.devices import available_devices, resolve_device, resolve_devices
+    from gradcheck_lab.diagnosis import diagnose
     from gradcheck_lab.dtypes import resolve_dtype
     from gradcheck_lab.errors import (
         DeviceError,
@@ -87,6 +90,7 @@ if TYPE_CHECKING:  # the eager imports, for type checkers and IDEs
         gradient_sequence,
         torch_state_dict,
     )
+    from gradcheck_lab.properties import verify_layer, verify_update_rule, verify_vjp
     from gradcheck_lab.report import OracleVotes, Report
     from gradcheck_lab.search import VerifyResult, VerifySummary, verify
     from gradcheck_lab.tolerances import Tolerance, gradient_tolerance, trajectory_tolerance

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -129,6 +130,33 @@ def check_layer(
     """
     __tracebackhide__ = True
     xs = as_input_tuple(inputs)
+    pair = layer_pair(layer, torch_module, len(xs), params, param_grads, transforms, buffers, constants)
+    report = check_vjp(pair.forward, pair.backward, pair.torch_op, (*xs, *pair.weights), grad_output=grad_output,
+                       constants=tuple(pair.fixed), device=device, dtype=dtype, rtol=rtol, atol=atol, kinks=kinks,
+                       seed=seed, **check_kwargs)
+    if pair.buffer_paths:
+        _compare_buffers(torch_module, xs, pair, device, dtype, rtol, atol)
+    return report
+
+
+@dataclass(frozen=True)
+class LayerPair:
+    """A layer as :func:`~gradcheck_lab.vjp.check_vjp` sees it, over ``(*inputs, *torch parameters)``."""
+
+    forward: Callable[..., Any]
+    backward: Callable[..., Any]
+    torch_op: Callable[..., torch.Tensor]
+    weights: list[np.ndarray]
+    fixed: frozenset[int]
+    fresh: Callable[[Sequence[np.ndarray]], Any]
+    buffer_paths: dict[str, Path]
+
+
+def layer_pair(layer: Any, torch_module: torch.nn.Module, n_x: int, params: Mapping[str, Path] | None,
+               param_grads: Mapping[str, Path] | Callable[[Any], Mapping[str, np.ndarray]] | None,
+               transforms: Mapping[str, Transform] | None, buffers: Mapping[str, Path] | None,
+               constants: Sequence[int] | int) -> LayerPair:
+    """Validate ``check_layer``'s arguments and build the forward, backward and torch op it checks."""
     named_params = dict(torch_module.named_parameters())
     params = dict(params) if params is not None else {name: name for name in named_params}
     unknown = sorted(set(params) - set(named_params))
@@ -142,7 +170,6 @@ def check_layer(
     buffer_paths = _buffer_paths(layer, torch_module, buffers)
     start_buffers = {n: b.detach().double().cpu().numpy() for n, b in torch_module.named_buffers()
                      if n in buffer_paths}
-    n_x = len(xs)
     items: list[Any] = [constants] if isinstance(constants, int | np.integer) else list(constants)
     ks = [int(k) + n_x if isinstance(k, int | np.integer) and k < 0 else k for k in items]
     fixed = constant_indices(ks, n_x + (1 if weights else 0))
@@ -190,12 +217,7 @@ def check_layer(
         return torch.func.functional_call(module, dict(zip(torch_names, values, strict=True)), tuple(x))
 
     forward.__signature__ = _signature(layer, n_x, torch_names)  # type: ignore[attr-defined]
-    report = check_vjp(forward, backward, torch_op, (*xs, *weights), grad_output=grad_output,
-                       constants=tuple(fixed), device=device, dtype=dtype, rtol=rtol, atol=atol, kinks=kinks,
-                       seed=seed, **check_kwargs)
-    if buffer_paths:
-        _compare_buffers(layer, torch_module, xs, fixed, fresh, weights, buffer_paths, device, dtype, rtol, atol)
-    return report
+    return LayerPair(forward, backward, torch_op, weights, fixed, fresh, buffer_paths)
 
 
 def _signature(layer: Any, n_x: int, torch_names: list[str]) -> Any:
@@ -217,15 +239,14 @@ def _buffer_paths(layer: Any, module: torch.nn.Module, buffers: Mapping[str, Pat
     return {n: n for n in sorted(floating) if has_path(probe, n)}
 
 
-def _compare_buffers(layer: Any, module: torch.nn.Module, xs: tuple[Any, ...], fixed: frozenset[int],
-                     fresh: Callable[[Sequence[np.ndarray]], Any], weights: list[np.ndarray],
-                     paths: Mapping[str, Path], device: str | torch.device, dtype: str | torch.dtype,
-                     rtol: float | None, atol: float | None) -> None:
+def _compare_buffers(module: torch.nn.Module, xs: tuple[Any, ...], pair: LayerPair, device: str | torch.device,
+                     dtype: str | torch.dtype, rtol: float | None, atol: float | None) -> None:
     """One training-mode forward on both sides from the same buffers; raise where a buffer differs."""
     __tracebackhide__ = True
     torch_dtype = resolve_dtype(dtype)
+    fixed, paths = pair.fixed, pair.buffer_paths
     rounded = prepare_inputs(xs, torch_dtype, constants=fixed)
-    mine = fresh([np.array(w) for w in weights])
+    mine = pair.fresh([np.array(w) for w in pair.weights])
     mine.forward(*[np.array(x, copy=True) for x in rounded])
     theirs = copy.deepcopy(module).to(device=device, dtype=torch.float64).train()
     with torch.no_grad():

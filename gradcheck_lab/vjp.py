@@ -137,10 +137,18 @@ def check_vjp(
     __tracebackhide__ = True
     xs = as_input_tuple(inputs)
     fixed = constant_indices(constants, len(xs))
-    count = len(xs) - len(fixed)
     if grad_output is None:
         grad_output = draw_grad_output(output_shape(forward, xs), seed)
-    names = plain_names(forward, len(xs))
+    reference, torch_fn = vjp_pair(forward, backward, torch_op, len(xs), fixed)
+    return check_gradients(reference, torch_fn, (*xs, np.asarray(grad_output)), device=device, dtype=dtype,
+                           rtol=rtol, atol=atol, constants=(*fixed, len(xs)), kinks=kinks, seed=seed,
+                           **check_kwargs)
+
+
+def vjp_pair(forward: Callable[..., Any], backward: Callable[..., Any], torch_op: Callable[..., torch.Tensor],
+             n_inputs: int, fixed: frozenset[int]) -> tuple[Callable[..., Any], Callable[..., torch.Tensor]]:
+    """The scalar reference and torch function :func:`check_vjp` checks, over ``(*inputs, grad_output)``."""
+    count = n_inputs - len(fixed)
 
     def reference(*args: np.ndarray) -> tuple[np.ndarray, list[Any]]:
         *x, g = args
@@ -149,7 +157,5 @@ def check_vjp(
         grads = as_grads(backward(g, cache) if cached else backward(g, *x), count, len(x))
         return value, [*grads, None] if len(grads) == len(x) and len(x) != count else grads
 
-    named(reference, [*names, GRAD_OUTPUT])
-    return check_gradients(reference, torch_inner(torch_op), (*xs, np.asarray(grad_output)), device=device,
-                           dtype=dtype, rtol=rtol, atol=atol, constants=(*fixed, len(xs)), kinks=kinks,
-                           seed=seed, **check_kwargs)
+    named(reference, [*plain_names(forward, n_inputs), GRAD_OUTPUT])
+    return reference, torch_inner(torch_op)
