@@ -69,7 +69,7 @@ class _RuleSide:
     def __init__(self, update: UpdateRule, params: list[np.ndarray], config: Mapping[str, Any],
                  state_keys: Mapping[str, str], np_dtype: type) -> None:
         self.update, self.np_dtype, self.state_keys = update, np_dtype, dict(state_keys)
-        self.params = [p.astype(np_dtype) for p in params]
+        self.params: list[np.ndarray] = [p.astype(np_dtype) for p in params]
         self.configs = [copy.deepcopy(dict(config)) for _ in params]
 
     def step(self, grads: list[np.ndarray]) -> None:
