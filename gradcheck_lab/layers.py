@@ -122,8 +122,9 @@ def check_layer(
     ``layer.forward(*inputs) -> out`` and ``layer.backward(grad_output) -> grad(s)`` of the non-constant
     inputs. ``params`` maps each torch parameter name to where the layer keeps it (an attribute, or
     ``"mapping.key"``; default: the same name); ``param_grads`` maps it to where the layer leaves its
-    gradient after ``backward`` (default: guessed, ``dW``, ``grad_W``, ``grads.W``, ...), or is a
-    callable ``layer -> {torch_name: array}``. ``transforms`` maps a torch name to a layout change from
+    gradient after ``backward``, or is a callable ``layer -> {torch_name: array}``; by default the
+    gradients ``backward`` returns after the input gradients (in ``params`` order) are used, else
+    they are looked for at ``dW``, ``grad_W``, ``grads.W``, ... ``transforms`` maps a torch name to a layout change from
     torch's layout to the layer's (``np.transpose``). ``buffers`` maps torch buffer names to the layer's
     (default: those found under the same name); they are copied in, and compared after one
     training-mode forward. The layer is never modified: every call works on a copy.
@@ -194,12 +195,15 @@ def layer_pair(layer: Any, torch_module: torch.nn.Module, n_x: int, params: Mapp
     def backward(grad_output: np.ndarray, cache: tuple[Any, Any]) -> list[Any]:
         current, shapes = cache
         returned = current.backward(grad_output)
+        tail = _returned_param_grads(returned, count, shapes, transforms, torch_names) if param_grads is None else None
+        if tail is not None:  # backward returned (input grads..., param grads...)
+            returned = tuple(returned[:count]) if count != 1 else returned[0]
         grads = as_grads(returned, count, n_x) if count else []
         if len(grads) == n_x and n_x != count:
             grads = [g for k, g in enumerate(grads) if k not in fixed]
-        if param_grads is None and not grad_paths:
+        if tail is None and param_grads is None and not grad_paths:
             grad_paths.update(guess_grad_paths(current, params))
-        found = param_grads(current) if callable(param_grads) else {
+        found = tail if tail is not None else param_grads(current) if callable(param_grads) else {
             name: get_path(current, path) for name, path in grad_paths.items()}
         for name, shape in zip(torch_names, shapes, strict=True):
             if name not in found or found[name] is None:
@@ -218,6 +222,20 @@ def layer_pair(layer: Any, torch_module: torch.nn.Module, n_x: int, params: Mapp
 
     forward.__signature__ = _signature(layer, n_x, torch_names)  # type: ignore[attr-defined]
     return LayerPair(forward, backward, torch_op, weights, fixed, fresh, buffer_paths)
+
+
+def _returned_param_grads(returned: Any, count: int, shapes: Sequence[tuple[int, ...]],
+                          transforms: Mapping[str, Transform], torch_names: list[str]) -> dict[str, Any] | None:
+    """The parameter gradients when ``backward`` returns them after the input gradients, in ``params`` order."""
+    if not torch_names or not isinstance(returned, tuple | list) or len(returned) != count + len(torch_names):
+        return None
+    tail = returned[count:]
+    for name, shape, g in zip(torch_names, shapes, tail, strict=True):
+        t = transforms.get(name)
+        expected = np.shape(t(np.zeros(shape))) if t else tuple(shape)
+        if np.shape(g) != expected:
+            return None
+    return dict(zip(torch_names, tail, strict=True))
 
 
 def _signature(layer: Any, n_x: int, torch_names: list[str]) -> Any:

@@ -13,6 +13,7 @@ of :func:`~gradcheck_lab.check.check_gradients` applies unchanged.
 
 from __future__ import annotations
 
+import copy
 import inspect
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -21,7 +22,7 @@ import numpy as np
 import torch
 
 from gradcheck_lab.check import as_input_tuple, check_gradients, constant_indices, input_names
-from gradcheck_lab.errors import ReferenceContractError, TorchFunctionError
+from gradcheck_lab.errors import InvalidInputError, ReferenceContractError, TorchFunctionError
 from gradcheck_lab.report import Report
 
 GRAD_OUTPUT = "grad_output"
@@ -99,8 +100,8 @@ def torch_inner(torch_op: Callable[..., torch.Tensor]) -> Callable[..., torch.Te
 
 def output_shape(forward: Callable[..., Any], inputs: Sequence[Any]) -> tuple[int, ...]:
     """The forward's output shape, from one call on copies of the inputs."""
-    copies = [np.array(x, copy=True) if not isinstance(x, torch.Tensor) else x.detach().cpu().numpy()
-              for x in inputs]
+    copies = [x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else copy.deepcopy(x) if is_static(x)
+              else np.array(x, copy=True) for x in inputs]
     out, _, _ = split_forward(forward(*copies))
     return tuple(np.shape(out))
 
@@ -135,27 +136,72 @@ def check_vjp(
     given ones followed by ``grad_output`` (a data input).
     """
     __tracebackhide__ = True
-    xs = as_input_tuple(inputs)
-    fixed = constant_indices(constants, len(xs))
+    xs, fixed, static = split_static(as_input_tuple(inputs), constants)
     if grad_output is None:
-        grad_output = draw_grad_output(output_shape(forward, xs), seed)
-    reference, torch_fn = vjp_pair(forward, backward, torch_op, len(xs), fixed)
+        grad_output = draw_grad_output(output_shape(forward, Static(static, len(xs) + len(static)).merge(xs)), seed)
+    reference, torch_fn = vjp_pair(forward, backward, torch_op, len(xs), fixed, static)
     return check_gradients(reference, torch_fn, (*xs, np.asarray(grad_output)), device=device, dtype=dtype,
                            rtol=rtol, atol=atol, constants=(*fixed, len(xs)), kinks=kinks, seed=seed,
                            **check_kwargs)
 
 
+def is_static(x: Any) -> bool:
+    """Settings rather than data: a dict (``conv_param``), a string, None, a bool, an int, a tuple of ints."""
+    if isinstance(x, dict | str | bool | int) or x is None:
+        return True
+    return isinstance(x, tuple) and all(isinstance(v, int) for v in x)
+
+
+def split_static(xs: tuple[Any, ...], constants: Sequence[int] | int) -> tuple[tuple[Any, ...], frozenset[int],
+                                                                                 dict[int, Any]]:
+    """The array inputs, the data inputs' indices among them, and the settings by their position."""
+    static = {k: x for k, x in enumerate(xs) if is_static(x)}
+    items = [constants] if isinstance(constants, int | np.integer) else list(constants)
+    if not static:
+        return xs, constant_indices(items, len(xs)), {}
+    keep = [k for k in range(len(xs)) if k not in static]
+    for k in items:
+        if not isinstance(k, int | np.integer) or not -len(xs) <= k < len(xs):
+            raise InvalidInputError(f"constants= holds {k!r}, but there are {len(xs)} input(s)")
+    positions = [int(k) % len(xs) for k in items]
+    arrays = tuple(xs[k] for k in keep)
+    if not arrays:
+        raise InvalidInputError("every input is a setting (dict, int, str, None): at least one array is needed")
+    return arrays, constant_indices([keep.index(k) for k in positions if k not in static], len(arrays)), static
+
+
+class Static:
+    """Puts the settings back between the arrays, a fresh copy each call (a forward may write into them)."""
+
+    def __init__(self, static: dict[int, Any], total: int) -> None:
+        self.static, self.total = static, total
+
+    def merge(self, arrays: Sequence[Any]) -> list[Any]:
+        it = iter(arrays)
+        return [copy.deepcopy(self.static[k]) if k in self.static else next(it) for k in range(self.total)]
+
+
 def vjp_pair(forward: Callable[..., Any], backward: Callable[..., Any], torch_op: Callable[..., torch.Tensor],
-             n_inputs: int, fixed: frozenset[int]) -> tuple[Callable[..., Any], Callable[..., torch.Tensor]]:
-    """The scalar reference and torch function :func:`check_vjp` checks, over ``(*inputs, grad_output)``."""
+             n_inputs: int, fixed: frozenset[int], static: dict[int, Any] | None = None,
+             ) -> tuple[Callable[..., Any], Callable[..., torch.Tensor]]:
+    """The scalar reference and torch function :func:`check_vjp` checks, over ``(*inputs, grad_output)``.
+
+    ``static`` holds settings (``conv_param``, a stride) by their position among all the arguments;
+    both sides get them back in place, the arrays around them.
+    """
     count = n_inputs - len(fixed)
+    static = static or {}
+    place = Static(static, n_inputs + len(static))
 
     def reference(*args: np.ndarray) -> tuple[np.ndarray, list[Any]]:
         *x, g = args
-        out, cache, cached = split_forward(forward(*x))
+        full = place.merge(x)
+        out, cache, cached = split_forward(forward(*full))
         value = inner(out, g)
-        grads = as_grads(backward(g, cache) if cached else backward(g, *x), count, len(x))
+        grads = as_grads(backward(g, cache) if cached else backward(g, *full), count, len(x))
         return value, [*grads, None] if len(grads) == len(x) and len(x) != count else grads
 
-    named(reference, [*plain_names(forward, n_inputs), GRAD_OUTPUT])
-    return reference, torch_inner(torch_op)
+    names = [n for k, n in enumerate(plain_names(forward, place.total)) if k not in static]
+    named(reference, [*names, GRAD_OUTPUT])
+    op = torch_op if not static else (lambda *ts: torch_op(*place.merge(ts)))
+    return reference, torch_inner(op)

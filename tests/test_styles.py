@@ -143,6 +143,68 @@ def test_shape_disagreements_are_explained():
         gl.check_vjp(affine_forward, lambda d, c: affine_backward(d, c)[:2], torch_affine, AFFINE)
 
 
+# --- settings between the arrays (conv_param, bn_param): passed through, copied for every call ---
+
+def conv_forward(x, w, b, conv_param):
+    s, p = conv_param["stride"], conv_param["pad"]
+    xp = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)))
+    kh, kw = w.shape[2:]
+    ho, wo = 1 + (xp.shape[2] - kh) // s, 1 + (xp.shape[3] - kw) // s
+    out = np.zeros((x.shape[0], w.shape[0], ho, wo))
+    for i in range(ho):
+        for j in range(wo):
+            out[:, :, i, j] = np.tensordot(xp[:, :, i * s:i * s + kh, j * s:j * s + kw], w, ([1, 2, 3], [1, 2, 3])) + b
+    return out, (x, w, conv_param)
+
+
+def conv_backward(dout, cache):
+    x, w, conv_param = cache
+    s, p = conv_param["stride"], conv_param["pad"]
+    xp = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)))
+    dxp, dw = np.zeros_like(xp), np.zeros_like(w)
+    kh, kw = w.shape[2:]
+    for i in range(dout.shape[2]):
+        for j in range(dout.shape[3]):
+            dw += np.tensordot(dout[:, :, i, j], xp[:, :, i * s:i * s + kh, j * s:j * s + kw], ([0], [0]))
+            dxp[:, :, i * s:i * s + kh, j * s:j * s + kw] += np.tensordot(dout[:, :, i, j], w, ([1], [0]))
+    return dxp[:, :, p:xp.shape[2] - p, p:xp.shape[3] - p], dw, dout.sum(axis=(0, 2, 3))
+
+
+def torch_conv(x, w, b, conv_param):
+    return F.conv2d(x, w, b, stride=conv_param["stride"], padding=conv_param["pad"])
+
+
+CONV = (rng.standard_normal((2, 2, 5, 5)), rng.standard_normal((3, 2, 3, 3)), rng.standard_normal(3),
+        {"stride": 2, "pad": 1})
+
+
+def test_settings_dict_between_arrays(dtype):
+    report = gl.check_vjp(conv_forward, conv_backward, torch_conv, CONV, dtype=dtype)
+    assert report.passed and list(report.gradients) == ["'x' (input 0)", "'w' (input 1)", "'b' (input 2)"]
+
+    def kernel_flipped(dout, cache):
+        dx, dw, db = conv_backward(dout, cache)
+        return dx, dw.transpose(0, 1, 3, 2), db
+
+    with pytest.raises(gl.GradientMismatch) as exc:
+        gl.check_vjp(conv_forward, kernel_flipped, torch_conv, CONV, dtype=dtype)
+    assert "'w' (input 1): its axes permuted as (0, 1, 3, 2)" in exc.value.report.diagnosis
+
+
+def test_a_forward_that_writes_into_its_settings_sees_a_fresh_copy_each_call():
+    calls = []
+
+    def scaled_forward(x, bn_param):
+        calls.append(bn_param.get("seen", 0))
+        bn_param["seen"] = 1  # course batch norm stores running statistics in its bn_param
+        return np.tanh(x), x
+
+    bn_param = {"mode": "train"}
+    assert gl.check_vjp(scaled_forward, lambda d, x: tanh_backward(d, x), lambda x, p: torch.tanh(x),
+                        (rng.standard_normal(4), bn_param)).passed
+    assert calls and set(calls) == {0} and bn_param == {"mode": "train"}
+
+
 # --- kinks: the convention at a non-differentiable point is named, and subgradient mode accepts it ---
 
 def _with_zeros(shape):
@@ -265,6 +327,23 @@ class Dense:
     def backward(self, dout):
         self.dW, self.db = dout.T @ self.x, dout.sum(axis=0)
         return dout @ self.W
+
+
+def test_a_layer_whose_backward_returns_its_parameter_gradients():
+    class Returns(Dense):
+        def backward(self, dout):
+            dx = super().backward(dout)
+            return dx, self.dW, self.db
+
+    assert gl.check_layer(Returns(), LINEAR, X, params={"weight": "W", "bias": "b"}).passed
+
+    class ReturnsBiasDoubled(Returns):
+        def backward(self, dout):
+            dx, dw, db = super().backward(dout)
+            return dx, dw, 2 * db
+
+    with pytest.raises(gl.GradientMismatch, match="'bias'"):
+        gl.check_layer(ReturnsBiasDoubled(), LINEAR, X, params={"weight": "W", "bias": "b"})
 
 
 def test_layer_defaults_guess_parameters_and_gradients_and_a_callable_reads_them():
