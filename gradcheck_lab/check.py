@@ -15,6 +15,7 @@ import torch
 from gradcheck_lab._torch_state import preserved_torch_state
 from gradcheck_lab.comparison import all_finite, allowed_error, finite_or_zero
 from gradcheck_lab.devices import resolve_device
+from gradcheck_lab.diagnosis import diagnose_mismatch
 from gradcheck_lab.dtypes import dtype_name, resolve_dtype, round_to_dtype
 from gradcheck_lab.errors import (
     GradientMismatch,
@@ -454,7 +455,10 @@ def _judge(runner: _Runner, rounded: list[np.ndarray], variables: list[int], nam
                 or (shown is not deciding and shown.nonfinite and not shown.passed)
                 or (votes is not None and votes.shared_mistake))
     verdict: Verdict = "mismatch" if mismatch else "inconclusive" if any(u.any() for u in unresolved) else "passed"
-    report = _build_report(device, dtype, verdict, shown, deciding, votes, reference, findings, notes)
+    pattern = None if verdict != "mismatch" or deciding.nonfinite else diagnose_mismatch(
+        names, deciding.expected[1:], deciding.actual[1:], beyond[1:], [(f.tensor, f.index) for f in findings],
+        rounded, variables)
+    report = _build_report(device, dtype, verdict, shown, deciding, votes, reference, findings, notes, pattern)
     extra = [f.describe() for f in findings[:3]]
     if len(findings) > 3:
         extra.append(f"... and {len(findings) - 3} more elements on kinks")
@@ -472,7 +476,7 @@ def _dtype_note(shown: Judge, dtype: torch.dtype) -> str:
 
 def _build_report(device: torch.device, dtype: torch.dtype, verdict: Verdict, shown: Judge, deciding: Judge,
                   votes: OracleVotes | None, reference: _Side, findings: list[KinkFinding],
-                  extra_notes: list[str]) -> Report:
+                  extra_notes: list[str], pattern: str | None = None) -> Report:
     comparisons = shown.comparisons
     worst_name, worst = max(deciding.comparisons.items(), key=lambda item: item[1].ratio)
     notes = [f.describe() for f in findings] + extra_notes
@@ -499,7 +503,7 @@ def _build_report(device: torch.device, dtype: torch.dtype, verdict: Verdict, sh
         math=dict(deciding.comparisons),
         math_tolerance=deciding.tol,
         bound_terms=dict(worst.terms),
-        diagnosis=_context_diagnosis(reference, verdict),
+        diagnosis="; ".join(d for d in (_context_diagnosis(reference, verdict), pattern) if d) or None,
         notes=tuple(notes),
     )
 

@@ -18,7 +18,7 @@ from gradcheck_lab.devices import resolve_devices
 from gradcheck_lab.dtypes import dtype_name, resolve_dtype
 from gradcheck_lab.errors import GradientMismatch, InconclusiveWarning, InvalidInputError, NonFiniteError
 from gradcheck_lab.report import Report
-from gradcheck_lab.strategies import DEFAULT_BOUND, input_tuples
+from gradcheck_lab.strategies import DEFAULT_BOUND, ElementSpec, input_tuples
 from gradcheck_lab.tolerances import Tolerance
 
 
@@ -74,7 +74,7 @@ def verify(
     max_examples: int = 100,
     inputs: st.SearchStrategy[tuple[Any, ...]] | None = None,
     bound: float = DEFAULT_BOUND,
-    elements: st.SearchStrategy[float] | None = None,
+    elements: ElementSpec = None,
     rtol: float | None = None,
     atol: float | None = None,
     finite_differences: bool = False,
@@ -85,7 +85,8 @@ def verify(
 
     Inputs come from ``inputs`` (a strategy of input tuples) or are drawn for ``shapes`` with
     elements in ``[-bound, bound]`` (or from ``elements``, e.g. ``st.floats(0.1, 4.0)`` for a
-    function defined for positive inputs only). On the first failure hypothesis shrinks the example; the
+    function defined for positive inputs only; or one per input, where an entry may draw the whole array,
+    as ``gst.labels((8,), 4)`` does). On the first failure hypothesis shrinks the example; the
     error raised (``GradientMismatch`` or another typed error) is the one for the *minimal*
     counterexample, which ``GradientMismatch.inputs`` holds. ``seed`` fixes the search.
     """
