@@ -285,11 +285,20 @@ def check_optimizer(
     hyper = dict(hyper or {})
     tol = trajectory_tolerance(torch_dtype, steps, rtol=rtol, atol=atol)
     with preserved_torch_state(torch_device):
+        _match_default_dtype(torch_dtype)
         expected = _TorchSide(torch_cls, params, {**hyper, **(torch_hyper or {})}, torch_device, torch_dtype)
         actual = _NumpySide(numpy_cls, params, hyper, _NUMPY_DTYPES[torch_dtype])
         return compare_trajectories(expected, actual, shape_list, steps=steps, seed=seed, device=torch_device,
                                     dtype=torch_dtype, tol=tol, free_running=free_running,
                                     labels=(f"torch {torch_cls.__name__}", f"numpy {numpy_cls.__name__}"))
+
+
+def _match_default_dtype(dtype: torch.dtype) -> None:
+    """Make torch keep its optimizer scalars (``step``, NAdam's ``mu_product``) as the reference does:
+    float64 for float64 parameters, float32 otherwise (the caller restores the default)."""
+    wanted = torch.float64 if dtype == torch.float64 else torch.float32
+    if torch.get_default_dtype() != wanted:
+        torch.set_default_dtype(wanted)
 
 
 def torch_variants(device: torch.device) -> dict[str, dict[str, bool]]:
