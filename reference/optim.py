@@ -419,18 +419,19 @@ class RMSprop(Optimizer):
 
 
 class Adagrad(Optimizer):
-    """Adagrad with torch.optim.Adagrad's semantics; its state exists from construction, as in torch."""
+    """Adagrad with torch.optim.Adagrad's semantics; its state exists from construction, as in torch.
+
+    As in torch, every accumulator starts at the *constructor's* ``initial_accumulator_value``:
+    a per-group value is stored in the group but not used.
+    """
 
     def __init__(self, params: ParamsT, lr: float = 1e-2, lr_decay: float = 0.0, weight_decay: float = 0.0,
                  initial_accumulator_value: float = 0.0, eps: float = 1e-10, maximize: bool = False) -> None:
         super().__init__(params, dict(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
                                       initial_accumulator_value=initial_accumulator_value, eps=eps,
                                       maximize=maximize))
-        i = 0
-        for group in self.param_groups:
-            for p in group["params"]:
-                self.state[i] = {"step": 0.0, "sum": np.full_like(p, group["initial_accumulator_value"])}
-                i += 1
+        for i, p in enumerate(self.params):
+            self.state[i] = {"step": 0.0, "sum": np.full_like(p, initial_accumulator_value)}
 
     def _validate(self, group: dict[str, Any]) -> None:
         super()._validate(group)
@@ -439,7 +440,7 @@ class Adagrad(Optimizer):
 
     def _update(self, i: int, param: np.ndarray, grad: np.ndarray, group: dict[str, Any]) -> None:
         state = self.state.setdefault(
-            i, {"step": 0.0, "sum": np.full_like(param, group["initial_accumulator_value"])})
+            i, {"step": 0.0, "sum": np.full_like(param, self.defaults["initial_accumulator_value"])})
         state["step"] += 1
         clr = group["lr"] / (1 + (state["step"] - 1) * group["lr_decay"])
         for chunk in self._blocks([param, grad, state["sum"]], 2):
