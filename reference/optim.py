@@ -37,6 +37,7 @@ def sgd_update_(
     weight_decay: float = 0.0,
     nesterov: bool = False,
     maximize: bool = False,
+    scratch: np.ndarray | None = None,
 ) -> np.ndarray | None:
     r"""One SGD step on ``param`` in place; returns the (new) momentum buffer.
 
@@ -50,8 +51,11 @@ def sgd_update_(
         \theta_t &= \theta_{t-1} - \eta g_t
 
     The buffer starts as the first gradient itself: dampening is *not* applied on the
-    first step (applying it there is a common bug). ``grad`` is never modified.
+    first step (applying it there is a common bug). ``grad`` is never modified; ``scratch``,
+    shaped like ``param``, saves allocations.
     """
+    if scratch is None:
+        scratch = np.empty_like(param)
     d_p = -grad if maximize else grad
     if weight_decay != 0:
         d_p = d_p + weight_decay * param
@@ -60,9 +64,14 @@ def sgd_update_(
             momentum_buffer = np.array(d_p, dtype=param.dtype, copy=True)
         else:
             momentum_buffer *= momentum
-            momentum_buffer += (1 - dampening) * d_p
-        d_p = d_p + momentum * momentum_buffer if nesterov else momentum_buffer
-    param += -lr * d_p
+            np.multiply(d_p, 1 - dampening, out=scratch)
+            momentum_buffer += scratch
+        if nesterov:
+            d_p = d_p + momentum * momentum_buffer
+        else:
+            d_p = momentum_buffer
+    np.multiply(d_p, -lr, out=scratch)
+    param += scratch
     return momentum_buffer
 
 
@@ -334,10 +343,13 @@ class SGD(Optimizer):
             raise ValueError("Nesterov momentum requires a momentum and zero dampening")
 
     def _update(self, i: int, param: np.ndarray, grad: np.ndarray, group: dict[str, Any]) -> None:
-        state = self.state.get(i, {})
-        buf = sgd_update_(param, grad, state.get("momentum_buffer"), lr=group["lr"], momentum=group["momentum"],
-                          dampening=group["dampening"], weight_decay=group["weight_decay"],
-                          nesterov=group["nesterov"], maximize=group["maximize"])
+        hyper = {k: group[k] for k in ("lr", "momentum", "dampening", "weight_decay", "nesterov", "maximize")}
+        buf = self.state.get(i, {}).get("momentum_buffer")
+        if buf is None:
+            buf = sgd_update_(param, grad, None, **hyper)
+        else:
+            for p, g, b, scratch in self._blocks([param, grad, buf], 1):
+                sgd_update_(p, g, b, **hyper, scratch=scratch)
         if group["momentum"] != 0:
             self.state[i] = {"momentum_buffer": buf}
 
