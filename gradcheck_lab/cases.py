@@ -250,7 +250,7 @@ def _half_life(step: int) -> float:
 
 def _matrix_cases() -> list[OptimizerCase]:
     o, t = ref_optim, torch.optim
-    plain = [  # (name, numpy class, torch class, hyper, dtypes)
+    plain: list[tuple[str, type, type, dict[str, Any], tuple[str, ...]]] = [  # name, classes, hyper, dtypes
         ("rmsprop", o.RMSprop, t.RMSprop, {"lr": 1e-2}, ("float64", "float32")),
         ("rmsprop_centered_momentum_wd", o.RMSprop, t.RMSprop,
          {"lr": 1e-3, "alpha": 0.9, "centered": True, "momentum": 0.9, "weight_decay": 0.1, "maximize": True},
@@ -281,7 +281,8 @@ def _matrix_cases() -> list[OptimizerCase]:
     cases = [OptimizerCase(name, np_cls, t_cls, hyper, dtypes=dtypes, steps=60, description=f"{t_cls.__name__} {hyper}")
              for name, np_cls, t_cls, hyper, dtypes in plain]
     groups = ({"params": [0], "lr": 3e-2, "weight_decay": 0.1}, {"params": [1, 2]})
-    matrix = [  # (name, numpy class, torch class, hyper, first group's own options, schedule, dtypes)
+    # (name, numpy class, torch class, hyper, first group's own options, schedule, dtypes)
+    matrix: list[tuple[str, type, type, dict[str, Any], dict[str, Any], Schedule, tuple[str, ...]]] = [
         ("sgd_groups_steplr", o.SGD, t.SGD, {"lr": 0.05, "momentum": 0.9},
          {"nesterov": True}, _schedule("StepLR", step_size=7, gamma=0.5), _HALF),
         ("adam_groups_cosine", o.Adam, t.Adam, {"lr": 1e-3, "eps": 1e-3},

@@ -89,7 +89,7 @@ def _group_starts(groups: Groups, n: int) -> list[int]:
 class _NumpySide:
     def __init__(self, cls: type, params: list[np.ndarray], hyper: Mapping[str, Any], np_dtype: type,
                  groups: Groups = None, schedule: Schedule | None = None) -> None:
-        self.params = [p.astype(np_dtype) for p in params]
+        self.params: list[np.ndarray] = [p.astype(np_dtype) for p in params]
         self.np_dtype = np_dtype
         self.groups = groups
         self.optimizer = cls(_grouped(self.params, groups), **hyper)
@@ -295,10 +295,9 @@ def compare_trajectories(
     """
     report = OptimizerReport(True, steps, str(device), dtype_name(dtype), tol)
     history: dict[tuple[int, str], float] = {}
-    for step, grads in enumerate(gradient_sequence(shapes, steps, seed), start=1):
-        grads = [round_to_dtype(g, dtype) for g in grads]
-        if none_grads:
-            grads = none_gradients(grads, step)
+    for step, drawn in enumerate(gradient_sequence(shapes, steps, seed), start=1):
+        rounded = [round_to_dtype(g, dtype) for g in drawn]
+        grads = none_gradients(rounded, step) if none_grads else list[np.ndarray | None](rounded)
         if step > 1 and not free_running:
             actual_side.load_params(expected_side.snapshot()[0])
         expected_side.step(grads)

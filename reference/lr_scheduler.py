@@ -209,7 +209,7 @@ class OneCycleLR(LRScheduler):
         else:
             self._phases = [(up_end, "initial_lr", "max_lr"), (total_steps - 1, "max_lr", "min_lr")]
         groups = optimizer.param_groups
-        max_lrs = list(max_lr) if isinstance(max_lr, list | tuple) else [max_lr] * len(groups)
+        max_lrs = [float(v) for v in max_lr] if isinstance(max_lr, Sequence) else [float(max_lr)] * len(groups)
         if len(max_lrs) != len(groups):
             raise ValueError(f"expected {len(groups)} values for max_lr, got {len(max_lrs)}")
         if last_epoch == -1:

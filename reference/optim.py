@@ -162,7 +162,7 @@ _BLOCK = 1 << 15
 and the whole array at once 7.4 ms. 2^15 leaves room for float64."""
 
 
-def _cache_blocks(arrays: list[np.ndarray | None]) -> Iterator[list[np.ndarray | None]]:
+def _cache_blocks(arrays: list[np.ndarray | None]) -> Iterator[list[Any]]:
     """Yield matching flat slices of ``arrays`` small enough to stay in cache across the ~13 passes of an update.
 
     Elementwise updates give the same result blockwise. Arrays that are not C-contiguous (so
@@ -201,7 +201,7 @@ class Optimizer:
         self.param_groups: list[dict[str, Any]] = []
         self.params: list[np.ndarray] = []
         for group in groups:
-            self.add_param_group(group)
+            self.add_param_group(group)  # type: ignore[arg-type]
         self.state: dict[int, State] = {}
         self._buffers: dict[np.dtype, list[np.ndarray]] = {}
 
@@ -252,7 +252,7 @@ class Optimizer:
                     yield i, p, g, group
                 i += 1
 
-    def _blocks(self, arrays: list[np.ndarray | None], n_work: int) -> Iterator[list[np.ndarray | None]]:
+    def _blocks(self, arrays: list[np.ndarray | None], n_work: int) -> Iterator[list[Any]]:
         """Cache-sized matching blocks of ``arrays``, each followed by ``n_work`` scratch arrays of its shape.
 
         The scratch arrays are views of buffers kept between steps (no allocation per step).

@@ -383,3 +383,15 @@ def test_a_none_gradient_that_still_updates_state_is_caught():
         gl.check_optimizer(DecaysWithoutGradient, torch.optim.Adam, hyper={"lr": 1e-3}, steps=20, none_grads=True,
                            shapes=[(3,), (2,)])
     assert info.value.step == 3  # parameter 1 has no gradient at step 3 ((3 + 1) % 4 == 0)
+
+
+def test_the_readme_optimizer_example_runs():
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("## Optimizers and schedulers", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    namespace: dict = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    assert "Schedule" in namespace
