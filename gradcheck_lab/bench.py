@@ -2,11 +2,11 @@
 
 Workloads (``n`` is the size): a linear layer ``(n, n) x (n, n)`` forward+backward, the
 Linear -> sigmoid -> MSE model forward+backward, an MLP with two hidden layers of width ``n``
-forward+backward, and one Adam step on ``n * n`` parameters. Backends: the NumPy reference,
-torch autograd on the CPU, and torch on each CUDA device. Every row gives the median time and
-its spread, the achieved GFLOP/s (GB/s for Adam), the same run's ceiling for that backend (a
-plain matmul of the same shape; a plain copy for bandwidth) and the percentage of it, and the
-speedup of the GPU over torch on the CPU.
+forward+backward, and one step of each optimizer in :data:`OPTIMIZERS` on ``n * n``
+parameters. Backends: the NumPy reference, torch autograd on the CPU, and torch on each CUDA
+device. Every row gives the median time and its spread, the achieved GFLOP/s (GB/s for
+optimizers), the same run's ceiling for that backend (a plain matmul of the same shape; a plain
+copy for bandwidth) and the percentage of it, and the speedup of the GPU over torch on the CPU.
 """
 
 from __future__ import annotations
@@ -32,7 +32,20 @@ from gradcheck_lab.reference import models
 from gradcheck_lab.reference import optim as ref_optim
 from gradcheck_lab.reference.activations import sigmoid, sigmoid_backward
 
-WORKLOADS = ("linear", "sigmoid_mse", "mlp", "adam")
+OPTIMIZERS: dict[str, tuple[str, dict[str, Any], int]] = {
+    # workload: (class name in torch.optim and the reference, hyperparameters, arrays read or written a step)
+    "adam": ("Adam", {"lr": 1e-3}, 7),  # p, g, m, v read; p, m, v written
+    "adamw": ("AdamW", {"lr": 1e-3}, 7),
+    "sgd": ("SGD", {"lr": 1e-3, "momentum": 0.9}, 5),
+    "rmsprop": ("RMSprop", {"lr": 1e-2}, 5),
+    "adagrad": ("Adagrad", {"lr": 1e-2}, 5),
+    "adadelta": ("Adadelta", {"lr": 1.0}, 7),
+    "adamax": ("Adamax", {"lr": 2e-3}, 7),
+    "nadam": ("NAdam", {"lr": 2e-3}, 7),
+    "radam": ("RAdam", {"lr": 1e-3}, 7),
+}
+"""One optimizer-step workload per rule: ``n * n`` parameters, one step, against torch's foreach."""
+WORKLOADS = ("linear", "sigmoid_mse", "mlp", *OPTIMIZERS)
 QUICK_SIZES = (16, 64, 256, 1024)
 _NUMPY = {torch.float64: np.float64, torch.float32: np.float32, torch.float16: np.float16}
 
@@ -108,11 +121,12 @@ def numpy_workload(name: str, n: int, dtype: torch.dtype) -> Workload:
     if name == "mlp":
         x, y, *ws = _inputs(rng, (n, n), (n, n), (n, n), (n, n), (n, n), dtype=np_dtype)
         return Workload(lambda: _numpy_mlp(x, y, ws), flops=18 * n**3)
-    if name == "adam":
+    if name in OPTIMIZERS:
+        cls, hyper, arrays = OPTIMIZERS[name]
         params = _inputs(rng, (n * n,), dtype=np_dtype)
         grads = _inputs(rng, (n * n,), dtype=np_dtype)
-        opt = ref_optim.Adam(params, lr=1e-3)
-        return Workload(lambda: opt.step(grads), bytes=7 * n * n * np.dtype(np_dtype).itemsize)
+        opt = getattr(ref_optim, cls)(params, **hyper)
+        return Workload(lambda: opt.step(grads), bytes=arrays * n * n * np.dtype(np_dtype).itemsize)
     raise ValueError(f"unknown workload {name!r}")
 
 
@@ -151,26 +165,27 @@ def torch_workload(name: str, n: int, dtype: torch.dtype, device: torch.device) 
             return torch.autograd.grad(torch.nn.functional.mse_loss(h @ ws[2].T, y), ws)
 
         return Workload(mlp, flops=18 * n**3)
-    if name == "adam":
+    if name in OPTIMIZERS:
+        cls, hyper, arrays = OPTIMIZERS[name]
         p = leaf(n * n, grad=False)
         p.grad = leaf(n * n, grad=False)
-        opt = torch.optim.Adam([p], lr=1e-3, foreach=True)
-        return Workload(opt.step, bytes=7 * n * n * p.element_size())
+        opt = getattr(torch.optim, cls)([p], **hyper, foreach=True)
+        return Workload(opt.step, bytes=arrays * n * n * p.element_size())
     raise ValueError(f"unknown workload {name!r}")
 
 
 def ceiling_workload(name: str, n: int, dtype: torch.dtype, backend: str) -> Workload:
-    """The same run's ceiling: a plain ``(n, n)`` matmul, or a plain copy of ``n * n`` elements for Adam."""
+    """The same run's ceiling: a plain ``(n, n)`` matmul, or a plain copy of ``n * n`` elements for an optimizer."""
     if backend == "numpy":
         a, b = _inputs(np.random.default_rng(1), (n, n), (n, n), dtype=_NUMPY[dtype])
-        if name == "adam":
+        if name in OPTIMIZERS:
             src, dst = a.reshape(-1), np.empty(n * n, dtype=a.dtype)
             return Workload(lambda: np.copyto(dst, src), bytes=2 * src.nbytes)
         return Workload(lambda: a @ b, flops=2 * n**3)
     device = torch.device(backend.removeprefix("torch-"))
     ta = torch.randn(n, n, device=device).to(dtype)
     tb = torch.randn(n, n, device=device).to(dtype)
-    if name == "adam":
+    if name in OPTIMIZERS:
         tsrc, tdst = ta.reshape(-1), torch.empty(n * n, device=device, dtype=dtype)
         return Workload(lambda: tdst.copy_(tsrc), bytes=2 * tsrc.numel() * tsrc.element_size())
     return Workload(lambda: ta @ tb, flops=2 * n**3)
