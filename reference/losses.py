@@ -154,7 +154,7 @@ def cross_entropy_backward(logits: np.ndarray, target: np.ndarray, reduction: Lo
     log_p, q, class_axis = _ce_parts(logits, target, label_smoothing)
     grad = np.exp(log_p) * q.sum(axis=class_axis, keepdims=True) - q
     grad_out = np.asarray(grad_out)
-    if reduction == "none":
+    if reduction == "none" and grad_out.ndim:
         grad_out = np.expand_dims(grad_out, class_axis)
     elif reduction == "mean":
         grad_out = grad_out / (logits.size // logits.shape[class_axis])
