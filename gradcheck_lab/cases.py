@@ -212,7 +212,7 @@ def _classification(draw: st.DrawFn, spatial: int = 0, probabilities: bool = Fal
     rng = _generator(draw)
     logits = _scaled(draw, rng, (n, c, *rest))
     if probabilities:
-        target = np.moveaxis(rng.dirichlet(np.ones(c), size=(n, *rest)), -1, 1)
+        target: np.ndarray = np.moveaxis(rng.dirichlet(np.ones(c), size=(n, *rest)), -1, 1)
     else:
         target = rng.integers(0, c, (n, *rest))
     return (logits, target, rng.standard_normal((n, *rest))) if with_grad else (logits, target)
@@ -310,7 +310,7 @@ def _mlp_torch(w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor, b2: torch.T
 
 def _activation_cases() -> list[Case]:
     act = ref_activations
-    elementwise = [
+    elementwise: list[tuple[str, Any, Any, bool, dict[str, Any], Any]] = [
         ("tanh", act.tanh, act.tanh_backward, True, {}, torch.tanh),
         ("relu", act.relu, act.relu_backward, False, {}, F.relu),
         ("leaky_relu", act.leaky_relu, act.leaky_relu_backward, False, {"negative_slope": 0.2},
@@ -434,7 +434,7 @@ def _schedule(name: str, **kwargs: Any) -> Schedule:
 
 
 def _half_life(step: int) -> float:
-    return 0.5 ** (step / 20)
+    return float(0.5 ** (step / 20))
 
 
 def _matrix_cases() -> list[OptimizerCase]:

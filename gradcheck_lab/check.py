@@ -29,6 +29,7 @@ from gradcheck_lab.errors import (
 from gradcheck_lab.judging import Judge, KinkFinding, examine_kinks, oracle_votes
 from gradcheck_lab.report import OracleVotes, Report, Verdict, mismatch_message
 from gradcheck_lab.rounding import rounding_floor
+from gradcheck_lab.threads import check_threads
 from gradcheck_lab.tolerances import conditioning_size, gradient_tolerance, math_tolerance, perturbation_size
 
 ReferenceFn = Callable[..., tuple[Any, Sequence[Any]]]
@@ -362,7 +363,7 @@ def check_gradients(
     rounded = prepare_inputs(original, torch_dtype, all_names, fixed)
     variables = [k for k in range(len(rounded)) if k not in fixed]
     names = [all_names[k] for k in variables]
-    with preserved_torch_state(torch_device, tf32=tf32):
+    with preserved_torch_state(torch_device, tf32=tf32), check_threads():
         runner = _Runner(reference_fn, torch_fn, all_names, fixed, torch_device)
         reference = runner.reference(rounded)
         actual = runner.torch(rounded, torch_dtype)

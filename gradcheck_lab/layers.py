@@ -218,7 +218,8 @@ def layer_pair(layer: Any, torch_module: torch.nn.Module, n_x: int, params: Mapp
         x, values = tensors[:n_x], tensors[n_x:]
         like = next(v for v in values if v.is_floating_point()) if values else x[0]
         module = _module_for(torch_module, module_cache, like)
-        return torch.func.functional_call(module, dict(zip(torch_names, values, strict=True)), tuple(x))
+        out: torch.Tensor = torch.func.functional_call(module, dict(zip(torch_names, values, strict=True)), tuple(x))
+        return out
 
     forward.__signature__ = _signature(layer, n_x, torch_names)  # type: ignore[attr-defined]
     return LayerPair(forward, backward, torch_op, weights, fixed, fresh, buffer_paths)

@@ -125,7 +125,7 @@ class _NumpySide:
         return [np.asarray(p, dtype=np.float64) for p in self.current()], state
 
     def save_state(self) -> dict[str, Any]:
-        return self.optimizer.state_dict()
+        return dict(self.optimizer.state_dict())
 
     def load_state(self, state_dict: dict[str, Any], dtype: torch.dtype, device: torch.device) -> None:
         self.optimizer.load_state_dict(state_dict)
@@ -368,7 +368,7 @@ def check_optimizer(
     atol: float | None = None,
     free_running: bool = False,
     param_groups: Groups = None,
-    scheduler: Schedule | tuple | None = None,
+    scheduler: Schedule | tuple[Any, ...] | None = None,
     none_grads: bool = False,
     swap_state_at: int | None = None,
 ) -> OptimizerReport:

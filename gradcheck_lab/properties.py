@@ -28,14 +28,15 @@ from gradcheck_lab.update_rule import UpdateRule, check_update_rule
 from gradcheck_lab.vjp import draw_grad_output, output_shape, vjp_pair
 
 
-def _with_grad_output(forward: Callable[..., Any], inputs: st.SearchStrategy[tuple]) -> st.SearchStrategy[tuple]:
+def _with_grad_output(forward: Callable[..., Any],
+                      inputs: st.SearchStrategy[tuple[Any, ...]]) -> st.SearchStrategy[tuple[Any, ...]]:
     """Each input tuple followed by an upstream gradient shaped like the forward's output, from a drawn seed."""
     return st.tuples(inputs, st.integers(0, 255)).map(
         lambda pair: (*pair[0], draw_grad_output(output_shape(forward, pair[0]), pair[1])))
 
 
-def _input_strategy(shapes: Sequence[tuple[int, ...]] | None, inputs: st.SearchStrategy[tuple] | None,
-                    bound: float, elements: ElementSpec) -> st.SearchStrategy[tuple]:
+def _input_strategy(shapes: Sequence[tuple[int, ...]] | None, inputs: st.SearchStrategy[tuple[Any, ...]] | None,
+                    bound: float, elements: ElementSpec) -> st.SearchStrategy[tuple[Any, ...]]:
     if inputs is not None:
         return inputs
     if shapes is None:
@@ -49,7 +50,7 @@ def verify_vjp(
     torch_op: Callable[..., torch.Tensor],
     *,
     shapes: Sequence[tuple[int, ...]] | None = None,
-    inputs: st.SearchStrategy[tuple] | None = None,
+    inputs: st.SearchStrategy[tuple[Any, ...]] | None = None,
     constants: Sequence[int] = (),
     bound: float = DEFAULT_BOUND,
     elements: ElementSpec = None,
@@ -74,7 +75,7 @@ def verify_layer(
     torch_module: torch.nn.Module,
     *,
     shapes: Sequence[tuple[int, ...]] | None = None,
-    inputs: st.SearchStrategy[tuple] | None = None,
+    inputs: st.SearchStrategy[tuple[Any, ...]] | None = None,
     params: Mapping[str, Path] | None = None,
     param_grads: Mapping[str, Path] | Callable[[Any], Mapping[str, np.ndarray]] | None = None,
     transforms: Mapping[str, Transform] | None = None,
@@ -95,13 +96,13 @@ def verify_layer(
                       **verify_kwargs)
 
 
-def _arity(strategy: st.SearchStrategy[tuple]) -> int:
+def _arity(strategy: st.SearchStrategy[tuple[Any, ...]]) -> int:
     """The number of inputs a strategy of input tuples draws (one example, drawn once)."""
     found: list[int] = []
 
     @settings(max_examples=1, database=None, deadline=None, suppress_health_check=list(HealthCheck))
     @given(strategy)
-    def probe(example: tuple) -> None:
+    def probe(example: tuple[Any, ...]) -> None:
         found.append(len(example))
 
     probe()
