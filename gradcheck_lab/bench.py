@@ -18,7 +18,6 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from functools import partial
 from typing import Any
 
 import numpy as np
@@ -383,44 +382,6 @@ def plot(result: BenchResult, path: str) -> None:
     plt.close(fig)
 
 
-# --- verification speed ---------------------------------------------------------------------
-
-def verification_speed(sizes: Sequence[int], repeats: int = 5) -> list[dict[str, Any]]:
-    """check_gradients (and with the FD oracle) vs torch.autograd.gradcheck full and fast, on sigmoid_mse."""
-    from gradcheck_lab.check import check_gradients
-
-    def torch_fn(w: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return torch.nn.functional.mse_loss(torch.sigmoid(x @ w.T), y)
-
-    rows = []
-    for n in sizes:
-        rng = np.random.default_rng(0)
-        arrays = (rng.standard_normal((n, n)) / math.sqrt(n), rng.standard_normal((n, n)), rng.uniform(0, 1, (n, n)))
-        tensors = tuple(torch.tensor(a, requires_grad=True) for a in arrays)
-        methods: dict[str, Callable[[], Any]] = {
-            "check_gradients": partial(check_gradients, models.sigmoid_mse, torch_fn, arrays),
-            "check_gradients+fd": partial(check_gradients, models.sigmoid_mse, torch_fn, arrays,
-                                          finite_differences=True),
-            "gradcheck fast": partial(torch.autograd.gradcheck, torch_fn, tensors, fast_mode=True),
-            "gradcheck full": partial(torch.autograd.gradcheck, torch_fn, tensors),
-        }
-        row: dict[str, Any] = {"n": n, "elements": sum(a.size for a in arrays)}
-        for label, fn in methods.items():
-            row[label] = measure(fn, repeats=repeats if label != "gradcheck full" else 3, min_sample=0).median
-        rows.append(row)
-    return rows
-
-
-def format_verification(rows: Sequence[dict[str, Any]]) -> str:
-    lines = ["n     elements  check_gradients  +fd oracle   gradcheck fast  gradcheck full  full/ours  fast/ours"]
-    for r in rows:
-        ours = r["check_gradients"]
-        lines.append(f"{r['n']:<5} {r['elements']:<9} {ours * 1e3:>12.2f} ms {r['check_gradients+fd'] * 1e3:>8.2f} ms "
-                     f"{r['gradcheck fast'] * 1e3:>12.2f} ms {r['gradcheck full'] * 1e3:>12.1f} ms "
-                     f"{r['gradcheck full'] / ours:>9.0f}x {r['gradcheck fast'] / ours:>8.1f}x")
-    return "\n".join(lines)
-
-
 # --- command line -----------------------------------------------------------------------------
 
 def add_parser(sub: Any, formatter_class: Any = argparse.HelpFormatter) -> None:
@@ -442,8 +403,9 @@ def add_parser(sub: Any, formatter_class: Any = argparse.HelpFormatter) -> None:
                    help="torch and BLAS threads (default: this process's share of the available cores, "
                         "divided among pytest-xdist workers, so pools do not oversubscribe)")
     p.add_argument("--verification", action="store_true",
-                   help="also time check_gradients against torch.autograd.gradcheck (full and fast)")
-    p.add_argument("--verification-sizes", type=size_list, default="8,16,32,64", metavar="N,N,...",
+                   help="also time check_gradients (plain and with the oracle) against torch.autograd.gradcheck "
+                        "(fast and full), as ratios to one reference call + one autograd pass")
+    p.add_argument("--verification-sizes", type=size_list, default="16,64,256,1024", metavar="N,N,...",
                    help="sizes for --verification")
     p.add_argument("--json", metavar="PATH", type=output_path, help="write rows, crossovers and machine info as JSON")
     p.add_argument("--plot", metavar="PATH", type=plot_path,
@@ -476,11 +438,13 @@ def _cmd_bench(args: argparse.Namespace) -> int:
                                "rows": [{**asdict(r), "warnings": r.warnings} for r in result.rows],
                                "crossovers": result.crossovers}
     if args.verification:
+        from gradcheck_lab import verification_speed
+
         with thread_budget(args.threads):
-            rows = verification_speed(args.verification_sizes)
-        print("\nverification speed (sigmoid_mse, float64; medians):")
-        print(format_verification(rows))
-        payload["verification"] = rows
+            rows = verification_speed.measure_verification(args.verification_sizes, repeats=args.repeats)
+        print("\nverification cost (Linear -> sigmoid -> MSE, W n x n, batch n, float64; median ratios):")
+        print(verification_speed.format_table(rows))
+        payload["verification"] = [verification_speed.as_dict(r) for r in rows]
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(payload, fh, indent=2)

@@ -74,6 +74,13 @@ class VerificationRow:
         return None if timing is None else timing.median / self.baseline.median
 
 
+def as_dict(row: VerificationRow) -> dict[str, Any]:
+    """A row as JSON: seconds per method (medians) and each method's ratio to the baseline."""
+    return {"n": row.n, "baseline_s": row.baseline.median,
+            "seconds": {m: t.median for m, t in row.timings.items()},
+            "ratios": {m: row.ratio(m) for m in row.timings}}
+
+
 def measure_verification(sizes: Sequence[int], *, repeats: int = 5) -> list[VerificationRow]:
     """Time every method at every size, interleaved in one run so machine load hits all alike."""
     rows = []

@@ -70,6 +70,19 @@ def test_bench_runs_a_tiny_sweep_with_json(tmp_path, capsys):
     assert all(r["median_s"] > 0 and r["ceiling"] > 0 for r in payload["rows"])
 
 
+def test_bench_verification_reports_every_method_as_a_ratio_to_the_baseline(tmp_path, capsys):
+    path = tmp_path / "bench.json"
+    code = cli.main(["bench", "--workload", "linear", "--sizes", "8", "--device", "cpu", "--repeats", "1", "-q",
+                     "--verification", "--verification-sizes", "8", "--json", str(path)])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "oracle/fast" in out and "gradcheck fast" in out
+    (row,) = json.loads(path.read_text())["verification"]
+    assert row["n"] == 8 and row["baseline_s"] > 0
+    assert set(row["ratios"]) == {"plain", "oracle", "gradcheck fast", "gradcheck full"}
+    assert all(r > 0 for r in row["ratios"].values())
+
+
 def test_console_script_and_module_entry_point():
     result = subprocess.run([sys.executable, "-m", "gradcheck_lab", "list"], capture_output=True, text=True,
                             check=False)
