@@ -47,6 +47,74 @@ def lerp_(start: np.ndarray, end: np.ndarray, weight: float, scratch: np.ndarray
         np.add(end, scratch, out=start)
 
 
+def fused_sub_square(a: np.ndarray, b: np.ndarray, *, out: np.ndarray) -> np.ndarray:
+    r"""``a - b * b`` rounded once, as torch's ``a.addcmul(b, b, value=-1)`` computes it (a fused multiply-add).
+
+    The difference matters where it cancels: centered RMSprop's :math:`v - \bar g^2` of a
+    steady gradient is a rounding residual, which a separately rounded :math:`b^2` turns into
+    exactly 0 and the fused form into a small number of either sign (and torch's square root
+    into NaN). float16/float32: :math:`b^2` and the difference are exact or nearly so in float64,
+    then rounded once to float32 (float16 results then to float16, as torch's float32 opmath
+    does). float64: Dekker's exact product :math:`b^2 = p + e`; where :math:`a` and :math:`p`
+    are within a factor 2, :math:`a - p` is exact (Sterbenz) and one rounding remains.
+    """
+    if a.dtype != np.float64:
+        wide = np.multiply(b, b, dtype=np.float64)
+        np.subtract(a, wide, out=wide)
+        _fused_into(out, wide)
+        return out
+    split = b * 134217729.0  # 2**27 + 1: high and low halves of b, 26 bits each
+    high = split - (split - b)
+    low = b - high
+    np.multiply(b, b, out=out)  # p
+    err = high * high - out
+    err += 2 * high * low
+    err += low * low  # e = b*b - p exactly
+    np.subtract(a, out, out=out)
+    out -= err
+    return out
+
+
+def _fused_into(out: np.ndarray, value: np.ndarray) -> None:
+    """Round a float64 result once to float32 (torch's opmath for float32 and float16), then to ``out``'s dtype."""
+    np.copyto(out, value.astype(np.float32), casting="same_kind")
+
+
+def _centered_moments_fused_(
+    param: np.ndarray, grad: np.ndarray, square_avg: np.ndarray, grad_avg: np.ndarray, out: np.ndarray, *,
+    alpha: float, weight_decay: float, maximize: bool,
+) -> np.ndarray:
+    r"""Centered RMSprop's gradient (into ``out``, returned) and moments, rounded as torch's CPU kernels round.
+
+    :math:`v - \bar g^2` cancels when the gradient is steady (a weight-decay term dominating
+    a tiny gradient), so it is only as good as :math:`v` and :math:`\bar g` are exact: a
+    last-bit difference becomes a relative difference of order one, or a negative variance. In
+    float32 torch fuses ``a + alpha * b`` (``add`` with ``alpha``), ``addcmul``'s
+    ``a + (s t_1) t_2`` and ``lerp``'s ``base + c (end - start)`` into one rounding each, with
+    float32 scalars; here each is computed in float64, where those products are exact, and
+    rounded once, so the moments stay bit-identical to torch's (measured). float16 keeps the
+    plain path: torch's half kernels round differently again, and float16 cannot resolve the
+    cancellation anyway.
+    """
+    if maximize:
+        np.negative(grad, out=out)
+    else:
+        np.copyto(out, grad)
+    if weight_decay != 0:  # grad.add(param, alpha=weight_decay)
+        _fused_into(out, out.astype(np.float64) + float(np.float32(weight_decay)) * param.astype(np.float64))
+    g = out.astype(np.float64)
+    _fused_into(square_avg, square_avg.astype(np.float64) * float(np.float32(alpha)))  # mul_(alpha)
+    scaled = (np.float32(1 - alpha) * out.astype(np.float32)).astype(np.float64)  # addcmul's s * t1
+    _fused_into(square_avg, square_avg.astype(np.float64) + scaled * g)
+    weight = np.float32(1 - alpha)  # lerp_(grad, 1 - alpha)
+    diff = (out.astype(np.float32) - grad_avg.astype(np.float32)).astype(np.float64)
+    if weight < 0.5:
+        _fused_into(grad_avg, grad_avg.astype(np.float64) + float(weight) * diff)
+    else:
+        _fused_into(grad_avg, g + float(weight - np.float32(1)) * diff)
+    return out
+
+
 def rmsprop_update_(
     param: np.ndarray, grad: np.ndarray, square_avg: np.ndarray, grad_avg: np.ndarray | None,
     momentum_buffer: np.ndarray | None, scratch: np.ndarray, scratch2: np.ndarray, *,
@@ -65,15 +133,18 @@ def rmsprop_update_(
     :math:`\epsilon` is added outside the square root; the centered form subtracts the squared
     mean gradient, estimating the variance rather than the raw second moment.
     """
-    g = _decayed(grad, param, weight_decay, maximize, scratch2)
-    _ema_sq_(square_avg, g, alpha, scratch)
-    if grad_avg is not None:
+    if grad_avg is not None and param.dtype == np.float32:
+        g = _centered_moments_fused_(param, grad, square_avg, grad_avg, scratch2, alpha=alpha,
+                                     weight_decay=weight_decay, maximize=maximize)
+        avg = np.sqrt(fused_sub_square(square_avg, grad_avg, out=scratch), out=scratch)
+    elif grad_avg is not None:
+        g = _decayed(grad, param, weight_decay, maximize, scratch2)
+        _ema_sq_(square_avg, g, alpha, scratch)
         lerp_(grad_avg, g, 1 - alpha, scratch)
-        np.multiply(grad_avg, -1.0, out=scratch)
-        scratch *= grad_avg
-        scratch += square_avg
-        avg = np.sqrt(scratch, out=scratch)
+        avg = np.sqrt(fused_sub_square(square_avg, grad_avg, out=scratch), out=scratch)
     else:
+        g = _decayed(grad, param, weight_decay, maximize, scratch2)
+        _ema_sq_(square_avg, g, alpha, scratch)
         avg = np.sqrt(square_avg, out=scratch)
     avg += eps
     if momentum_buffer is not None:
@@ -81,9 +152,9 @@ def rmsprop_update_(
         np.divide(g, avg, out=scratch)
         momentum_buffer += scratch
         np.multiply(momentum_buffer, -lr, out=scratch)
-    else:
-        np.divide(g, avg, out=scratch)
-        scratch *= -lr
+    else:  # addcdiv(g, avg, value=-lr): (-lr * g) / avg
+        np.multiply(g, -lr, out=scratch2)
+        np.divide(scratch2, avg, out=scratch)
     param += scratch
 
 
@@ -105,9 +176,9 @@ def adagrad_update_(
     state_sum += scratch
     std = np.sqrt(state_sum, out=scratch)
     std += eps
-    np.divide(g, std, out=scratch)
-    scratch *= -clr
-    param += scratch
+    np.multiply(g, -clr, out=scratch2)  # addcdiv(g, std, value=-clr): (-clr * g) / std
+    scratch2 /= std
+    param += scratch2
 
 
 def adadelta_update_(
@@ -162,8 +233,8 @@ def adamax_update_(
     np.abs(g, out=scratch)
     scratch += eps
     np.maximum(exp_inf, scratch, out=exp_inf)
-    np.divide(exp_avg, exp_inf, out=scratch)
-    scratch *= -clr
+    np.multiply(exp_avg, -clr, out=scratch)  # addcdiv(exp_avg, exp_inf, value=-clr)
+    scratch /= exp_inf
     param += scratch
 
 
@@ -211,12 +282,12 @@ def nadam_update_(
     denom = np.divide(exp_avg_sq, bias_correction2, out=scratch)
     np.sqrt(denom, out=denom)
     denom += eps
+    scratch2 *= grad_coef  # addcdiv(g, denom, value=grad_coef): (grad_coef * g) / denom
     scratch2 /= denom
-    scratch2 *= grad_coef
     param += scratch2
-    np.divide(exp_avg, denom, out=scratch)
-    scratch *= avg_coef
-    param += scratch
+    np.multiply(exp_avg, avg_coef, out=scratch2)
+    scratch2 /= denom
+    param += scratch2
 
 
 def radam_rho(beta2: float, step: float) -> tuple[float, float]:

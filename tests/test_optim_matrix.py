@@ -395,3 +395,22 @@ def test_the_readme_optimizer_example_runs():
     namespace: dict = {}
     exec(compile(code, "README.md", "exec"), namespace)
     assert "Schedule" in namespace
+
+
+def test_centered_rmsprop_moments_are_bit_identical_to_torch_in_float32_where_the_variance_cancels():
+    """A steady gradient (weight decay over tiny gradients) makes v - mean^2 a rounding residual:
+    only moments rounded exactly as torch's fused kernels keep the variance, and so the step, torch's."""
+    rng = np.random.default_rng(0)
+    p = rng.standard_normal(4096).astype(np.float32)
+    t = torch.tensor(p.copy(), requires_grad=True)
+    hyper = {"lr": 1e-3, "alpha": 0.9, "centered": True, "weight_decay": 1e-2, "eps": 1e-3}
+    ours, theirs = optim.RMSprop([p], **hyper), torch.optim.RMSprop([t], **hyper)
+    for _ in range(20):
+        g = (rng.standard_normal(4096) * 1e-9).astype(np.float32)
+        with torch.no_grad():
+            t.copy_(torch.tensor(p))
+        ours.step([g])
+        t.grad = torch.tensor(g)
+        theirs.step()
+        for name in ("square_avg", "grad_avg"):
+            np.testing.assert_array_equal(ours.state[0][name], theirs.state[t][name].numpy())
