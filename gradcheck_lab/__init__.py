@@ -29,8 +29,8 @@ _EXPORTS: dict[str, str] = {
                      "NonFiniteError", "OptimizerMismatch", "ReferenceContractError", "ReferenceMutationWarning",
                      "TorchFunctionError", "UnknownDtypeError"), "errors"),
     **dict.fromkeys(("central_difference", "random_directions", "taylor_test"), "numeric"),
-    **dict.fromkeys(("OptimizerReport", "check_optimizer", "check_torch_implementations", "gradient_sequence",
-                     "torch_state_dict"), "optim_check"),
+    **dict.fromkeys(("OptimizerReport", "Schedule", "check_optimizer", "check_torch_implementations",
+                     "gradient_sequence", "torch_state_dict"), "optim_check"),
     **dict.fromkeys(("OracleVotes", "Report"), "report"),
     **dict.fromkeys(("Tolerance", "gradient_tolerance", "trajectory_tolerance"), "tolerances"),
     **dict.fromkeys(("VerifyResult", "VerifySummary", "verify"), "search"),
@@ -85,6 +85,7 @@ if TYPE_CHECKING:  # the eager imports, for type checkers and IDEs
     from gradcheck_lab.numeric import central_difference, random_directions, taylor_test
     from gradcheck_lab.optim_check import (
         OptimizerReport,
+        Schedule,
         check_optimizer,
         check_torch_implementations,
         gradient_sequence,
