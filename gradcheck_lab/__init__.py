@@ -38,8 +38,13 @@ _EXPORTS: dict[str, str] = {
 
 __all__ = sorted(_EXPORTS)
 
+_SUBMODULES = frozenset({"strategies"})
+"""Submodules reachable as attributes (``gl.strategies.labels``), imported on first use."""
+
 
 def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        return importlib.import_module(f"gradcheck_lab.{name}")
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'gradcheck_lab' has no attribute {name!r}")

@@ -538,7 +538,7 @@ def test_verify_vjp_passes_and_shrinks_a_failure():
     result = gl.verify_vjp(softmax, softmax_backward, op, shapes=[(2, 3)], max_examples=3, seed=0)
     assert result.summaries[0].examples == 3
     with pytest.raises(gl.GradientMismatch, match="minimal counterexample") as exc:
-        gl.verify_vjp(softmax, diagonal_only, op, shapes=[(2, 3)], max_examples=3, seed=0)
+        gl.verify_vjp(softmax, diagonal_only, op, shapes=[(1, 2)], max_examples=3, seed=0)
     assert not exc.value.inputs[0].any(), "shrunk to all-zero logits"
 
 
@@ -557,14 +557,14 @@ def test_verify_layer_and_verify_update_rule_shrink():
             return dx
 
     with pytest.raises(gl.GradientMismatch, match="minimal counterexample") as exc:
-        gl.verify_layer(RowZero(), LINEAR, inputs=st.tuples(gst.arrays((2, 3))),
+        gl.verify_layer(RowZero(), LINEAR, inputs=st.tuples(gst.arrays((1, 3))),
                         params={"weight": "W", "bias": "b"}, max_examples=30, seed=0)
     x = exc.value.inputs[0]
     assert np.count_nonzero(x) == 1 and 1 < abs(x[np.nonzero(x)][0]) <= 2, "shrunk to one element just past 1"
 
     with pytest.raises(gl.OptimizerMismatch, match=r"shapes=\[\(\)\], seed=0"):
         gl.verify_update_rule(adam_without_power_of_t, torch.optim.Adam, {"lr": 1e-2}, steps=5, max_examples=5,
-                              seed=0)
+                              max_params=2, seed=0)
 
 
 def test_labels_strategy_and_one_element_strategy_per_input():
@@ -646,3 +646,19 @@ def test_check_vjp_copies_nothing_into_the_callers_arrays():
         warnings.simplefilter("error")
         gl.check_layer(layer, LINEAR, X, **AFFINE_MAP)
     assert layer.__dict__.keys() == snapshot.keys()
+
+
+def test_the_readme_section_runs_with_at_most_two_lines_of_glue(capsys):
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    code = re.search(r"```python\n(.*?)```", readme.split("## Checking code you already have", 1)[1], re.S).group(1)
+    exec(compile(code, "README.md", "exec"), {})
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("the gradient of 'b' (input 2): 0.125 times torch's: averaged over axis 0")
+    assert out[1].startswith("passed on cpu/float64") and out[2].startswith("passed on cpu/float64 over 50 steps")
+    calls = [line for line in code.splitlines() if line.lstrip().startswith(("gl.check_", "print(gl.check_"))]
+    glue = [line for line in code.splitlines() if "# glue" in line]
+    assert len(calls) == 3 and len(glue) == 3
+    assert all(len([n for n in code.splitlines()[code.splitlines().index(g):][:2] if n.strip()]) <= 2 for g in glue)
