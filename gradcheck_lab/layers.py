@@ -27,7 +27,7 @@ from gradcheck_lab.dtypes import resolve_dtype
 from gradcheck_lab.errors import GradientMismatch, InvalidInputError, ReferenceContractError
 from gradcheck_lab.report import Report
 from gradcheck_lab.tolerances import gradient_tolerance
-from gradcheck_lab.vjp import as_grads, check_vjp, plain_names
+from gradcheck_lab.vjp import as_grads, check_vjp, is_static, plain_names
 
 Path = str
 Transform = Callable[[np.ndarray], np.ndarray]
@@ -35,19 +35,29 @@ Transform = Callable[[np.ndarray], np.ndarray]
 _GRAD_GUESSES = ("d{p}", "grad_{p}", "{p}_grad", "grads.{p}", "grads.d{p}", "gradients.{p}", "grad.{p}")
 
 
+def _step(obj: Any, part: str) -> Any:
+    if isinstance(obj, Mapping):
+        return obj[part]
+    if isinstance(obj, list | tuple) and part.isdigit():
+        return obj[int(part)]
+    return getattr(obj, part)
+
+
 def get_path(obj: Any, path: Path) -> Any:
-    """``obj.a`` for ``"a"``; ``obj.a["b"]`` (or ``obj.a.b``) for ``"a.b"``."""
+    """``obj.a`` for ``"a"``; ``obj.a["b"]`` (or ``obj.a.b``) for ``"a.b"``; ``obj.a[0]`` for ``"a.0"`` (a list)."""
     for part in path.split("."):
-        obj = obj[part] if isinstance(obj, Mapping) else getattr(obj, part)
+        obj = _step(obj, part)
     return obj
 
 
 def set_path(obj: Any, path: Path, value: Any) -> None:
     *head, last = path.split(".")
     for part in head:
-        obj = obj[part] if isinstance(obj, Mapping) else getattr(obj, part)
+        obj = _step(obj, part)
     if isinstance(obj, dict):
         obj[last] = value
+    elif isinstance(obj, list) and last.isdigit():
+        obj[int(last)] = value
     else:
         setattr(obj, last, value)
 
@@ -55,7 +65,7 @@ def set_path(obj: Any, path: Path, value: Any) -> None:
 def has_path(obj: Any, path: Path) -> bool:
     try:
         get_path(obj, path)
-    except (AttributeError, KeyError, TypeError):
+    except (AttributeError, KeyError, TypeError, IndexError):
         return False
     return True
 
@@ -131,7 +141,8 @@ def check_layer(
     """
     __tracebackhide__ = True
     xs = as_input_tuple(inputs)
-    pair = layer_pair(layer, torch_module, len(xs), params, param_grads, transforms, buffers, constants)
+    static = frozenset(k for k, x in enumerate(xs) if is_static(x))
+    pair = layer_pair(layer, torch_module, len(xs), params, param_grads, transforms, buffers, constants, static)
     report = check_vjp(pair.forward, pair.backward, pair.torch_op, (*xs, *pair.weights), grad_output=grad_output,
                        constants=tuple(pair.fixed), device=device, dtype=dtype, rtol=rtol, atol=atol, kinks=kinks,
                        seed=seed, **check_kwargs)
@@ -156,8 +167,11 @@ class LayerPair:
 def layer_pair(layer: Any, torch_module: torch.nn.Module, n_x: int, params: Mapping[str, Path] | None,
                param_grads: Mapping[str, Path] | Callable[[Any], Mapping[str, np.ndarray]] | None,
                transforms: Mapping[str, Transform] | None, buffers: Mapping[str, Path] | None,
-               constants: Sequence[int] | int) -> LayerPair:
-    """Validate ``check_layer``'s arguments and build the forward, backward and torch op it checks."""
+               constants: Sequence[int] | int, static: frozenset[int] = frozenset()) -> LayerPair:
+    """Validate ``check_layer``'s arguments and build the forward, backward and torch op it checks.
+
+    ``static`` are the positions of settings among the inputs (a ``train`` flag, a dict): no gradient.
+    """
     named_params = dict(torch_module.named_parameters())
     params = dict(params) if params is not None else {name: name for name in named_params}
     unknown = sorted(set(params) - set(named_params))
@@ -176,7 +190,8 @@ def layer_pair(layer: Any, torch_module: torch.nn.Module, n_x: int, params: Mapp
     fixed = constant_indices(ks, n_x + (1 if weights else 0))
     if any(k >= n_x for k in fixed):
         raise InvalidInputError(f"constants= holds an index past the {n_x} input(s)")
-    count = n_x - len(fixed)
+    no_grad = fixed | static
+    count = n_x - len(no_grad)
 
     def fresh(values: Sequence[np.ndarray]) -> Any:
         copy_ = copy.deepcopy(layer)
@@ -200,7 +215,7 @@ def layer_pair(layer: Any, torch_module: torch.nn.Module, n_x: int, params: Mapp
             returned = tuple(returned[:count]) if count != 1 else returned[0]
         grads = as_grads(returned, count, n_x) if count else []
         if len(grads) == n_x and n_x != count:
-            grads = [g for k, g in enumerate(grads) if k not in fixed]
+            grads = [g for k, g in enumerate(grads) if k not in no_grad]
         if tail is None and param_grads is None and not grad_paths:
             grad_paths.update(guess_grad_paths(current, params))
         found = tail if tail is not None else param_grads(current) if callable(param_grads) else {
@@ -264,13 +279,15 @@ def _compare_buffers(module: torch.nn.Module, xs: tuple[Any, ...], pair: LayerPa
     __tracebackhide__ = True
     torch_dtype = resolve_dtype(dtype)
     fixed, paths = pair.fixed, pair.buffer_paths
-    rounded = prepare_inputs(xs, torch_dtype, constants=fixed)
+    arrays = [k for k, x in enumerate(xs) if not is_static(x)]
+    rounded = dict(zip(arrays, prepare_inputs([xs[k] for k in arrays], torch_dtype,
+                                               constants=frozenset(arrays.index(k) for k in fixed)), strict=True))
     mine = pair.fresh([np.array(w) for w in pair.weights])
-    mine.forward(*[np.array(x, copy=True) for x in rounded])
+    mine.forward(*[np.array(rounded[k], copy=True) if k in rounded else copy.deepcopy(x) for k, x in enumerate(xs)])
     theirs = copy.deepcopy(module).to(device=device, dtype=torch.float64).train()
     with torch.no_grad():
-        theirs(*[torch.tensor(x, device=device) if k in fixed else torch.tensor(x, dtype=torch.float64, device=device)
-                 for k, x in enumerate(rounded)])
+        theirs(*[copy.deepcopy(x) if k not in rounded else torch.tensor(rounded[k], device=device) if k in fixed
+                 else torch.tensor(rounded[k], dtype=torch.float64, device=device) for k, x in enumerate(xs)])
     tol = gradient_tolerance(torch.float64, rtol=rtol, atol=atol)
     found = dict(theirs.named_buffers())
     for name, path in paths.items():

@@ -428,6 +428,36 @@ def test_batch_norm_gradients_and_running_statistics(dtype):
         gl.check_layer(NoMeanTerm(4), module, x, params=BN_PARAMS, dtype=dtype)
 
 
+class ListLayer:
+    """Parameters and gradients in lists, and a train flag after the input."""
+
+    def __init__(self, scale=1.0):
+        self.params, self.grads, self.scale = [None, None], [None, None], scale
+
+    def forward(self, x, train):
+        self.x = x
+        return x @ self.params[0] + self.params[1]
+
+    def backward(self, dout):
+        self.grads = [self.scale * self.x.T @ dout, dout.sum(axis=0)]
+        return dout @ self.params[0].T
+
+
+class LinearWithFlag(torch.nn.Linear):
+    def forward(self, x, train):
+        return super().forward(x)
+
+
+def test_list_paths_and_a_flag_between_the_inputs():
+    module = LinearWithFlag(3, 4)
+    paths = {"params": {"weight": "params.0", "bias": "params.1"},
+             "param_grads": {"weight": "grads.0", "bias": "grads.1"}, "transforms": {"weight": np.transpose}}
+    report = gl.check_layer(ListLayer(), module, (X, True), **paths)
+    assert report.passed and "'weight' (input 1)" in report.gradients
+    with pytest.raises(gl.GradientMismatch, match="'weight'"):
+        gl.check_layer(ListLayer(scale=-1.0), module, (X, True), **paths)
+
+
 def test_unknown_parameter_names_and_non_layout_transforms_are_explained():
     with pytest.raises(gl.InvalidInputError, match="'W'"):
         gl.check_layer(Dense(), LINEAR, X, params={"W": "W"})
