@@ -90,6 +90,7 @@ def verify(
     error raised (``GradientMismatch`` or another typed error) is the one for the *minimal*
     counterexample, which ``GradientMismatch.inputs`` holds. ``seed`` fixes the search.
     """
+    __tracebackhide__ = True
     if inputs is None:
         if shapes is None:
             raise InvalidInputError("verify needs shapes=[...] or inputs=<strategy of input tuples>")

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from gradcheck_lab._torch_state import preserved_torch_state
-from gradcheck_lab.errors import ReferenceContractError
+from gradcheck_lab.errors import OptimizerMismatch, ReferenceContractError
 from gradcheck_lab.optim_check import _NUMPY_DTYPES, OptimizerReport, Snapshot, _setup, _TorchSide, compare_trajectories
 from gradcheck_lab.tolerances import trajectory_tolerance
 
@@ -141,5 +141,8 @@ def check_update_rule(
             return compare_trajectories(expected, actual, shape_list, steps=steps, seed=seed, device=torch_device,
                                         dtype=torch_dtype, tol=tol, free_running=free_running,
                                         labels=(f"torch {torch_optimizer_cls.__name__}", f"rule {name}"))
+        except OptimizerMismatch as exc:  # raised here, where pytest hides the frame: the message comes first
+            raise OptimizerMismatch(str(exc), step=exc.step, param=exc.param, entry=exc.entry,
+                                    report=exc.report) from None
         finally:
             torch.set_default_dtype(default)
