@@ -24,7 +24,7 @@ import torch
 from gradcheck_lab.check import as_input_tuple, constant_indices, prepare_inputs
 from gradcheck_lab.comparison import compare
 from gradcheck_lab.dtypes import resolve_dtype
-from gradcheck_lab.errors import GradientMismatch, InvalidInputError, ReferenceContractError
+from gradcheck_lab.errors import GradientMismatch, InvalidInputError, ReferenceContractError, TorchFunctionError
 from gradcheck_lab.report import Report
 from gradcheck_lab.tolerances import gradient_tolerance
 from gradcheck_lab.vjp import as_grads, check_vjp, is_static, plain_names
@@ -231,9 +231,11 @@ def layer_pair(layer: Any, torch_module: torch.nn.Module, n_x: int, params: Mapp
 
     def torch_op(*tensors: torch.Tensor) -> torch.Tensor:
         x, values = tensors[:n_x], tensors[n_x:]
-        like = next(v for v in values if v.is_floating_point()) if values else x[0]
+        like = next(v for v in (*values, *x) if isinstance(v, torch.Tensor) and v.is_floating_point())
         module = _module_for(torch_module, module_cache, like)
-        out: torch.Tensor = torch.func.functional_call(module, dict(zip(torch_names, values, strict=True)), tuple(x))
+        out = torch.func.functional_call(module, dict(zip(torch_names, values, strict=True)), tuple(x))
+        if not isinstance(out, torch.Tensor):
+            raise TorchFunctionError(f"the torch module must return a tensor, got {type(out).__name__}")
         return out
 
     forward.__signature__ = _signature(layer, n_x, torch_names)  # type: ignore[attr-defined]

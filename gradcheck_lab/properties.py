@@ -27,9 +27,10 @@ from gradcheck_lab.strategies import DEFAULT_BOUND, ElementSpec, input_tuples
 from gradcheck_lab.update_rule import UpdateRule, check_update_rule
 from gradcheck_lab.vjp import draw_grad_output, output_shape, vjp_pair
 
+Inputs = st.SearchStrategy[tuple[Any, ...]]
 
-def _with_grad_output(forward: Callable[..., Any],
-                      inputs: st.SearchStrategy[tuple[Any, ...]]) -> st.SearchStrategy[tuple[Any, ...]]:
+
+def _with_grad_output(forward: Callable[..., Any], inputs: Inputs) -> Inputs:
     """Each input tuple followed by an upstream gradient shaped like the forward's output, from a drawn seed."""
     return st.tuples(inputs, st.integers(0, 255)).map(
         lambda pair: (*pair[0], draw_grad_output(output_shape(forward, pair[0]), pair[1])))
