@@ -45,6 +45,13 @@ def _dimension_hint(c: float, shapes: Sequence[tuple[str, tuple[int, ...]]]) -> 
                 return f"averaged over axis {axis} of {name} ({n}) instead of summed?"
             if _near(c, n):
                 return f"summed over axis {axis} of {name} ({n}) instead of averaged?"
+        for a, b in itertools.combinations(range(len(shape)), 2):
+            n = shape[a] * shape[b]
+            if len(shape) > 2 and shape[a] > 1 and shape[b] > 1:
+                if _near(c, 1 / n):
+                    return f"averaged over axes ({a}, {b}) of {name} ({shape[a]}*{shape[b]}) instead of summed?"
+                if _near(c, n):
+                    return f"summed over axes ({a}, {b}) of {name} ({shape[a]}*{shape[b]}) instead of averaged?"
         size = math.prod(shape)
         if len(shape) > 1 and size > 1:
             if _near(c, 1 / size):

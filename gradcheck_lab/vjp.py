@@ -145,6 +145,18 @@ def check_vjp(
                            **check_kwargs)
 
 
+def shape_hint(name: str, grad: tuple[int, ...], shape: tuple[int, ...]) -> None:
+    """Raise when a gradient's shape differs from its input's, saying what the shapes suggest."""
+    if grad == shape:
+        return
+    hint = ""
+    if len(grad) == len(shape) and sorted(grad) == sorted(shape):
+        hint = ": transposed (the axes in the wrong order)?"
+    elif len(grad) > len(shape) and grad[len(grad) - len(shape):] == shape:
+        hint = f": not summed over the broadcast leading axes {tuple(range(len(grad) - len(shape)))}?"
+    raise ReferenceContractError(f"backward's gradient of {name!r} has shape {grad}, the input {shape}{hint}")
+
+
 def is_static(x: Any) -> bool:
     """Settings rather than data: a dict (``conv_param``), a string, None, a bool, an int, a tuple of ints."""
     if isinstance(x, dict | str | bool | int) or x is None:
@@ -199,6 +211,10 @@ def vjp_pair(forward: Callable[..., Any], backward: Callable[..., Any], torch_op
         out, cache, cached = split_forward(forward(*full))
         value = inner(out, g)
         grads = as_grads(backward(g, cache) if cached else backward(g, *full), count, len(x))
+        variables = range(len(x)) if len(grads) == len(x) else [k for k in range(len(x)) if k not in fixed]
+        for k, grad in zip(variables, grads, strict=True):
+            if k not in fixed:
+                shape_hint(names[k], np.shape(grad), np.shape(x[k]))
         return value, [*grads, None] if len(grads) == len(x) and len(x) != count else grads
 
     names = [n for k, n in enumerate(plain_names(forward, place.total)) if k not in static]

@@ -144,3 +144,9 @@ def test_diagnose_finds_any_planted_factor_and_nothing_in_noise(seed, factor):
     assert text is not None and ("sign is flipped" in text if factor == -1 else f"{factor:.6g} times" in text)
     noisy = t + 1e-3 * np.abs(t).max() * r.standard_normal(t.shape)
     assert diagnose([noisy], [t], ["x"], [wrong], shapes) is None
+
+
+def test_a_factor_of_two_axes_is_named_as_averaging_over_both():
+    t = rng.standard_normal(5)
+    text = diagnose([t / 12], [t], ["h"], [np.ones(5, bool)], [("h", (5,)), ("x", (3, 4, 5))])
+    assert text == "the gradient of h: 0.0833333 times torch's: averaged over axes (0, 1) of x (3*4) instead of summed?"

@@ -142,6 +142,20 @@ def test_shape_disagreements_are_explained():
     with pytest.raises(gl.ReferenceContractError, match="2 gradient"):
         gl.check_vjp(affine_forward, lambda d, c: affine_backward(d, c)[:2], torch_affine, AFFINE)
 
+    def dw_transposed(dout, cache):
+        dx, dw, db = affine_backward(dout, cache)
+        return dx, dw.T, db
+
+    with pytest.raises(gl.ReferenceContractError, match=r"'w' has shape \(5, 6\), the input \(6, 5\): transposed"):
+        gl.check_vjp(affine_forward, dw_transposed, torch_affine, AFFINE)
+
+    def db_not_summed(dout, cache):
+        dx, dw, _ = affine_backward(dout, cache)
+        return dx, dw, dout
+
+    with pytest.raises(gl.ReferenceContractError, match=r"not summed over the broadcast leading axes \(0,\)"):
+        gl.check_vjp(affine_forward, db_not_summed, torch_affine, AFFINE)
+
 
 # --- settings between the arrays (conv_param, bn_param): passed through, copied for every call ---
 
