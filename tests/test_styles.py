@@ -504,6 +504,15 @@ def adam_without_power_of_t(w, dw, config=None):
     return w - config["learning_rate"] * m_hat / (np.sqrt(v_hat) + config["epsilon"]), config
 
 
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_update_rule_in_low_precision(dtype):
+    hyper = {"lr": 0.1, "eps": 1e-3}  # eps=1e-8 underflows float16; the rule reads it as "epsilon"
+    assert gl.check_update_rule(adam, torch.optim.Adam, hyper=hyper, dtype=dtype, steps=30).passed
+    if dtype == "float16":  # bfloat16 (8 bits) cannot resolve the missing power of t on unit-size parameters
+        with pytest.raises(gl.OptimizerMismatch):
+            gl.check_update_rule(adam_without_power_of_t, torch.optim.Adam, hyper=hyper, dtype=dtype, steps=30)
+
+
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_update_rule_right_and_wrong(dtype):
     report = gl.check_update_rule(adam, torch.optim.Adam, hyper={"lr": 1e-2}, dtype=dtype, steps=30)
