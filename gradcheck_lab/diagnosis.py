@@ -99,7 +99,21 @@ def partial(r: np.ndarray, wrong: np.ndarray) -> str | None:
     places = ", ".join(str([int(i) for i in idx]) for idx in np.argwhere(wrong)[:3])
     zeros = " (the reference has 0 at every one of them)" if not np.any(r[wrong]) else ""
     return (f"only {k} of {n} elements ({100 * k / n:.3g}%) are wrong, at {places}{', ...' if k > 3 else ''}"
-            f"{zeros}: a boundary, padding or indexing case?")
+            f"{_slices(wrong)}{zeros}: a boundary, padding or indexing case?")
+
+
+def _slices(wrong: np.ndarray) -> str:
+    """`` (exactly indices [0, 1] of axis 1)`` when whether an element is wrong depends on one axis only."""
+    if wrong.ndim < 2:
+        return ""
+    for axis in range(wrong.ndim):
+        others = tuple(a for a in range(wrong.ndim) if a != axis)
+        anywhere, everywhere = wrong.any(axis=others), wrong.all(axis=others)
+        if np.array_equal(anywhere, everywhere):
+            idx = [int(i) for i in np.flatnonzero(anywhere)]
+            listed = str(idx[:6])[:-1] + (", ...]" if len(idx) > 6 else "]")
+            return f" (exactly indices {listed} of axis {axis}, whatever the other axes)"
+    return ""
 
 
 def diagnose_one(k: int, reference: Sequence[np.ndarray], truth: Sequence[np.ndarray], names: Sequence[str],

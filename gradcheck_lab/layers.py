@@ -89,15 +89,13 @@ def guess_grad_paths(layer: Any, params: Mapping[str, Path]) -> dict[str, Path]:
     guesses = {}
     for name, path in params.items():
         *head, last = path.split(".")
-        prefix = ".".join(head) + "." if head else ""
-        for pattern in _GRAD_GUESSES:
-            candidate = prefix + pattern.format(p=last)
-            if candidate != path and has_path(layer, candidate):
-                guesses[name] = candidate
-                break
-        else:
+        prefixes = dict.fromkeys([".".join(head) + "." if head else "", ""])
+        candidates = [prefix + pattern.format(p=last) for prefix in prefixes for pattern in _GRAD_GUESSES]
+        found = [c for c in candidates if c != path and has_path(layer, c)]
+        if not found:
             raise InvalidInputError(f"param_grads= is needed: no gradient of {name!r} found at "
-                                    + ", ".join(prefix + p.format(p=last) for p in _GRAD_GUESSES))
+                                    + ", ".join(candidates))
+        guesses[name] = found[0]
     return guesses
 
 

@@ -96,7 +96,8 @@ def test_only_some_elements_wrong_with_count_and_fraction():
         return grads
 
     text = _diagnosis(planted(last_column_dropped))
-    assert "'w' (input 1): only 3 of 15 elements (20%) are wrong, at [0, 4], [1, 4], [2, 4]" in text
+    assert ("'w' (input 1): only 3 of 15 elements (20%) are wrong, at [0, 4], [1, 4], [2, 4] (exactly indices [4] of "
+            "axis 1, whatever the other axes)") in text
     assert "(the reference has 0 at every one of them)" in text
 
 

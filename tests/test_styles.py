@@ -365,8 +365,17 @@ def test_layer_defaults_guess_parameters_and_gradients_and_a_callable_reads_them
     assert gl.check_layer(Dense(), LINEAR, X, params=renamed).passed
     assert gl.check_layer(Dense(), LINEAR, X, params=renamed,
                           param_grads=lambda layer: {"weight": layer.dW, "bias": layer.db}).passed
-    with pytest.raises(gl.InvalidInputError, match="param_grads="):
-        gl.check_layer(Affine(3, 4), LINEAR, X, params=AFFINE_MAP["params"], transforms=AFFINE_MAP["transforms"])
+    assert gl.check_layer(Affine(3, 4), LINEAR, X, params=AFFINE_MAP["params"],  # finds grads.W at the root
+                          transforms=AFFINE_MAP["transforms"]).passed
+
+    class Hidden(Dense):
+        def backward(self, dout):
+            dx = super().backward(dout)
+            self.g_weight, self.g_bias = self.__dict__.pop("dW"), self.__dict__.pop("db")
+            return dx
+
+    with pytest.raises(gl.InvalidInputError, match="param_grads= is needed: no gradient of 'weight' found at dW"):
+        gl.check_layer(Hidden(), LINEAR, X, params=renamed)
 
 
 class Embedding:
