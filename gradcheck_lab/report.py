@@ -149,6 +149,10 @@ def mismatch_message(report: Report, extra: list[str] | None = None) -> str:
         lines += _details(dtype_failing[0][1], f"torch in {report.dtype}")
         if len(dtype_failing) > 1:
             lines.append("  also disagreeing: " + ", ".join(n for n, _ in dtype_failing[1:]))
+    elif extra:
+        lines = [f"the gradients disagree on {report.device}/{report.dtype} only at points where the function is "
+                 "not differentiable: a convention at a kink (kinks='subgradient' accepts any value between the "
+                 "one-sided derivatives)"]
     else:
         lines = [f"gradients disagree with finite differences on {report.device}/{report.dtype}"]
     tolerance = report.math_tolerance if (math_failing or report.verdict == "inconclusive") else report.tolerance
