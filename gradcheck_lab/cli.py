@@ -381,15 +381,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def _run(argv: Sequence[str] | None) -> int:
     from gradcheck_lab.errors import GradcheckError
 
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
     except GradcheckError as exc:
         return _usage(args, str(exc))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The console script: exit 0 passed, 1 failed, 2 usage error, 130 interrupted."""
+    try:
+        return _run(argv)
     except BrokenPipeError:
         # The reader went away (`gradcheck-lab list | head`): no traceback, and no second error at exit.
         devnull = os.open(os.devnull, os.O_WRONLY)
