@@ -7,13 +7,10 @@ inside the timed callable, since pytest-benchmark reads the clock without doing 
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
-from gradcheck_lab.reference import models
 
-from gradcheck_lab import bench
-from gradcheck_lab.check import check_gradients
+from gradcheck_lab import bench, verification_speed
 
 SIZES = (64, 256)
 DEVICES = ["cpu"] + [f"cuda:{i}" for i in range(torch.cuda.device_count() if torch.cuda.is_available() else 0)]
@@ -45,29 +42,12 @@ def test_workload(benchmark, workload, backend, size):
     benchmark(_timed(work, backend))
 
 
-def _torch_sigmoid_mse(w, x, y):
-    return torch.nn.functional.mse_loss(torch.sigmoid(x @ w.T), y)
-
-
-def _sigmoid_mse_inputs(n: int):
-    rng = np.random.default_rng(0)
-    return rng.standard_normal((n, n)) / np.sqrt(n), rng.standard_normal((n, n)), rng.uniform(0, 1, (n, n))
-
-
-@pytest.mark.parametrize("n", [16, 64])
-@pytest.mark.parametrize("method", ["check_gradients", "check_gradients+fd", "gradcheck fast", "gradcheck full"])
+@pytest.mark.parametrize("n", [16, 64, 256, 1024])
+@pytest.mark.parametrize("method", ["baseline", *verification_speed.METHODS])
 def test_verification_speed(benchmark, method, n):
+    """The plain check, the oracle and gradcheck (fast, full) side by side, grouped by n (ratios: ``bench``)."""
     benchmark.group = f"verification n={n}"
-    arrays = _sigmoid_mse_inputs(n)
-    tensors = tuple(torch.tensor(a, requires_grad=True) for a in arrays)
-    calls = {
-        "check_gradients": lambda: check_gradients(models.sigmoid_mse, _torch_sigmoid_mse, arrays),
-        "check_gradients+fd": lambda: check_gradients(models.sigmoid_mse, _torch_sigmoid_mse, arrays,
-                                                      finite_differences=True),
-        "gradcheck fast": lambda: torch.autograd.gradcheck(_torch_sigmoid_mse, tensors, fast_mode=True),
-        "gradcheck full": lambda: torch.autograd.gradcheck(_torch_sigmoid_mse, tensors),
-    }
-    if method == "gradcheck full" and n > 16 and not benchmark.disabled:
-        benchmark.pedantic(calls[method], rounds=3, iterations=1)
-    else:
-        benchmark(calls[method])
+    calls = verification_speed.method_calls(n)
+    if method not in calls:
+        pytest.skip(f"gradcheck full mode needs 2N + 1 forward calls: not timed at n={n}")
+    benchmark(calls[method])

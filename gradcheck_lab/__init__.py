@@ -17,6 +17,11 @@ _EXPORTS: dict[str, str] = {
     **dict.fromkeys(("CASES", "OPTIMIZER_CASES", "Case", "OptimizerCase", "check_case", "check_optimizer_case",
                      "register", "register_optimizer"), "cases"),
     "check_gradients": "check",
+    "check_layer": "layers",
+    "check_update_rule": "update_rule",
+    "check_vjp": "vjp",
+    "diagnose": "diagnosis",
+    **dict.fromkeys(("verify_layer", "verify_update_rule", "verify_vjp"), "properties"),
     **dict.fromkeys(("Comparison", "compare"), "comparison"),
     **dict.fromkeys(("available_devices", "resolve_device", "resolve_devices"), "devices"),
     "resolve_dtype": "dtypes",
@@ -61,6 +66,7 @@ if TYPE_CHECKING:  # the eager imports, for type checkers and IDEs
     from gradcheck_lab.check import check_gradients
     from gradcheck_lab.comparison import Comparison, compare
     from gradcheck_lab.devices import available_devices, resolve_device, resolve_devices
+    from gradcheck_lab.diagnosis import diagnose
     from gradcheck_lab.dtypes import resolve_dtype
     from gradcheck_lab.errors import (
         DeviceError,
@@ -75,6 +81,7 @@ if TYPE_CHECKING:  # the eager imports, for type checkers and IDEs
         TorchFunctionError,
         UnknownDtypeError,
     )
+    from gradcheck_lab.layers import check_layer
     from gradcheck_lab.numeric import central_difference, random_directions, taylor_test
     from gradcheck_lab.optim_check import (
         OptimizerReport,
@@ -83,6 +90,9 @@ if TYPE_CHECKING:  # the eager imports, for type checkers and IDEs
         gradient_sequence,
         torch_state_dict,
     )
+    from gradcheck_lab.properties import verify_layer, verify_update_rule, verify_vjp
     from gradcheck_lab.report import OracleVotes, Report
     from gradcheck_lab.search import VerifyResult, VerifySummary, verify
     from gradcheck_lab.tolerances import Tolerance, gradient_tolerance, trajectory_tolerance
+    from gradcheck_lab.update_rule import check_update_rule
+    from gradcheck_lab.vjp import check_vjp

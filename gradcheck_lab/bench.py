@@ -2,11 +2,11 @@
 
 Workloads (``n`` is the size): a linear layer ``(n, n) x (n, n)`` forward+backward, the
 Linear -> sigmoid -> MSE model forward+backward, an MLP with two hidden layers of width ``n``
-forward+backward, and one Adam step on ``n * n`` parameters. Backends: the NumPy reference,
-torch autograd on the CPU, and torch on each CUDA device. Every row gives the median time and
-its spread, the achieved GFLOP/s (GB/s for Adam), the same run's ceiling for that backend (a
-plain matmul of the same shape; a plain copy for bandwidth) and the percentage of it, and the
-speedup of the GPU over torch on the CPU.
+forward+backward, and one step of each optimizer in :data:`OPTIMIZERS` on ``n * n``
+parameters. Backends: the NumPy reference, torch autograd on the CPU, and torch on each CUDA
+device. Every row gives the median time and its spread, the achieved GFLOP/s (GB/s for
+optimizers), the same run's ceiling for that backend (a plain matmul of the same shape; a plain
+copy for bandwidth) and the percentage of it, and the speedup of the GPU over torch on the CPU.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from functools import partial
 from typing import Any
 
 import numpy as np
@@ -32,7 +31,20 @@ from gradcheck_lab.reference import models
 from gradcheck_lab.reference import optim as ref_optim
 from gradcheck_lab.reference.activations import sigmoid, sigmoid_backward
 
-WORKLOADS = ("linear", "sigmoid_mse", "mlp", "adam")
+OPTIMIZERS: dict[str, tuple[str, dict[str, Any], int]] = {
+    # workload: (class name in torch.optim and the reference, hyperparameters, arrays read or written a step)
+    "adam": ("Adam", {"lr": 1e-3}, 7),  # p, g, m, v read; p, m, v written
+    "adamw": ("AdamW", {"lr": 1e-3}, 7),
+    "sgd": ("SGD", {"lr": 1e-3, "momentum": 0.9}, 5),
+    "rmsprop": ("RMSprop", {"lr": 1e-2}, 5),
+    "adagrad": ("Adagrad", {"lr": 1e-2}, 5),
+    "adadelta": ("Adadelta", {"lr": 1.0}, 7),
+    "adamax": ("Adamax", {"lr": 2e-3}, 7),
+    "nadam": ("NAdam", {"lr": 2e-3}, 7),
+    "radam": ("RAdam", {"lr": 1e-3}, 7),
+}
+"""One optimizer-step workload per rule: ``n * n`` parameters, one step, against torch's foreach."""
+WORKLOADS = ("linear", "sigmoid_mse", "mlp", *OPTIMIZERS)
 QUICK_SIZES = (16, 64, 256, 1024)
 _NUMPY = {torch.float64: np.float64, torch.float32: np.float32, torch.float16: np.float16}
 
@@ -108,11 +120,12 @@ def numpy_workload(name: str, n: int, dtype: torch.dtype) -> Workload:
     if name == "mlp":
         x, y, *ws = _inputs(rng, (n, n), (n, n), (n, n), (n, n), (n, n), dtype=np_dtype)
         return Workload(lambda: _numpy_mlp(x, y, ws), flops=18 * n**3)
-    if name == "adam":
+    if name in OPTIMIZERS:
+        cls, hyper, arrays = OPTIMIZERS[name]
         params = _inputs(rng, (n * n,), dtype=np_dtype)
         grads = _inputs(rng, (n * n,), dtype=np_dtype)
-        opt = ref_optim.Adam(params, lr=1e-3)
-        return Workload(lambda: opt.step(grads), bytes=7 * n * n * np.dtype(np_dtype).itemsize)
+        opt = getattr(ref_optim, cls)(params, **hyper)
+        return Workload(lambda: opt.step(grads), bytes=arrays * n * n * np.dtype(np_dtype).itemsize)
     raise ValueError(f"unknown workload {name!r}")
 
 
@@ -151,26 +164,27 @@ def torch_workload(name: str, n: int, dtype: torch.dtype, device: torch.device) 
             return torch.autograd.grad(torch.nn.functional.mse_loss(h @ ws[2].T, y), ws)
 
         return Workload(mlp, flops=18 * n**3)
-    if name == "adam":
+    if name in OPTIMIZERS:
+        cls, hyper, arrays = OPTIMIZERS[name]
         p = leaf(n * n, grad=False)
         p.grad = leaf(n * n, grad=False)
-        opt = torch.optim.Adam([p], lr=1e-3, foreach=True)
-        return Workload(opt.step, bytes=7 * n * n * p.element_size())
+        opt = getattr(torch.optim, cls)([p], **hyper, foreach=True)
+        return Workload(opt.step, bytes=arrays * n * n * p.element_size())
     raise ValueError(f"unknown workload {name!r}")
 
 
 def ceiling_workload(name: str, n: int, dtype: torch.dtype, backend: str) -> Workload:
-    """The same run's ceiling: a plain ``(n, n)`` matmul, or a plain copy of ``n * n`` elements for Adam."""
+    """The same run's ceiling: a plain ``(n, n)`` matmul, or a plain copy of ``n * n`` elements for an optimizer."""
     if backend == "numpy":
         a, b = _inputs(np.random.default_rng(1), (n, n), (n, n), dtype=_NUMPY[dtype])
-        if name == "adam":
+        if name in OPTIMIZERS:
             src, dst = a.reshape(-1), np.empty(n * n, dtype=a.dtype)
             return Workload(lambda: np.copyto(dst, src), bytes=2 * src.nbytes)
         return Workload(lambda: a @ b, flops=2 * n**3)
     device = torch.device(backend.removeprefix("torch-"))
     ta = torch.randn(n, n, device=device).to(dtype)
     tb = torch.randn(n, n, device=device).to(dtype)
-    if name == "adam":
+    if name in OPTIMIZERS:
         tsrc, tdst = ta.reshape(-1), torch.empty(n * n, device=device, dtype=dtype)
         return Workload(lambda: tdst.copy_(tsrc), bytes=2 * tsrc.numel() * tsrc.element_size())
     return Workload(lambda: ta @ tb, flops=2 * n**3)
@@ -368,44 +382,6 @@ def plot(result: BenchResult, path: str) -> None:
     plt.close(fig)
 
 
-# --- verification speed ---------------------------------------------------------------------
-
-def verification_speed(sizes: Sequence[int], repeats: int = 5) -> list[dict[str, Any]]:
-    """check_gradients (and with the FD oracle) vs torch.autograd.gradcheck full and fast, on sigmoid_mse."""
-    from gradcheck_lab.check import check_gradients
-
-    def torch_fn(w: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return torch.nn.functional.mse_loss(torch.sigmoid(x @ w.T), y)
-
-    rows = []
-    for n in sizes:
-        rng = np.random.default_rng(0)
-        arrays = (rng.standard_normal((n, n)) / math.sqrt(n), rng.standard_normal((n, n)), rng.uniform(0, 1, (n, n)))
-        tensors = tuple(torch.tensor(a, requires_grad=True) for a in arrays)
-        methods: dict[str, Callable[[], Any]] = {
-            "check_gradients": partial(check_gradients, models.sigmoid_mse, torch_fn, arrays),
-            "check_gradients+fd": partial(check_gradients, models.sigmoid_mse, torch_fn, arrays,
-                                          finite_differences=True),
-            "gradcheck fast": partial(torch.autograd.gradcheck, torch_fn, tensors, fast_mode=True),
-            "gradcheck full": partial(torch.autograd.gradcheck, torch_fn, tensors),
-        }
-        row: dict[str, Any] = {"n": n, "elements": sum(a.size for a in arrays)}
-        for label, fn in methods.items():
-            row[label] = measure(fn, repeats=repeats if label != "gradcheck full" else 3, min_sample=0).median
-        rows.append(row)
-    return rows
-
-
-def format_verification(rows: Sequence[dict[str, Any]]) -> str:
-    lines = ["n     elements  check_gradients  +fd oracle   gradcheck fast  gradcheck full  full/ours  fast/ours"]
-    for r in rows:
-        ours = r["check_gradients"]
-        lines.append(f"{r['n']:<5} {r['elements']:<9} {ours * 1e3:>12.2f} ms {r['check_gradients+fd'] * 1e3:>8.2f} ms "
-                     f"{r['gradcheck fast'] * 1e3:>12.2f} ms {r['gradcheck full'] * 1e3:>12.1f} ms "
-                     f"{r['gradcheck full'] / ours:>9.0f}x {r['gradcheck fast'] / ours:>8.1f}x")
-    return "\n".join(lines)
-
-
 # --- command line -----------------------------------------------------------------------------
 
 def add_parser(sub: Any, formatter_class: Any = argparse.HelpFormatter) -> None:
@@ -427,8 +403,9 @@ def add_parser(sub: Any, formatter_class: Any = argparse.HelpFormatter) -> None:
                    help="torch and BLAS threads (default: this process's share of the available cores, "
                         "divided among pytest-xdist workers, so pools do not oversubscribe)")
     p.add_argument("--verification", action="store_true",
-                   help="also time check_gradients against torch.autograd.gradcheck (full and fast)")
-    p.add_argument("--verification-sizes", type=size_list, default="8,16,32,64", metavar="N,N,...",
+                   help="also time check_gradients (plain and with the oracle) against torch.autograd.gradcheck "
+                        "(fast and full), as ratios to one reference call + one autograd pass")
+    p.add_argument("--verification-sizes", type=size_list, default="16,64,256,1024", metavar="N,N,...",
                    help="sizes for --verification")
     p.add_argument("--json", metavar="PATH", type=output_path, help="write rows, crossovers and machine info as JSON")
     p.add_argument("--plot", metavar="PATH", type=plot_path,
@@ -461,11 +438,13 @@ def _cmd_bench(args: argparse.Namespace) -> int:
                                "rows": [{**asdict(r), "warnings": r.warnings} for r in result.rows],
                                "crossovers": result.crossovers}
     if args.verification:
+        from gradcheck_lab import verification_speed
+
         with thread_budget(args.threads):
-            rows = verification_speed(args.verification_sizes)
-        print("\nverification speed (sigmoid_mse, float64; medians):")
-        print(format_verification(rows))
-        payload["verification"] = rows
+            rows = verification_speed.measure_verification(args.verification_sizes, repeats=args.repeats)
+        print("\nverification cost (Linear -> sigmoid -> MSE, W n x n, batch n, float64; median ratios):")
+        print(verification_speed.format_table(rows))
+        payload["verification"] = [verification_speed.as_dict(r) for r in rows]
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(payload, fh, indent=2)

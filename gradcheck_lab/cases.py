@@ -18,9 +18,12 @@ from hypothesis import strategies as st
 from gradcheck_lab import strategies as gst
 from gradcheck_lab.check import ReferenceFn, TorchFn, check_gradients
 from gradcheck_lab.dtypes import FLOAT_DTYPES, dtype_name, resolve_dtype
-from gradcheck_lab.optim_check import OptimizerReport, check_optimizer
+from gradcheck_lab.optim_check import OptimizerReport, Schedule, check_optimizer
+from gradcheck_lab.reference import activations as ref_activations
+from gradcheck_lab.reference import embedding as ref_embedding
 from gradcheck_lab.reference import linear as ref_linear
 from gradcheck_lab.reference import losses as ref_losses
+from gradcheck_lab.reference import lr_scheduler as ref_sched
 from gradcheck_lab.reference import models, tutorial
 from gradcheck_lab.reference import optim as ref_optim
 from gradcheck_lab.reference.activations import sigmoid, sigmoid_backward
@@ -167,6 +170,192 @@ for _case in _gradient_cases():
     register(_case)
 
 
+
+# --- activation, loss, embedding and classifier cases ---
+# Inputs are built from a hypothesis-drawn seed, shape and scale with a NumPy Generator (cheap for any
+# size; shrinking still reaches small shapes). Non-scalar ops are checked through <op(x), g>, g drawn too.
+
+def _generator(draw: st.DrawFn) -> np.random.Generator:
+    return np.random.default_rng(draw(st.integers(0, 2**32 - 1), label="seed"))
+
+
+def _scaled(draw: st.DrawFn, rng: np.random.Generator, shape: tuple[int, ...], bound: float = 4.0) -> np.ndarray:
+    """Normal draws times a drawn scale, clipped to ``[-bound, bound]``; sometimes with exact zeros."""
+    x = np.clip(rng.standard_normal(shape) * draw(st.sampled_from([0.5, 1.0, 2.0]), label="scale"), -bound, bound)
+    if draw(st.booleans(), label="zeros"):
+        x[rng.random(shape) < 0.2] = 0.0
+    return x
+
+
+@st.composite
+def _x_and_grad(draw: st.DrawFn, min_dims: int = 1, max_dims: int = 3) -> tuple[np.ndarray, ...]:
+    """``(x, grad_out)`` of one drawn shape."""
+    shape = draw(gst.shapes(min_dims=min_dims, max_dims=max_dims), label="shape")
+    rng = _generator(draw)
+    return _scaled(draw, rng, shape), rng.standard_normal(shape)
+
+
+@st.composite
+def _reduced_x_and_grad(draw: st.DrawFn) -> tuple[np.ndarray, ...]:
+    """``(x, grad_out)`` for a reduction over the last axis: ``grad_out`` lacks it."""
+    shape = draw(gst.shapes(min_dims=1, max_dims=3), label="shape")
+    rng = _generator(draw)
+    return _scaled(draw, rng, shape), rng.standard_normal(shape[:-1])
+
+
+@st.composite
+def _classification(draw: st.DrawFn, spatial: int = 0, probabilities: bool = False,
+                    with_grad: bool = False) -> tuple[np.ndarray, ...]:
+    """``(logits (N, C, d...), target[, grad_out])``: class indices (integers) or probabilities."""
+    n, c = draw(gst.sides(5), label="N"), draw(st.integers(2, 5), label="C")
+    rest = tuple(draw(gst.sides(3), label="d") for _ in range(spatial))
+    rng = _generator(draw)
+    logits = _scaled(draw, rng, (n, c, *rest))
+    if probabilities:
+        target: np.ndarray = np.moveaxis(rng.dirichlet(np.ones(c), size=(n, *rest)), -1, 1)
+    else:
+        target = rng.integers(0, c, (n, *rest))
+    return (logits, target, rng.standard_normal((n, *rest))) if with_grad else (logits, target)
+
+
+@st.composite
+def _binary(draw: st.DrawFn, pos_weight: bool = False) -> tuple[np.ndarray, ...]:
+    """``(logits, target in [0, 1][, pos_weight over the last axis])``."""
+    shape = draw(gst.shapes(min_dims=1, max_dims=3), label="shape")
+    rng = _generator(draw)
+    parts = [_scaled(draw, rng, shape), rng.uniform(0, 1, shape)]
+    if pos_weight:
+        parts.append(rng.uniform(0.25, 4.0, shape[-1:]))
+    return tuple(parts)
+
+
+@st.composite
+def _embedding_inputs(draw: st.DrawFn) -> tuple[np.ndarray, ...]:
+    """``(weight (V, D), indices, grad_out)``; the indices always repeat a row."""
+    vocab, dim = draw(st.integers(2, 6), label="V"), draw(gst.sides(4), label="D")
+    idx_shape = draw(gst.shapes(min_dims=1, max_dims=2, max_side=4), label="index shape")
+    rng = _generator(draw)
+    indices = rng.integers(0, vocab, idx_shape if np.prod(idx_shape) > 1 else (2,))
+    indices.reshape(-1)[-1] = indices.reshape(-1)[0]
+    return _scaled(draw, rng, (vocab, dim)), indices, rng.standard_normal((*indices.shape, dim))
+
+
+@st.composite
+def _mlp_inputs(draw: st.DrawFn) -> tuple[np.ndarray, ...]:
+    """``(w1, b1, w2, b2, x, target)`` for Linear(D, H) -> ReLU -> Linear(H, C) -> cross-entropy."""
+    n, d, h, c = (draw(st.integers(1, 6), label=name) for name in "NDHC")
+    rng = _generator(draw)
+    return (rng.standard_normal((h, d)), rng.standard_normal(h), rng.standard_normal((c, h)),
+            rng.standard_normal(c), _scaled(draw, rng, (n, d)), rng.integers(0, max(c, 1), n))
+
+
+def _elementwise_vjp(forward: Any, backward: Any, from_output: bool = False, **kw: Any) -> ReferenceFn:
+    """The scalar <forward(x), g> with gradients (backward(g, out or x), forward(x))."""
+
+    def vjp(x: np.ndarray, grad_out: np.ndarray) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+        out = forward(x, **kw)
+        return np.sum(out * grad_out), (backward(grad_out, out if from_output else x, **kw), out)
+
+    vjp.__doc__ = f"Scalar <{forward.__name__}(x), grad_out>; its backward and its output as the two gradients."
+    return vjp
+
+
+def logsumexp_vjp(x: np.ndarray, grad_out: np.ndarray) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+    """Scalar <logsumexp(x, axis=-1), grad_out>."""
+    out = ref_losses.logsumexp(x)
+    return np.sum(out * grad_out), (ref_losses.logsumexp_backward(grad_out, x), out)
+
+
+def _cross_entropy_fn(reduction: str, label_smoothing: float = 0.0) -> ReferenceFn:
+    def cross_entropy(logits: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+        loss = ref_losses.cross_entropy(logits, target, reduction, label_smoothing)
+        return loss, (ref_losses.cross_entropy_backward(logits, target, reduction, label_smoothing),)
+
+    cross_entropy.__doc__ = f"cross_entropy(reduction={reduction!r}, label_smoothing={label_smoothing})."
+    return cross_entropy
+
+
+def cross_entropy_none_vjp(logits: np.ndarray, target: np.ndarray,
+                           grad_out: np.ndarray) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+    """Scalar <cross_entropy(logits, target, reduction='none', label_smoothing=0.2), grad_out>."""
+    losses = ref_losses.cross_entropy(logits, target, "none", 0.2)
+    grad = ref_losses.cross_entropy_backward(logits, target, "none", 0.2, grad_out=grad_out)
+    return np.sum(losses * grad_out), (grad, losses)
+
+
+def bce_with_logits(logits: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+    """binary_cross_entropy_with_logits, reduction='mean'."""
+    return (ref_losses.binary_cross_entropy_with_logits(logits, target),
+            (ref_losses.binary_cross_entropy_with_logits_backward(logits, target),))
+
+
+def bce_with_logits_pos_weight(logits: np.ndarray, target: np.ndarray,
+                               pos_weight: np.ndarray) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+    """binary_cross_entropy_with_logits with pos_weight, reduction='sum'."""
+    return (ref_losses.binary_cross_entropy_with_logits(logits, target, "sum", pos_weight),
+            (ref_losses.binary_cross_entropy_with_logits_backward(logits, target, "sum", pos_weight),))
+
+
+def embedding_vjp(weight: np.ndarray, indices: np.ndarray,
+                  grad_out: np.ndarray) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+    """Scalar <embedding(indices, weight), grad_out>: the accumulated weight gradient, and the output."""
+    out = ref_embedding.embedding(indices, weight)
+    return np.sum(out * grad_out), (ref_embedding.embedding_backward(grad_out, indices, weight.shape[0]), out)
+
+
+def _mlp_torch(w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor, b2: torch.Tensor, x: torch.Tensor,
+               target: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(F.linear(F.relu(F.linear(x, w1, b1)), w2, b2), target)
+
+
+def _activation_cases() -> list[Case]:
+    act = ref_activations
+    elementwise: list[tuple[str, Any, Any, bool, dict[str, Any], Any]] = [
+        ("tanh", act.tanh, act.tanh_backward, True, {}, torch.tanh),
+        ("relu", act.relu, act.relu_backward, False, {}, F.relu),
+        ("leaky_relu", act.leaky_relu, act.leaky_relu_backward, False, {"negative_slope": 0.2},
+         lambda x: F.leaky_relu(x, 0.2)),
+        ("gelu", act.gelu, act.gelu_backward, False, {}, F.gelu),
+        ("gelu_tanh", act.gelu, act.gelu_backward, False, {"approximate": "tanh"},
+         lambda x: F.gelu(x, approximate="tanh")),
+        ("softmax", act.softmax, act.softmax_backward, True, {}, lambda x: F.softmax(x, -1)),
+        ("softmax_dim0", act.softmax, act.softmax_backward, True, {"axis": 0}, lambda x: F.softmax(x, 0)),
+        ("log_softmax", act.log_softmax, act.log_softmax_backward, True, {}, lambda x: F.log_softmax(x, -1)),
+    ]
+    cases = [Case(name, _elementwise_vjp(fwd, bwd, from_output, **kw),
+                  lambda x, g, op=op: (op(x) * g).sum(), _x_and_grad(),
+                  description=f"{name}{kw or ''}, through <{name}(x), grad_out>")
+             for name, fwd, bwd, from_output, kw, op in elementwise]
+    return [
+        *cases,
+        Case("logsumexp", logsumexp_vjp, lambda x, g: (torch.logsumexp(x, -1) * g).sum(), _reduced_x_and_grad(),
+             description="logsumexp over the last axis, through <logsumexp(x), grad_out>"),
+        Case("cross_entropy_index_mean", _cross_entropy_fn("mean"), F.cross_entropy, _classification(),
+             constants=(1,), description="cross-entropy, class indices, (N, C), reduction='mean'"),
+        Case("cross_entropy_index_sum_smoothed", _cross_entropy_fn("sum", 0.1),
+             lambda z, t: F.cross_entropy(z, t, reduction="sum", label_smoothing=0.1), _classification(spatial=2),
+             constants=(1,), description="cross-entropy, class indices, (N, C, d1, d2), sum, label_smoothing=0.1"),
+        Case("cross_entropy_probs_none", cross_entropy_none_vjp,
+             lambda z, t, g: (F.cross_entropy(z, t, reduction="none", label_smoothing=0.2) * g).sum(),
+             _classification(spatial=1, probabilities=True, with_grad=True), constants=(1,),
+             description="cross-entropy, class probabilities, (N, C, d1), reduction='none', label_smoothing=0.2"),
+        Case("bce_with_logits", bce_with_logits, F.binary_cross_entropy_with_logits, _binary(), constants=(1,),
+             description="binary cross-entropy with logits, reduction='mean'"),
+        Case("bce_with_logits_pos_weight", bce_with_logits_pos_weight,
+             lambda z, t, w: F.binary_cross_entropy_with_logits(z, t, reduction="sum", pos_weight=w),
+             _binary(pos_weight=True), constants=(1, 2),
+             description="binary cross-entropy with logits, pos_weight, reduction='sum'"),
+        Case("embedding", embedding_vjp, lambda w, i, g: (F.embedding(i, w) * g).sum(), _embedding_inputs(),
+             constants=(1,), description="embedding lookup with repeated indices, through <embedding, grad_out>"),
+        Case("mlp_classifier", models.mlp_classifier, _mlp_torch, _mlp_inputs(), constants=(5,),
+             description="Linear -> ReLU -> Linear -> cross-entropy (class indices, mean)"),
+    ]
+
+
+for _case in _activation_cases():
+    register(_case)
+
+
 @dataclass(frozen=True)
 class OptimizerCase:
     """A NumPy optimizer and its torch.optim class with the hyperparameters they are checked under."""
@@ -180,6 +369,12 @@ class OptimizerCase:
     # float16 cannot hold Adam's default eps (1e-8 rounds to 0), so both sides divide 0 by 0.
     dtypes: tuple[str, ...] = ("float64", "float32")
     description: str = ""
+    # The matrix check_optimizer covers (see there): groups by index, a scheduler on both sides,
+    # gradients that are None at some steps, a state-dict swap after a step.
+    param_groups: tuple[Mapping[str, Any], ...] | None = None
+    scheduler: Schedule | None = None
+    none_grads: bool = False
+    swap_state_at: int | None = None
 
 
 OPTIMIZER_CASES: dict[str, OptimizerCase] = {}
@@ -197,7 +392,9 @@ def check_optimizer_case(case: OptimizerCase | str, *, device: str | torch.devic
                          dtype: str | torch.dtype = "float64", **kwargs: Any) -> OptimizerReport:
     """:func:`check_optimizer` for a registered optimizer case."""
     case = OPTIMIZER_CASES[case] if isinstance(case, str) else case
-    options = {"hyper": case.hyper, "shapes": case.shapes, "steps": case.steps, **kwargs}
+    options = {"hyper": case.hyper, "shapes": case.shapes, "steps": case.steps, "param_groups": case.param_groups,
+               "scheduler": case.scheduler, "none_grads": case.none_grads, "swap_state_at": case.swap_state_at,
+               **kwargs}
     return check_optimizer(case.numpy_cls, case.torch_cls, device=device, dtype=dtype, **options)
 
 
@@ -223,4 +420,86 @@ def _optimizer_cases() -> list[OptimizerCase]:
 
 
 for _opt_case in _optimizer_cases():
+    register_optimizer(_opt_case)
+
+
+# --- optimizer matrix cases (issue 10): every torch.optim rule, groups, schedulers ---
+
+_HALF = ("float64", "float32", "float16", "bfloat16")
+
+
+def _schedule(name: str, **kwargs: Any) -> Schedule:
+    torch_kwargs = {"cycle_momentum": False} if name == "OneCycleLR" else {}
+    return Schedule(getattr(ref_sched, name), getattr(torch.optim.lr_scheduler, name), kwargs, torch_kwargs)
+
+
+def _half_life(step: int) -> float:
+    return float(0.5 ** (step / 20))
+
+
+def _matrix_cases() -> list[OptimizerCase]:
+    o, t = ref_optim, torch.optim
+    plain: list[tuple[str, type, type, dict[str, Any], tuple[str, ...]]] = [  # name, classes, hyper, dtypes
+        ("rmsprop", o.RMSprop, t.RMSprop, {"lr": 1e-2}, ("float64", "float32")),
+        ("rmsprop_centered_momentum_wd", o.RMSprop, t.RMSprop,
+         {"lr": 1e-3, "alpha": 0.9, "centered": True, "momentum": 0.9, "weight_decay": 0.1, "maximize": True},
+         ("float64", "float32")),
+        ("adagrad", o.Adagrad, t.Adagrad, {"lr": 1e-2}, ("float64", "float32")),
+        ("adagrad_lr_decay_init_acc_wd", o.Adagrad, t.Adagrad,
+         {"lr": 0.1, "lr_decay": 0.05, "initial_accumulator_value": 0.1, "weight_decay": 0.1, "eps": 1e-6},
+         ("float64", "float32")),
+        ("adadelta", o.Adadelta, t.Adadelta, {}, ("float64", "float32")),
+        ("adadelta_rho_wd_maximize", o.Adadelta, t.Adadelta,
+         {"lr": 0.5, "rho": 0.8, "eps": 1e-4, "weight_decay": 0.1, "maximize": True}, _HALF),
+        ("adamax", o.Adamax, t.Adamax, {}, ("float64", "float32")),
+        ("adamax_betas_wd", o.Adamax, t.Adamax, {"lr": 1e-2, "betas": (0.5, 0.9), "weight_decay": 0.1},
+         ("float64", "float32")),
+        ("nadam", o.NAdam, t.NAdam, {}, ("float64", "float32")),
+        ("nadam_decoupled_momentum_decay", o.NAdam, t.NAdam,
+         {"lr": 1e-2, "momentum_decay": 0.02, "weight_decay": 0.1, "decoupled_weight_decay": True},
+         ("float64", "float32")),
+        ("nadam_l2_maximize", o.NAdam, t.NAdam, {"lr": 1e-2, "weight_decay": 0.1, "maximize": True},
+         ("float64", "float32")),
+        ("radam", o.RAdam, t.RAdam, {}, ("float64", "float32")),
+        ("radam_decoupled_short_horizon", o.RAdam, t.RAdam,  # beta2 0.9: rectification starts at step 6
+         {"lr": 1e-2, "betas": (0.8, 0.9), "weight_decay": 0.1, "decoupled_weight_decay": True},
+         ("float64", "float32")),
+        ("adam_decoupled_flag", o.Adam, t.Adam, {"lr": 1e-2, "weight_decay": 0.1, "decoupled_weight_decay": True},
+         ("float64", "float32")),
+    ]
+    cases = [OptimizerCase(name, np_cls, t_cls, hyper, dtypes=dtypes, steps=60, description=f"{t_cls.__name__} {hyper}")
+             for name, np_cls, t_cls, hyper, dtypes in plain]
+    groups = ({"params": [0], "lr": 3e-2, "weight_decay": 0.1}, {"params": [1, 2]})
+    # (name, numpy class, torch class, hyper, first group's own options, schedule, dtypes)
+    matrix: list[tuple[str, type, type, dict[str, Any], dict[str, Any], Schedule, tuple[str, ...]]] = [
+        ("sgd_groups_steplr", o.SGD, t.SGD, {"lr": 0.05, "momentum": 0.9},
+         {"nesterov": True}, _schedule("StepLR", step_size=7, gamma=0.5), _HALF),
+        ("adam_groups_cosine", o.Adam, t.Adam, {"lr": 1e-3, "eps": 1e-3},
+         {"amsgrad": True}, _schedule("CosineAnnealingLR", T_max=25, eta_min=1e-4), _HALF),
+        ("adamw_groups_onecycle", o.AdamW, t.AdamW, {"lr": 1e-3},
+         {}, _schedule("OneCycleLR", max_lr=[5e-2, 1e-2], total_steps=70), ("float64", "float32")),
+        ("rmsprop_groups_exponential", o.RMSprop, t.RMSprop, {"lr": 1e-3, "eps": 1e-3},
+         {"centered": True, "momentum": 0.5}, _schedule("ExponentialLR", gamma=0.97), _HALF),
+        ("adagrad_groups_multistep", o.Adagrad, t.Adagrad, {"lr": 1e-2},
+         {"lr_decay": 0.01}, _schedule("MultiStepLR", milestones=[5, 20, 20], gamma=0.5), ("float64", "float32")),
+        ("adadelta_groups_lambda", o.Adadelta, t.Adadelta, {"lr": 1.0},
+         {"rho": 0.5}, _schedule("LambdaLR", lr_lambda=_half_life), ("float64", "float32")),
+        ("adamax_groups_linear", o.Adamax, t.Adamax, {"lr": 2e-3, "eps": 1e-3},
+         {"betas": (0.5, 0.99)}, _schedule("LinearLR", start_factor=0.25, total_iters=30), _HALF),
+        ("nadam_groups_cosine", o.NAdam, t.NAdam, {"lr": 2e-3, "eps": 1e-3},
+         {"momentum_decay": 0.02}, _schedule("CosineAnnealingLR", T_max=15), _HALF),
+        ("radam_groups_linear", o.RAdam, t.RAdam, {"lr": 1e-3, "eps": 1e-3},
+         {"betas": (0.8, 0.9), "decoupled_weight_decay": True}, _schedule("LinearLR", total_iters=10), _HALF),
+    ]
+    for name, np_cls, t_cls, hyper, own, schedule, dtypes in matrix:
+        case_groups = ({**groups[0], **own}, groups[1])
+        cases.append(OptimizerCase(
+            name, np_cls, t_cls, hyper, dtypes=dtypes, steps=60, param_groups=case_groups, scheduler=schedule,
+            none_grads=True, swap_state_at=25,
+            description=f"{t_cls.__name__} {hyper}, groups {own}, {schedule.torch_cls.__name__}, None grads, "
+                        "state swapped after step 25"))
+    return cases
+
+
+for _opt_case in _matrix_cases():
     register_optimizer(_opt_case)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import warnings
 from collections.abc import Callable, Sequence
@@ -12,8 +13,9 @@ import numpy as np
 import torch
 
 from gradcheck_lab._torch_state import preserved_torch_state
-from gradcheck_lab.comparison import allowed_error, finite_or_zero
+from gradcheck_lab.comparison import all_finite, allowed_error, finite_or_zero
 from gradcheck_lab.devices import resolve_device
+from gradcheck_lab.diagnosis import diagnose_mismatch
 from gradcheck_lab.dtypes import dtype_name, resolve_dtype, round_to_dtype
 from gradcheck_lab.errors import (
     GradientMismatch,
@@ -27,7 +29,8 @@ from gradcheck_lab.errors import (
 from gradcheck_lab.judging import Judge, KinkFinding, examine_kinks, oracle_votes
 from gradcheck_lab.report import OracleVotes, Report, Verdict, mismatch_message
 from gradcheck_lab.rounding import rounding_floor
-from gradcheck_lab.tolerances import gradient_tolerance, math_tolerance, perturbation_size
+from gradcheck_lab.threads import check_threads
+from gradcheck_lab.tolerances import conditioning_size, gradient_tolerance, math_tolerance, perturbation_size
 
 ReferenceFn = Callable[..., tuple[Any, Sequence[Any]]]
 TorchFn = Callable[..., torch.Tensor]
@@ -36,13 +39,25 @@ TorchFn = Callable[..., torch.Tensor]
 def input_names(fn: Callable[..., Any], count: int) -> list[str]:
     """Names for the inputs: the function's positional parameter names when they fit, else ``input[k]``."""
     try:
+        return list(_cached_input_names(fn, count))
+    except TypeError:  # unhashable callable
+        return list(_input_names(fn, count))
+
+
+@functools.lru_cache(maxsize=256)
+def _cached_input_names(fn: Callable[..., Any], count: int) -> tuple[str, ...]:
+    return _input_names(fn, count)
+
+
+def _input_names(fn: Callable[..., Any], count: int) -> tuple[str, ...]:
+    try:
         params = [p for p in inspect.signature(fn).parameters.values()
                   if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     except (TypeError, ValueError):
         params = []
     if len(params) >= count:
-        return [f"{params[k].name!r} (input {k})" for k in range(count)]
-    return [f"input {k}" for k in range(count)]
+        return tuple(f"{params[k].name!r} (input {k})" for k in range(count))
+    return tuple(f"input {k}" for k in range(count))
 
 
 def as_input_tuple(inputs: Any) -> tuple[Any, ...]:
@@ -283,6 +298,8 @@ class _Runner:
 
 
 def _nonfinite_problem(side: _Side, label: str, names: Sequence[str]) -> str | None:
+    if all_finite(*side.results()):
+        return None
     for name, arr in [("value", side.value), *zip(names, side.grads, strict=True)]:
         if not np.all(np.isfinite(arr)):
             idx = tuple(int(i) for i in np.argwhere(~np.isfinite(arr))[0]) if arr.ndim else ()
@@ -346,7 +363,7 @@ def check_gradients(
     rounded = prepare_inputs(original, torch_dtype, all_names, fixed)
     variables = [k for k in range(len(rounded)) if k not in fixed]
     names = [all_names[k] for k in variables]
-    with preserved_torch_state(torch_device, tf32=tf32):
+    with preserved_torch_state(torch_device, tf32=tf32), check_threads():
         runner = _Runner(reference_fn, torch_fn, all_names, fixed, torch_device)
         reference = runner.reference(rounded)
         actual = runner.torch(rounded, torch_dtype)
@@ -386,7 +403,7 @@ def _judge(runner: _Runner, rounded: list[np.ndarray], variables: list[int], nam
     """
     labels = ["value", *names]
     inputs = [rounded[k] for k in variables]
-    condition = _condition(reference.grads, inputs)
+    condition = functools.cache(lambda: _condition(reference.grads, inputs))
     if truth is not None:
         deciding = Judge(labels, reference.results(), truth.results(), math_tolerance(dtype, rtol=rtol, atol=atol),
                          condition, allow_nonfinite)
@@ -403,7 +420,8 @@ def _judge(runner: _Runner, rounded: list[np.ndarray], variables: list[int], nam
                 return None
     if not deciding.passed and not deciding.nonfinite:
         deciding.apply_floor(rounding_floor(runner.results_reference, torch_at, deciding.expected, deciding.actual,
-                                            rounded, variables, perturbation_size(precision)))
+                                            rounded, variables, perturbation_size(precision),
+                                            conditioning_size(precision)))
     shown = deciding
     if truth is not None and dtype != torch.float64:
         shown = Judge(labels, reference.results(), actual.results(),
@@ -430,7 +448,7 @@ def _judge(runner: _Runner, rounded: list[np.ndarray], variables: list[int], nam
         slack = [allowed_error(e, a, deciding.tol, floor=None if deciding.floor is None else deciding.floor[k + 1])
                  for k, (e, a) in enumerate(zip(reference.grads, torch_grads, strict=True))]
         votes = oracle_votes(runner.value, rounded, variables, f0, reference.grads, torch_grads, slack,
-                             reference_vs_autograd=not any(b.any() for b in beyond[1:]), condition=condition,
+                             reference_vs_autograd=not any(b.any() for b in beyond[1:]), condition=condition(),
                              count=oracle[0], seed=oracle[1])
 
     notes = [] if shown.passed or shown is deciding else [_dtype_note(shown, dtype)]
@@ -438,7 +456,10 @@ def _judge(runner: _Runner, rounded: list[np.ndarray], variables: list[int], nam
                 or (shown is not deciding and shown.nonfinite and not shown.passed)
                 or (votes is not None and votes.shared_mistake))
     verdict: Verdict = "mismatch" if mismatch else "inconclusive" if any(u.any() for u in unresolved) else "passed"
-    report = _build_report(device, dtype, verdict, shown, deciding, votes, reference, findings, notes)
+    pattern = None if verdict != "mismatch" or deciding.nonfinite else diagnose_mismatch(
+        names, deciding.expected[1:], deciding.actual[1:], beyond[1:], [(f.tensor, f.index) for f in findings],
+        rounded, variables)
+    report = _build_report(device, dtype, verdict, shown, deciding, votes, reference, findings, notes, pattern)
     extra = [f.describe() for f in findings[:3]]
     if len(findings) > 3:
         extra.append(f"... and {len(findings) - 3} more elements on kinks")
@@ -456,7 +477,7 @@ def _dtype_note(shown: Judge, dtype: torch.dtype) -> str:
 
 def _build_report(device: torch.device, dtype: torch.dtype, verdict: Verdict, shown: Judge, deciding: Judge,
                   votes: OracleVotes | None, reference: _Side, findings: list[KinkFinding],
-                  extra_notes: list[str]) -> Report:
+                  extra_notes: list[str], pattern: str | None = None) -> Report:
     comparisons = shown.comparisons
     worst_name, worst = max(deciding.comparisons.items(), key=lambda item: item[1].ratio)
     notes = [f.describe() for f in findings] + extra_notes
@@ -483,7 +504,7 @@ def _build_report(device: torch.device, dtype: torch.dtype, verdict: Verdict, sh
         math=dict(deciding.comparisons),
         math_tolerance=deciding.tol,
         bound_terms=dict(worst.terms),
-        diagnosis=_context_diagnosis(reference, verdict),
+        diagnosis="; ".join(d for d in (_context_diagnosis(reference, verdict), pattern) if d) or None,
         notes=tuple(notes),
     )
 

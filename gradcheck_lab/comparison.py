@@ -78,7 +78,7 @@ def _bound(expected: np.ndarray, tol: Tolerance, scale: float, global_scale: flo
     bound += tol.atol + tol.ntol * scale + tol.gtol * global_scale
     if floor is not None and tol.floor:
         bound += tol.floor * floor
-    return bound
+    return np.asarray(bound)
 
 
 def compare(
@@ -100,34 +100,45 @@ def compare(
     actual = np.asarray(actual, dtype=np.float64)
     if expected.shape != actual.shape:
         raise ValueError(f"cannot compare shapes {expected.shape} and {actual.shape}")
-    if not (np.isfinite(expected).all() and np.isfinite(actual).all()):
+    if not all_finite(expected, actual):
         problem = _nonfinite_problem(expected, actual, allow_nonfinite)
         if problem is not None:
             return problem
         expected, actual = finite_or_zero(expected), finite_or_zero(actual)
+    size = int(expected.size)
+    if size == 0:
+        return Comparison(True, 0.0, 0.0, 0.0, (), 0.0, 0.0, terms=_terms_at(0.0, tol, 0.0, global_scale, 0.0))
+    # Passes over the data are what a check of a large tensor costs: each array below is made once.
+    abs_expected = np.abs(expected)
+    scale = max(float(abs_expected.max()), largest_magnitude(actual))
+    bound = abs_expected
+    bound *= tol.rtol
+    bound += tol.atol + tol.ntol * scale + tol.gtol * global_scale
+    if floor is not None and tol.floor:
+        bound += tol.floor * floor
     error = np.subtract(actual, expected, out=np.empty_like(expected))
     np.abs(error, out=error)
-    scale = max(largest_magnitude(expected), largest_magnitude(actual))
-    bound = _bound(expected, tol, scale, global_scale, floor)
-    over = error > bound
-    failing = int(np.count_nonzero(over))
-    ratios = np.divide(error, bound, out=np.zeros_like(error), where=bound > 0)
-    ratios[over & (bound == 0)] = np.inf
-    size = int(error.size)
-    flat = int(np.argmax(ratios)) if size else 0
-    index = tuple(int(i) for i in np.unravel_index(flat, error.shape)) if size else ()
-    max_abs = float(error.max(initial=0.0))
-    e_at = float(expected[index]) if size else 0.0
-    phi = float(floor[index]) if (floor is not None and size) else 0.0
+    max_abs = float(error.max())
+    if (bound > 0).all():
+        ratios = np.divide(error, bound, out=np.empty_like(error))
+    else:  # atol = 0 (trajectories): an error against a zero bound is infinitely over it
+        ratios = np.divide(error, bound, out=np.zeros_like(error), where=bound > 0)
+        ratios[(error > 0) & (bound == 0)] = np.inf
+    flat = int(np.argmax(ratios))
+    ratio = float(ratios.flat[flat])
+    failing = int(np.count_nonzero(ratios > 1.0)) if ratio > 1.0 else 0
+    index = tuple(int(i) for i in np.unravel_index(flat, expected.shape))
+    e_at = float(expected[index])
+    phi = float(floor[index]) if floor is not None else 0.0
     return Comparison(
         passed=failing == 0,
         max_abs_error=max_abs,
         max_rel_error=max_abs / scale if scale > 0 else (0.0 if max_abs == 0 else float("inf")),
-        ratio=float(ratios.max(initial=0.0)),
+        ratio=ratio,
         index=index,
         expected=e_at,
-        actual=float(actual[index]) if size else 0.0,
-        bound=float(bound[index]) if size else 0.0,
+        actual=float(actual[index]),
+        bound=float(bound[index]),
         terms=_terms_at(abs(e_at), tol, scale, global_scale, phi),
         scale=scale,
         failing=failing,
@@ -135,11 +146,20 @@ def compare(
     )
 
 
+def all_finite(*arrays: np.ndarray) -> bool:
+    """Whether every element of every array is finite: one summing pass each (an exact check only if not)."""
+    for x in arrays:
+        if x.size and not np.isfinite(np.add.reduce(x, axis=None)):
+            if not np.isfinite(x).all():
+                return False
+    return True
+
+
 def exceeding(expected: np.ndarray, actual: np.ndarray, tol: Tolerance, *, global_scale: float = 0.0,
               floor: np.ndarray | None = None) -> np.ndarray:
     """The boolean mask of elements past their bound (non-finite entries count as zero)."""
     error = np.abs(finite_or_zero(actual) - finite_or_zero(expected))
-    return error > allowed_error(expected, actual, tol, global_scale=global_scale, floor=floor)
+    return np.asarray(error > allowed_error(expected, actual, tol, global_scale=global_scale, floor=floor))
 
 
 def _nonfinite_problem(expected: np.ndarray, actual: np.ndarray, allow_nonfinite: bool) -> Comparison | None:

@@ -29,15 +29,16 @@ class Judge:
     """One comparison (reference against one torch run) over every tensor of a check.
 
     ``expected``/``actual`` list the value then each gradient; ``names`` their labels; the value
-    is judged relative to its condition scale ``condition`` (sum_k <|grad_k|, |x_k|>), so a value
-    that cancels is not held to a precision its terms never had.
+    is judged relative to its condition scale ``condition()`` (sum_k <|grad_k|, |x_k|>, computed
+    only when the value needs it), so a value that cancels is not held to a precision its terms
+    never had.
     """
 
     names: list[str]
     expected: list[np.ndarray]
     actual: list[np.ndarray]
     tol: Tolerance
-    condition: float
+    condition: Callable[[], float]
     allow_nonfinite: bool = False
     floor: list[np.ndarray] | None = None
     excused: list[np.ndarray] = field(default_factory=list)
@@ -49,7 +50,7 @@ class Judge:
 
     def _tolerance(self, k: int) -> tuple[Tolerance, float]:
         if k == 0:  # the value: rounding relative to its condition scale
-            return replace(self.tol, gtol=self.tol.rtol), self.condition
+            return replace(self.tol, gtol=self.tol.rtol), self.condition()
         return self.tol, 0.0
 
     def _expected(self, k: int) -> np.ndarray:
@@ -61,6 +62,11 @@ class Judge:
     def _compare(self, floor: list[np.ndarray] | None) -> dict[str, Comparison]:
         out = {}
         for k, name in enumerate(self.names):
+            if k == 0 and floor is None:  # the condition scale costs a pass over every input: only if needed
+                first = compare(self._expected(0), self.actual[0], self.tol, allow_nonfinite=self.allow_nonfinite)
+                if first.passed:
+                    out[name] = first
+                    continue
             tol, global_scale = self._tolerance(k)
             out[name] = compare(self._expected(k), self.actual[k], tol, global_scale=global_scale,
                                 floor=None if floor is None else floor[k], allow_nonfinite=self.allow_nonfinite)
@@ -95,9 +101,12 @@ class Judge:
         return beyond, unresolved
 
     def beyond(self) -> list[np.ndarray]:
-        return [self._masks(k)[0] for k in range(len(self.names))]
+        return [self._masks(k)[0] if not self.comparisons[name].passed else np.zeros(np.shape(e), dtype=bool)
+                for k, (name, e) in enumerate(zip(self.names, self.expected, strict=True))]
 
     def unresolved(self) -> list[np.ndarray]:
+        if self.floor is None:  # nothing is unresolved before the floor is measured
+            return [np.zeros(np.shape(e), dtype=bool) for e in self.expected]
         return [self._masks(k)[1] for k in range(len(self.names))]
 
     def excuse(self, k: int, index: tuple[int, ...]) -> None:
@@ -139,6 +148,9 @@ def examine_kinks(
 ) -> list[KinkFinding]:
     """Measure one-sided derivatives at the candidate elements (largest errors first, within the budget).
 
+    In each tensor the search stops at the first element off any kink: its disagreement stands
+    whatever the smaller ones are, so a wrong gradient costs four evaluations per tensor here.
+
     With ``subgradient``, an element on a kink whose reference and torch values both lie between
     the one-sided derivatives (within its bound) is excused in ``judge``.
     """
@@ -150,15 +162,20 @@ def examine_kinks(
             continue
         e, a = judge.expected[k], judge.actual[k]
         errors = np.where(mask, np.abs(finite_or_zero(a) - finite_or_zero(e)), -1.0)
-        order = np.argsort(errors, axis=None)[::-1][: min(budget, int(mask.sum()))]
+        count = min(budget, int(mask.sum()))
+        flat_errors = errors.ravel()
+        top = np.argpartition(flat_errors, flat_errors.size - count)[flat_errors.size - count:]
+        order = top[np.argsort(flat_errors[top])[::-1]]
         scale = max(largest_magnitude(finite_or_zero(e)), largest_magnitude(finite_or_zero(a)))
         slack = allowed_error(e, a, judge.tol)
         for flat in order:
             index = tuple(int(i) for i in np.unravel_index(int(flat), mask.shape))
             budget -= 1
             sides = one_sided(value_at, inputs, variables[k - 1], index, f0, scale)
-            if sides is None or not sides.kink:
+            if sides is None:
                 continue
+            if not sides.kink:
+                break  # a larger error off any kink decides this tensor; smaller ones cannot excuse it
             room = float(slack[index]) + 1e-9 * max(abs(sides.left), abs(sides.right))
             accepted = subgradient and sides.contains(float(e[index]), room) and sides.contains(float(a[index]), room)
             if accepted:
@@ -167,6 +184,46 @@ def examine_kinks(
     if any(f.accepted for f in findings):
         judge.rejudge()
     return findings
+
+
+CONFIRM_STEPS = (16, 256)
+SECOND_ORDER = 1.7
+"""A Taylor remainder shrinking faster than h^1.7 is a right gradient's (order 2), not a wrong one's (order 1)."""
+"""A shared mistake is confirmed by differences at steps this many times larger (see :func:`_unconfirmed`)."""
+
+
+def _confirm(along: Callable[..., float], moving: list[np.ndarray], v: list[np.ndarray], gap: float,
+             predicted: float, norm: float, condition: float,
+             f0: float) -> tuple[str | None, numeric.DirectionalEstimate | None]:
+    """Whether a discrepancy ``gap`` between the differences and both gradients is a shared mistake.
+
+    Returns ``(reason, None)`` when it is not (the oracle abstains for ``reason``), else ``(None, the
+    last wider estimate)``. A wrong gradient's discrepancy along ``v`` is the same at every step.
+    The first estimate (two evaluations) has no error estimate of its own; rounding of an
+    intermediate far larger than the value (``x + 1e10 - 1e10``) also biases differences like a
+    slope when the step is comparable to that intermediate's ulp, invisibly to any error estimate
+    at that step, and the bias changes (shrinks like 1/step) when the step grows. So the discrepancy
+    must stay within a quarter of itself at steps 16x and 256x larger, where Richardson-extrapolated
+    differences (four evaluations each, spent only here) must reject the gradients too, with no
+    kink, noise or lack of convergence in sight.
+    """
+    wider = None
+    for factor in CONFIRM_STEPS:
+        wider = numeric.central_difference(along, moving, v, h=factor * numeric.RELATIVE_FD_STEP,
+                                           noise=condition, f0=f0)
+        wider_gap = wider.value - predicted
+        reason = numeric.abstention(wider, norm)
+        if reason:
+            return f"{reason} (at a step {factor}x the first)", None
+        if abs(wider_gap - gap) > 0.25 * abs(gap) or numeric.fd_agrees(predicted, wider, norm):
+            return (f"the differences' discrepancy with both gradients is {gap:.3g} at step h but {wider_gap:.3g} "
+                    f"at {factor}h: rounding inside the function (an intermediate far larger than its value), "
+                    "not a shared mistake"), None
+        order = numeric.taylor_order(wider, f0, predicted)
+        if factor == CONFIRM_STEPS[0] and order > SECOND_ORDER:
+            return (f"the Taylor remainder of the gradients shrinks like h^{order:.2f} at {factor}h (h^2 for a right "
+                    "gradient, h for a wrong one): the differences' discrepancy is noise"), None
+    return None, wider
 
 
 def oracle_votes(
@@ -205,7 +262,8 @@ def oracle_votes(
     first: tuple[float, float, float] | None = None
     for direction in numeric.random_directions([x.shape for x in moving], count, seed):
         v = numeric.relative_direction(direction, moving)
-        estimate = numeric.central_difference(along, moving, v, h=numeric.RELATIVE_FD_STEP, noise=condition, f0=f0)
+        estimate = numeric.central_difference(along, moving, v, h=numeric.RELATIVE_FD_STEP, noise=condition, f0=f0,
+                                              richardson=False)
         # |<g, v>| <= sum |g v|: the largest the directional derivative can be along v.
         norm = max(float(sum(np.sum(np.abs(g * d)) for g, d in zip(grads, v, strict=True)))
                    for grads in (reference_grads, torch_grads))
@@ -215,8 +273,17 @@ def oracle_votes(
             continue
         slack = float(sum(np.sum(b * np.abs(d)) for b, d in zip(torch_slack, v, strict=True)))
         predicted_ref, predicted_torch = numeric.dot(reference_grads, v), numeric.dot(torch_grads, v)
-        ref_votes.append(numeric.fd_agrees(predicted_ref, estimate, norm))
-        torch_votes.append(numeric.fd_agrees(predicted_torch, estimate, norm, slack))
+        ref_agrees = numeric.fd_agrees(predicted_ref, estimate, norm)
+        torch_agrees = numeric.fd_agrees(predicted_torch, estimate, norm, slack)
+        if not ref_agrees and not torch_agrees:
+            reason, wider = _confirm(along, moving, v, estimate.value - predicted_ref, predicted_ref, norm, condition,
+                                     f0)
+            if reason:
+                reasons.append(reason)
+                continue
+            estimate = wider or estimate  # it has the steps the Taylor orders need
+        ref_votes.append(ref_agrees)
+        torch_votes.append(torch_agrees)
         if first is None:
             first = (estimate.value, predicted_ref, predicted_torch)
             taylor = (

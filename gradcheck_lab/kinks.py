@@ -33,11 +33,13 @@ class OneSided:
     left: float
     right: float
     kink: bool
+    error: float = 0.0
+    """How far rounding can move each extrapolated one-sided derivative."""
 
     def contains(self, value: float, slack: float) -> bool:
-        """Whether ``value`` lies between the one-sided derivatives (within ``slack``)."""
+        """Whether ``value`` lies between the one-sided derivatives (within ``slack`` and their own error)."""
         low, high = min(self.left, self.right), max(self.left, self.right)
-        return low - slack <= value <= high + slack
+        return low - slack - self.error <= value <= high + slack + self.error
 
     def describe(self) -> str:
         return f"one-sided derivatives {self.left:.6g} (from the left) and {self.right:.6g} (from the right)"
@@ -67,4 +69,4 @@ def one_sided(f: Callable[[list[np.ndarray]], float], inputs: Sequence[np.ndarra
     rounding = 8 * _EPS * max(abs(f0), *(abs(v) for v in values.values())) / (h / 2)
     gap = abs(right - left)
     kink = gap > max(64 * rounding, 1e-6 * gradient_scale)
-    return OneSided(left, right, kink)
+    return OneSided(left, right, kink, 3 * rounding)  # Richardson: 2 D(h/2) - D(h) triples D's rounding

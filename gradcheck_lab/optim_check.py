@@ -7,7 +7,7 @@ step the parameters, and every state entry both sides name, are compared.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,14 +56,49 @@ def gradient_sequence(shapes: Sequence[tuple[int, ...]], steps: int, seed: int =
         yield grads
 
 
+Groups = Sequence[Mapping[str, Any]] | None
+"""Parameter groups by index, ``[{"params": [0, 1], "lr": 0.1}, {"params": [2]}]``: every parameter, in order."""
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A learning-rate scheduler for each side: ``numpy_cls(optimizer, **kwargs)`` and
+    ``torch_cls(optimizer, **kwargs, **torch_kwargs)`` (``torch_kwargs``: e.g. ``cycle_momentum=False``)."""
+
+    numpy_cls: Callable[..., Any]
+    torch_cls: Callable[..., Any]
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    torch_kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+
+def _grouped(params: list[Any], groups: Groups) -> list[Any]:
+    """The constructor's first argument: the parameters themselves, or torch-style groups of them."""
+    if groups is None:
+        return params
+    return [{**{k: v for k, v in g.items() if k != "params"}, "params": [params[i] for i in g["params"]]}
+            for g in groups]
+
+
+def _group_starts(groups: Groups, n: int) -> list[int]:
+    """The index of each group's first parameter (one group of all parameters without groups)."""
+    if groups is None:
+        return [0]
+    return [int(g["params"][0]) for g in groups]
+
+
 class _NumpySide:
-    def __init__(self, cls: type, params: list[np.ndarray], hyper: Mapping[str, Any], np_dtype: type) -> None:
+    def __init__(self, cls: type, params: list[np.ndarray], hyper: Mapping[str, Any], np_dtype: type,
+                 groups: Groups = None, schedule: Schedule | None = None) -> None:
         self.params: list[np.ndarray] = [p.astype(np_dtype) for p in params]
         self.np_dtype = np_dtype
-        self.optimizer = cls(self.params, **hyper)
+        self.groups = groups
+        self.optimizer = cls(_grouped(self.params, groups), **hyper)
+        self.scheduler = schedule.numpy_cls(self.optimizer, **schedule.kwargs) if schedule else None
 
-    def step(self, grads: list[np.ndarray]) -> None:
-        self.optimizer.step([g.astype(self.np_dtype) for g in grads])
+    def step(self, grads: list[np.ndarray | None]) -> None:
+        self.optimizer.step([None if g is None else g.astype(self.np_dtype) for g in grads])
+        if self.scheduler is not None:
+            self.scheduler.step()
 
     def current(self) -> list[np.ndarray]:
         """The parameters as the optimizer holds them now.
@@ -84,20 +119,34 @@ class _NumpySide:
             p[...] = value
 
     def snapshot(self) -> Snapshot:
-        return [np.asarray(p, dtype=np.float64) for p in self.current()], _state_entries(self.optimizer)
+        state = _state_entries(self.optimizer)
+        if state is not None:
+            state.update(_learning_rates(self.optimizer, self.groups, len(self.params)))
+        return [np.asarray(p, dtype=np.float64) for p in self.current()], state
+
+    def save_state(self) -> dict[str, Any]:
+        return dict(self.optimizer.state_dict())
+
+    def load_state(self, state_dict: dict[str, Any], dtype: torch.dtype, device: torch.device) -> None:
+        self.optimizer.load_state_dict(state_dict)
 
 
 class _TorchSide:
     def __init__(self, cls: type, params: list[np.ndarray], hyper: Mapping[str, Any],
-                 device: torch.device, dtype: torch.dtype) -> None:
-        self.device, self.dtype = device, dtype
+                 device: torch.device, dtype: torch.dtype, groups: Groups = None,
+                 schedule: Schedule | None = None) -> None:
+        self.device, self.dtype, self.groups = device, dtype, groups
         self.params = [torch.tensor(p, dtype=dtype, device=device, requires_grad=True) for p in params]
-        self.optimizer = cls(self.params, **hyper)
+        self.optimizer = cls(_grouped(self.params, groups), **hyper)
+        self.scheduler = (schedule.torch_cls(self.optimizer, **schedule.kwargs, **schedule.torch_kwargs)
+                          if schedule else None)
 
-    def step(self, grads: list[np.ndarray]) -> None:
+    def step(self, grads: list[np.ndarray | None]) -> None:
         for p, g in zip(self.params, grads, strict=True):
-            p.grad = torch.tensor(g, dtype=self.dtype, device=self.device)
+            p.grad = None if g is None else torch.tensor(g, dtype=self.dtype, device=self.device)
         self.optimizer.step()
+        if self.scheduler is not None:
+            self.scheduler.step()
 
     def load_params(self, params: list[np.ndarray]) -> None:
         with torch.no_grad():
@@ -105,7 +154,49 @@ class _TorchSide:
                 p.copy_(torch.tensor(value, dtype=self.dtype, device=self.device))
 
     def snapshot(self) -> Snapshot:
-        return [p.detach().double().cpu().numpy() for p in self.params], _state_entries(self.optimizer)
+        state = _state_entries(self.optimizer)
+        if state is not None:
+            state.update(_learning_rates(self.optimizer, self.groups, len(self.params)))
+        return [p.detach().double().cpu().numpy() for p in self.params], state
+
+    def save_state(self) -> dict[str, Any]:
+        """torch's state dict with tensors as NumPy arrays (bfloat16 widened to float32)."""
+        sd = self.optimizer.state_dict()
+        state = {key: {name: _to_numpy(value) for name, value in entries.items()}
+                 for key, entries in sd["state"].items()}
+        return {"state": state, "param_groups": [dict(g) for g in sd["param_groups"]]}
+
+    def load_state(self, state_dict: dict[str, Any], dtype: torch.dtype, device: torch.device) -> None:
+        self.optimizer.load_state_dict(torch_state_dict(state_dict, device=device, dtype=dtype))
+
+
+def _to_numpy(value: Any) -> Any:
+    if not isinstance(value, torch.Tensor):
+        return value
+    value = value.detach().cpu()
+    return (value.float() if value.dtype == torch.bfloat16 else value).numpy().copy()
+
+
+def _learning_rates(optimizer: Any, groups: Groups, n: int) -> dict[tuple[int, str], np.ndarray]:
+    """``{(first parameter of the group, "lr"): rate}`` for each parameter group the optimizer exposes."""
+    held = getattr(optimizer, "param_groups", None)
+    if not isinstance(held, list | tuple):
+        return {}
+    return {(start, "lr"): np.asarray(float(g["lr"]))
+            for start, g in zip(_group_starts(groups, n), held, strict=False) if isinstance(g, Mapping)}
+
+
+def swap_states(expected_side: Any, actual_side: Any, *, dtype: torch.dtype, device: torch.device) -> None:
+    """Each side continues from the other's ``state_dict()``: both directions of the round trip at once."""
+    saved_expected, saved_actual = expected_side.save_state(), actual_side.save_state()
+    expected_side.load_state(saved_actual, dtype, device)
+    actual_side.load_state(saved_expected, dtype, device)
+
+
+def none_gradients(grads: list[np.ndarray], step: int) -> list[np.ndarray | None]:
+    """Drop parameter ``k``'s gradient at steps where ``(step + k) % 4 == 0`` (as ``p.grad = None``):
+    the optimizer must skip it, its state included; parameter 3 has none at step 1."""
+    return [None if (step + k) % 4 == 0 else g for k, g in enumerate(grads)]
 
 
 def _to_float64(value: Any) -> np.ndarray | None:
@@ -125,7 +216,8 @@ def _state_entries(optimizer: Any) -> dict[tuple[int, str], np.ndarray] | None:
     sd = state_dict_fn()
     if not isinstance(sd, Mapping) or not isinstance(sd.get("state"), Mapping):
         return None
-    ids = sd.get("param_groups", [{}])[0].get("params") if sd.get("param_groups") else None
+    groups = sd.get("param_groups") or []
+    ids = [pid for g in groups if isinstance(g, Mapping) for pid in g.get("params", [])]
     entries = {}
     for key, per_param in sd["state"].items():
         index = ids.index(key) if ids and key in ids else key
@@ -191,16 +283,21 @@ def compare_trajectories(
     tol: Tolerance,
     labels: tuple[str, str],
     free_running: bool = False,
+    none_grads: bool = False,
+    swap_state_at: int | None = None,
 ) -> OptimizerReport:
     """Step two sides with the same gradients; raise :class:`OptimizerMismatch` at the first diverging step.
 
     Unless ``free_running``, each step starts the actual side from the expected side's parameters
-    (teacher forcing); the states still evolve independently.
+    (teacher forcing); the states still evolve independently. ``none_grads`` drops gradients as
+    :func:`none_gradients` does; after step ``swap_state_at`` each side loads the other's state
+    dict (:func:`swap_states`), so a wrong or lossy state dict shows at the next step.
     """
     report = OptimizerReport(True, steps, str(device), dtype_name(dtype), tol)
     history: dict[tuple[int, str], float] = {}
-    for step, grads in enumerate(gradient_sequence(shapes, steps, seed), start=1):
-        grads = [round_to_dtype(g, dtype) for g in grads]
+    for step, drawn in enumerate(gradient_sequence(shapes, steps, seed), start=1):
+        rounded = [round_to_dtype(g, dtype) for g in drawn]
+        grads = none_gradients(rounded, step) if none_grads else list[np.ndarray | None](rounded)
         if step > 1 and not free_running:
             actual_side.load_params(expected_side.snapshot()[0])
         expected_side.step(grads)
@@ -227,21 +324,26 @@ def compare_trajectories(
         if failing:
             report.passed = False
             raise _mismatch(step, failing, grads, report, labels)
+        if step == swap_state_at:
+            swap_states(expected_side, actual_side, dtype=dtype, device=device)
     return report
 
 
-def _mismatch(step: int, failing: dict[tuple[int, str], Comparison], grads: list[np.ndarray],
+def _mismatch(step: int, failing: dict[tuple[int, str], Comparison], grads: list[np.ndarray | None],
               report: OptimizerReport, labels: tuple[str, str]) -> OptimizerMismatch:
     # Name a parameter entry first when one diverges: state differences explain, parameters show.
     (param, entry), c = min(failing.items(), key=lambda kv: (kv[0][1] != "param", -kv[1].ratio))
-    where = f"parameter {param}" + ("" if entry == "param" else f", state entry {entry!r}")
+    where = (f"learning rate of the group holding parameter {param}" if entry == "lr"
+             else f"parameter {param}" + ("" if entry == "param" else f", state entry {entry!r}"))
     lines = [f"optimizer diverges at step {step} on {report.device}/{report.dtype}: {where}"]
     if c.nonfinite:
         lines.append(f"  {c.nonfinite}")
     else:
-        grad_here = grads[param][c.index] if entry == "param" or grads[param].shape else float("nan")
+        g = grads[param]
+        grad_here = ("None (skipped)" if g is None
+                     else f"{float(g[c.index]):.3g}" if len(c.index) == g.ndim else "n/a")
         lines.append(f"  worst element {list(c.index)}: expected {c.expected!r} ({labels[0]}), "
-                     f"got {c.actual!r} ({labels[1]}); gradient there this step {float(grad_here):.3g}")
+                     f"got {c.actual!r} ({labels[1]}); gradient there this step {grad_here}")
         lines.append(f"  max abs error {c.max_abs_error:.3e}, max rel error {c.max_rel_error:.3e}, "
                      f"{c.ratio:.3g}x the allowed bound")
     others = [f"param {p} {e}" for (p, e) in failing if (p, e) != (param, entry)]
@@ -265,6 +367,10 @@ def check_optimizer(
     rtol: float | None = None,
     atol: float | None = None,
     free_running: bool = False,
+    param_groups: Groups = None,
+    scheduler: Schedule | tuple[Any, ...] | None = None,
+    none_grads: bool = False,
+    swap_state_at: int | None = None,
 ) -> OptimizerReport:
     """Check a NumPy optimizer class against a ``torch.optim`` class, step by step.
 
@@ -280,16 +386,48 @@ def check_optimizer(
     times a step, so two right implementations drift apart when left free-running; a wrong
     update rule still differs at its first step. ``free_running=True`` compares the two
     trajectories as they are.
+
+    The matrix, all optional: ``param_groups`` (by parameter index, in order, with per-group
+    options over ``hyper``: ``[{"params": [0], "lr": 0.1}, {"params": [1, 2]}]``); a
+    ``scheduler`` (:class:`Schedule`, or a tuple of its fields) built on each side's optimizer
+    and stepped after each optimizer step, its group learning rates compared as state entry
+    ``"lr"``; ``none_grads`` (see :func:`none_gradients`); ``swap_state_at``, a step after which
+    each side continues from the other's ``state_dict()``. float16 and bfloat16 run the NumPy
+    side in float16 and float32.
     """
     torch_dtype, torch_device, shape_list, params = _setup(shapes, steps, seed, device, dtype)
     hyper = dict(hyper or {})
+    groups = _checked_groups(param_groups, len(shape_list))
+    schedule = Schedule(*scheduler) if isinstance(scheduler, tuple) else scheduler
     tol = trajectory_tolerance(torch_dtype, steps, rtol=rtol, atol=atol)
     with preserved_torch_state(torch_device):
-        expected = _TorchSide(torch_cls, params, {**hyper, **(torch_hyper or {})}, torch_device, torch_dtype)
-        actual = _NumpySide(numpy_cls, params, hyper, _NUMPY_DTYPES[torch_dtype])
+        _match_default_dtype(torch_dtype)
+        expected = _TorchSide(torch_cls, params, {**hyper, **(torch_hyper or {})}, torch_device, torch_dtype,
+                              groups, schedule)
+        actual = _NumpySide(numpy_cls, params, hyper, _NUMPY_DTYPES[torch_dtype], groups, schedule)
         return compare_trajectories(expected, actual, shape_list, steps=steps, seed=seed, device=torch_device,
-                                    dtype=torch_dtype, tol=tol, free_running=free_running,
+                                    dtype=torch_dtype, tol=tol, free_running=free_running, none_grads=none_grads,
+                                    swap_state_at=swap_state_at,
                                     labels=(f"torch {torch_cls.__name__}", f"numpy {numpy_cls.__name__}"))
+
+
+def _checked_groups(groups: Groups, n: int) -> Groups:
+    """Parameter groups must list every parameter index once, in order (so both sides number them alike)."""
+    if groups is None:
+        return None
+    order = [int(i) for g in groups for i in g["params"]]
+    if order != list(range(n)) or any(not g["params"] for g in groups):
+        raise InvalidInputError(f"param_groups must split the parameters 0..{n - 1} in order into non-empty "
+                                f"groups, got {[list(g['params']) for g in groups]}")
+    return [dict(g) for g in groups]
+
+
+def _match_default_dtype(dtype: torch.dtype) -> None:
+    """Make torch keep its optimizer scalars (``step``, NAdam's ``mu_product``) as the reference does:
+    float64 for float64 parameters, float32 otherwise (the caller restores the default)."""
+    wanted = torch.float64 if dtype == torch.float64 else torch.float32
+    if torch.get_default_dtype() != wanted:
+        torch.set_default_dtype(wanted)
 
 
 def torch_variants(device: torch.device) -> dict[str, dict[str, bool]]:

@@ -18,6 +18,15 @@ samples fall far below their scale by chance, and an element judged by such a sa
 alarm; so the floor is pooled: no element's is below the tensor's median (the typical rounding, robust
 to the few elements that cancel hardest, which keep their own).
 
+A disagreement can also be invariant under such moves while rounding still explains it: in
+:math:`(10^8 + 10^{-4}) - 10^8` the rounding of the first sum depends only on :math:`10^{-4}` modulo
+the ulp of :math:`10^8`, which a relative move of :math:`10^{-4}` by a millionth does not change. Backward
+error analysis covers that case: a backward-stable computation returns the exact result at inputs
+moved by a few ulps, so how far each side's result moves when the inputs move by a few ulps
+(:math:`|e(x'') - e(x)|`, :math:`|t(x'') - t(x)|`, random factors in :math:`1 \pm 4u`) is what
+rounding can do to it: the condition of the result times :math:`u`. The floor is the larger of the two
+measures.
+
 The floor costs a few extra evaluations of both sides, so checks measure it only when an element
 exceeds the a-priori bound.
 """
@@ -47,6 +56,16 @@ def perturbed(inputs: Sequence[np.ndarray], variables: Sequence[int], relative: 
     return out
 
 
+def jittered(inputs: Sequence[np.ndarray], variables: Sequence[int], relative: float,
+             rng: np.random.Generator) -> list[np.ndarray]:
+    """Copies of ``inputs`` with each element of the ``variables`` scaled by a random factor in ``1 +- relative``."""
+    out = [np.array(x, copy=True) for x in inputs]
+    for k in variables:
+        x = out[k]
+        out[k] = x * (1.0 + relative * (2 * rng.random(x.shape) - 1))
+    return out
+
+
 def rounding_floor(
     expected_at: Evaluation,
     actual_at: Evaluation,
@@ -55,19 +74,23 @@ def rounding_floor(
     inputs: Sequence[np.ndarray],
     variables: Sequence[int],
     relative: float,
+    ulps: float,
     *,
     samples: int = 3,
     seed: int = 0,
 ) -> list[np.ndarray] | None:
-    """The largest change of the disagreement ``expected - actual`` over ``samples`` moves of the inputs.
+    """The rounding floor of the disagreement ``expected - actual``, element by element.
 
-    ``expected_at``/``actual_at`` evaluate each side at a point; ``expected``/``actual`` are their
-    results at the unmoved inputs. Returns one array per result (value, then each gradient), pooled
-    (see the module docstring), or None when no moved point could be evaluated on both sides.
+    The larger of its change over ``samples`` moves of the inputs by ``relative`` of themselves, and
+    the change of either side's result over ``samples`` moves by random factors within ``1 +- ulps``
+    (see the module docstring). ``expected_at``/``actual_at`` evaluate each side at a point;
+    ``expected``/``actual`` are their results at the unmoved inputs. Returns one array per result
+    (value, then each gradient), pooled, or None when no moved point could be evaluated on both sides.
     """
     rng = np.random.default_rng(seed + 7_919)
-    baseline = [np.asarray(e, dtype=np.float64) - np.asarray(a, dtype=np.float64)
-                for e, a in zip(expected, actual, strict=True)]
+    expected = [np.asarray(e, dtype=np.float64) for e in expected]
+    actual = [np.asarray(a, dtype=np.float64) for a in actual]
+    baseline = [e - a for e, a in zip(expected, actual, strict=True)]
     floor: list[np.ndarray] | None = None
     for _ in range(samples):
         point = perturbed(inputs, variables, relative, rng)
@@ -76,6 +99,13 @@ def rounding_floor(
             continue
         changes = [np.abs(np.asarray(e, dtype=np.float64) - np.asarray(a, dtype=np.float64) - d)
                    for e, a, d in zip(moved_expected, moved_actual, baseline, strict=True)]
+        near = jittered(inputs, variables, ulps, rng)
+        near_expected, near_actual = expected_at(near), actual_at(near)
+        if near_expected is not None and near_actual is not None:
+            changes = [np.maximum.reduce([c, np.abs(np.asarray(ne, dtype=np.float64) - e0),
+                                          np.abs(np.asarray(na, dtype=np.float64) - a0)])
+                       for c, ne, na, e0, a0 in zip(changes, near_expected, near_actual, expected, actual,
+                                                    strict=True)]
         # A disagreement that turns NaN or Inf under a tiny move is unboundedly sensitive there.
         changes = [np.where(np.isnan(c), np.inf, c) for c in changes]
         floor = changes if floor is None else [np.maximum(f, c) for f, c in zip(floor, changes, strict=True)]
@@ -86,4 +116,4 @@ def _pooled(floor: np.ndarray) -> np.ndarray:
     """``floor`` raised to at least its median (see the module docstring)."""
     if floor.size < 2:
         return floor
-    return np.maximum(floor, np.median(floor))
+    return np.asarray(np.maximum(floor, np.median(floor)))

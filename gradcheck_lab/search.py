@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,15 +16,19 @@ from hypothesis import strategies as st
 from gradcheck_lab.check import ReferenceFn, TorchFn, check_gradients
 from gradcheck_lab.devices import resolve_devices
 from gradcheck_lab.dtypes import dtype_name, resolve_dtype
-from gradcheck_lab.errors import GradientMismatch, InvalidInputError, NonFiniteError
+from gradcheck_lab.errors import GradientMismatch, InconclusiveWarning, InvalidInputError, NonFiniteError
 from gradcheck_lab.report import Report
-from gradcheck_lab.strategies import DEFAULT_BOUND, input_tuples
+from gradcheck_lab.strategies import DEFAULT_BOUND, ElementSpec, input_tuples
 from gradcheck_lab.tolerances import Tolerance
 
 
 @dataclass
 class VerifySummary:
-    """The worst agreement seen for one device and dtype over every example."""
+    """The worst agreement seen for one device and dtype over every example.
+
+    ``examples`` counts the inputs that passed (the evidence); ``inconclusive`` those where float64
+    rounding could explain a disagreement, which prove nothing either way and are not in the maxima.
+    """
 
     device: str
     dtype: str
@@ -32,8 +37,12 @@ class VerifySummary:
     max_rel_error: float = 0.0
     ratio: float = 0.0
     tolerance: Tolerance | None = None
+    inconclusive: int = 0
 
     def add(self, report: Report) -> None:
+        if report.verdict == "inconclusive":
+            self.inconclusive += 1
+            return
         self.examples += 1
         self.max_abs_error = max(self.max_abs_error, report.max_abs_error)
         self.max_rel_error = max(self.max_rel_error, report.max_rel_error)
@@ -65,7 +74,7 @@ def verify(
     max_examples: int = 100,
     inputs: st.SearchStrategy[tuple[Any, ...]] | None = None,
     bound: float = DEFAULT_BOUND,
-    elements: st.SearchStrategy[float] | None = None,
+    elements: ElementSpec = None,
     rtol: float | None = None,
     atol: float | None = None,
     finite_differences: bool = False,
@@ -76,7 +85,8 @@ def verify(
 
     Inputs come from ``inputs`` (a strategy of input tuples) or are drawn for ``shapes`` with
     elements in ``[-bound, bound]`` (or from ``elements``, e.g. ``st.floats(0.1, 4.0)`` for a
-    function defined for positive inputs only). On the first failure hypothesis shrinks the example; the
+    function defined for positive inputs only; or one per input, where an entry may draw the whole array,
+    as ``gst.labels((8,), 4)`` does). On the first failure hypothesis shrinks the example; the
     error raised (``GradientMismatch`` or another typed error) is the one for the *minimal*
     counterexample, which ``GradientMismatch.inputs`` holds. ``seed`` fixes the search.
     """
@@ -90,8 +100,10 @@ def verify(
 
     def one_example(example: tuple[Any, ...]) -> None:
         for (dev, dt), summary in summaries.items():
-            summary.add(check_gradients(reference_fn, torch_fn, example, device=dev, dtype=dt, rtol=rtol,
-                                        atol=atol, finite_differences=finite_differences, **check_kwargs))
+            with warnings.catch_warnings():  # counted, and reported once at the end
+                warnings.simplefilter("ignore", InconclusiveWarning)
+                summary.add(check_gradients(reference_fn, torch_fn, example, device=dev, dtype=dt, rtol=rtol,
+                                            atol=atol, finite_differences=finite_differences, **check_kwargs))
 
     search = settings(
         settings(),
@@ -111,4 +123,11 @@ def verify(
     except NonFiniteError as exc:
         raise NonFiniteError(f"{exc}\n  if the function is only defined on part of the line, restrict the inputs: "
                              "verify(..., elements=st.floats(0.1, 4.0)) or inputs=<strategy>") from None
+    unresolved = [s for s in summaries.values() if s.inconclusive]
+    if unresolved:
+        counts = ", ".join(f"{s.inconclusive} of {s.inconclusive + s.examples} on {s.device}/{s.dtype}"
+                           for s in unresolved)
+        warnings.warn(f"inconclusive inputs, not counted as evidence: {counts} (float64 rounding at those inputs "
+                      "could explain the disagreement; check_gradients on one of them says where)",
+                      InconclusiveWarning, stacklevel=2)
     return VerifyResult(list(summaries.values()))

@@ -6,6 +6,7 @@ harness (never by a float64 strategy silently feeding a float32 array).
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -28,10 +29,40 @@ def elements(bound: float = DEFAULT_BOUND, min_magnitude: float = MIN_MAGNITUDE)
     return values.map(lambda v: v if abs(v) >= min_magnitude else 0.0)
 
 
+_ARRAY_STRATEGIES: weakref.WeakSet[st.SearchStrategy] = weakref.WeakSet()
+"""Strategies that draw whole arrays (``arrays``, ``labels``): an ``elements=`` entry may be one of them."""
+
+
 def arrays(shape: tuple[int, ...], bound: float = DEFAULT_BOUND,
            element_strategy: st.SearchStrategy[float] | None = None) -> st.SearchStrategy[np.ndarray]:
     """A float64 array of ``shape`` with well-conditioned elements (or ``element_strategy``'s)."""
-    return hnp.arrays(np.float64, shape, elements=elements(bound) if element_strategy is None else element_strategy)
+    strategy = hnp.arrays(np.float64, shape,
+                          elements=elements(bound) if element_strategy is None else element_strategy)
+    _ARRAY_STRATEGIES.add(strategy)
+    return strategy
+
+
+def labels(shape: int | tuple[int, ...], num_classes: int) -> st.SearchStrategy[np.ndarray]:
+    """Integer class indices in ``[0, num_classes)`` of ``shape`` (int64), shrinking towards class 0.
+
+    Pass them as data: ``constants=`` holds their index.
+    """
+    if num_classes < 1:
+        raise ValueError(f"num_classes must be at least 1, got {num_classes}")
+    strategy = hnp.arrays(np.int64, shape, elements=st.integers(0, num_classes - 1))
+    _ARRAY_STRATEGIES.add(strategy)
+    return strategy
+
+
+ElementSpec = st.SearchStrategy | Sequence[st.SearchStrategy | None] | None
+"""``elements=``: one strategy for every input, or one per input (None: the default elements); an entry
+may also draw the whole array (``arrays(...)``, ``labels(...)``)."""
+
+
+def _input(shape: tuple[int, ...], bound: float, entry: st.SearchStrategy | None) -> st.SearchStrategy[np.ndarray]:
+    if entry is not None and entry in _ARRAY_STRATEGIES:
+        return entry
+    return arrays(shape, bound, entry)
 
 
 def sides(max_side: int = 5) -> st.SearchStrategy[int]:
@@ -44,10 +75,15 @@ def shapes(min_dims: int = 1, max_dims: int = 3, max_side: int = 5) -> st.Search
 
 
 def input_tuples(shape_list: Sequence[tuple[int, ...]], bound: float = DEFAULT_BOUND,
-                 element_strategy: st.SearchStrategy[float] | None = None
-                 ) -> st.SearchStrategy[tuple[Any, ...]]:
-    """A tuple of arrays with the given fixed shapes."""
-    return st.tuples(*(arrays(tuple(s), bound, element_strategy) for s in shape_list))
+                 element_strategy: ElementSpec = None) -> st.SearchStrategy[tuple[Any, ...]]:
+    """A tuple of arrays with the given fixed shapes; ``element_strategy`` is one strategy or one per input."""
+    if isinstance(element_strategy, Sequence):
+        if len(element_strategy) != len(shape_list):
+            raise ValueError(f"elements= has {len(element_strategy)} entries for {len(shape_list)} inputs")
+        entries = list(element_strategy)
+    else:
+        entries = [element_strategy] * len(shape_list)
+    return st.tuples(*(_input(tuple(s), bound, e) for s, e in zip(shape_list, entries, strict=True)))
 
 
 @st.composite

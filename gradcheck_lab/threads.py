@@ -7,6 +7,7 @@ machine: a 0.4 ms Adam step then takes 12 ms. :func:`thread_budget` gives each i
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from collections.abc import Iterator
@@ -89,3 +90,60 @@ def thread_budget(n: int | None = None) -> Iterator[int]:
         torch.set_num_threads(previous)
         if limiter is not None:
             limiter.restore_original_limits()
+
+
+@functools.cache
+def _process_budget() -> int:
+    """:func:`cores_for_this_process`, read once (it reads cgroup files: ~0.3 ms)."""
+    return cores_for_this_process()
+
+
+class _BlasPools:
+    """NumPy's BLAS pools (through threadpoolctl, found once per process): get and set their thread counts.
+
+    A ``threadpool_limits`` block costs ~0.1 ms (it re-reads every loaded library), as much as a whole
+    check of a 64x64 layer; setting the counts on controllers found once costs a few microseconds.
+    """
+
+    _controllers: list[Any] | None = None
+
+    @classmethod
+    def controllers(cls) -> list[Any]:
+        if cls._controllers is None:
+            try:
+                from threadpoolctl import ThreadpoolController  # type: ignore[import-untyped, unused-ignore]
+            except ImportError:
+                cls._controllers = []
+            else:
+                cls._controllers = list(ThreadpoolController().select(user_api="blas").lib_controllers)
+        return cls._controllers
+
+
+@contextmanager
+def check_threads() -> Iterator[None]:
+    """The thread pools for one check: torch at this process's share of the cores, NumPy's BLAS at one thread.
+
+    A check alternates NumPy and torch calls. Each pool's idle threads spin for a while after a call,
+    so with both sized to the machine they take turns starving each other (a 256x256 layer check took
+    8 ms instead of 0.26 ms on 2 cores); one BLAS thread removes that, and under pytest-xdist torch
+    gets its share (:func:`cores_for_this_process`), not every core. Both pools are restored on exit;
+    nothing is changed where it already holds.
+    """
+    import torch
+
+    budget = _process_budget()
+    torch_before = torch.get_num_threads()
+    blas = [(c, c.num_threads) for c in _BlasPools.controllers()]
+    if torch_before != budget:
+        torch.set_num_threads(budget)
+    for controller, threads in blas:
+        if threads != 1:
+            controller.set_num_threads(1)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != torch_before:
+            torch.set_num_threads(torch_before)
+        for controller, threads in blas:
+            if threads != 1:
+                controller.set_num_threads(threads)

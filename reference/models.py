@@ -9,9 +9,9 @@ from __future__ import annotations
 import numpy as np
 
 from ._arrays import as_float, sum_to_shape
-from .activations import sigmoid, sigmoid_backward
+from .activations import relu, relu_backward, sigmoid, sigmoid_backward
 from .linear import linear, linear_backward
-from .losses import mse, mse_backward
+from .losses import cross_entropy, cross_entropy_backward, mse, mse_backward
 
 
 def linear_regression(
@@ -68,3 +68,34 @@ def sigmoid_mse(
     grad_z = sigmoid_backward(grad_p, p)
     grad_x, grad_weight, _ = linear_backward(grad_z, x, weight, has_bias=False)
     return loss, (grad_weight, grad_x, -grad_p)
+
+
+def mlp_classifier(
+    w1: np.ndarray, b1: np.ndarray, w2: np.ndarray, b2: np.ndarray, x: np.ndarray, target: np.ndarray
+) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+    r"""Linear -> ReLU -> Linear -> cross-entropy (class indices, mean over the batch).
+
+    ``x`` is ``(N, D)``, ``w1`` ``(H, D)``, ``b1`` ``(H,)``, ``w2`` ``(C, H)``, ``b2`` ``(C,)``, ``target``
+    ``(N,)`` integer classes. Forward: :math:`h = x W_1^\top + b_1`, :math:`a = \max(h, 0)`,
+    :math:`z = a W_2^\top + b_2`, :math:`L = \frac1N \sum_n -\log \mathrm{softmax}(z_n)_{t_n}`. Backward:
+
+    .. math::
+        g_z = \tfrac1N (\mathrm{softmax}(z) - \mathrm{onehot}(t)), \quad
+        G_{W_2} = g_z^\top a, \quad g_{b_2} = \textstyle\sum_n g_z, \quad g_a = g_z W_2,
+
+    .. math::
+        g_h = g_a \odot [h > 0], \quad G_{W_1} = g_h^\top x, \quad g_{b_1} = \textstyle\sum_n g_h,
+        \quad g_x = g_h W_1.
+
+    Returns ``(loss, (grad_w1, grad_b1, grad_w2, grad_b2, grad_x))``: no gradient for the integer target.
+    """
+    w1, b1, w2, b2, x = (as_float(a) for a in (w1, b1, w2, b2, x))
+    h = linear(x, w1, b1)
+    a = relu(h)
+    z = linear(a, w2, b2)
+    loss = cross_entropy(z, target)
+    grad_z = cross_entropy_backward(z, target)
+    grad_a, grad_w2, grad_b2 = linear_backward(grad_z, a, w2)
+    grad_h = relu_backward(grad_a, h)
+    grad_x, grad_w1, grad_b1 = linear_backward(grad_h, x, w1)
+    return loss, (grad_w1, grad_b1, grad_w2, grad_b2, grad_x)

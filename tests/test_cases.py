@@ -27,7 +27,11 @@ def test_case_agrees_with_autograd_and_finite_differences(name, device, dtype, d
 def test_registry_holds_the_issue_cases():
     expected = {"sigmoid", "mse_mean", "mse_sum", "linear_bias_2d", "linear_nobias_2d", "linear_bias_3d",
                 "linear_nobias_3d", "linear_regression", "sigmoid_mse", "mean_of_squares",
-                "sum_of_two_squares", "square_plus_twice", "residual_chain"}
+                "sum_of_two_squares", "square_plus_twice", "residual_chain",
+                "tanh", "relu", "leaky_relu", "gelu", "gelu_tanh", "softmax", "softmax_dim0", "log_softmax",
+                "logsumexp", "cross_entropy_index_mean", "cross_entropy_index_sum_smoothed",
+                "cross_entropy_probs_none", "bce_with_logits", "bce_with_logits_pos_weight", "embedding",
+                "mlp_classifier"}
     assert expected <= set(gl.CASES)
 
 

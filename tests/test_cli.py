@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import gradcheck_lab as gl
-from gradcheck_lab import cli
+from gradcheck_lab import bench, cli
 
 
 def test_list_names_every_case(capsys):
@@ -65,9 +65,22 @@ def test_bench_runs_a_tiny_sweep_with_json(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "GFLOP/s" in out and "GB/s" in out and "% ceil" in out
     payload = json.loads(path.read_text())
-    assert {r["workload"] for r in payload["rows"]} == {"linear", "sigmoid_mse", "mlp", "adam"}
+    assert {r["workload"] for r in payload["rows"]} == set(bench.WORKLOADS)  # one per optimizer rule too
     assert {r["backend"] for r in payload["rows"]} == {"numpy", "torch-cpu"}
     assert all(r["median_s"] > 0 and r["ceiling"] > 0 for r in payload["rows"])
+
+
+def test_bench_verification_reports_every_method_as_a_ratio_to_the_baseline(tmp_path, capsys):
+    path = tmp_path / "bench.json"
+    code = cli.main(["bench", "--workload", "linear", "--sizes", "8", "--device", "cpu", "--repeats", "1", "-q",
+                     "--verification", "--verification-sizes", "8", "--json", str(path)])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "oracle/fast" in out and "gradcheck fast" in out
+    (row,) = json.loads(path.read_text())["verification"]
+    assert row["n"] == 8 and row["baseline_s"] > 0
+    assert set(row["ratios"]) == {"plain", "oracle", "gradcheck fast", "gradcheck full"}
+    assert all(r > 0 for r in row["ratios"].values())
 
 
 def test_console_script_and_module_entry_point():

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from gradcheck_lab.reference import linear, losses, models
+from gradcheck_lab.reference import activations, embedding, linear, losses, models
 from gradcheck_lab.reference.activations import sigmoid, sigmoid_backward
 
 import gradcheck_lab as gl
@@ -90,11 +90,113 @@ PLANTED = {
 }
 
 
+# --- planted bugs in the activation, loss and embedding references ---
+
+def softmax_jacobian_diagonal_only(x, grad_out):
+    y = activations.softmax(x)
+    return np.sum(y * grad_out), (grad_out * y * (1 - y), y)  # bug: drops the -y_i y_j off-diagonal terms
+
+
+def softmax_max_subtracted_in_numerator_only(x, grad_out):
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    y = e / np.exp(x).sum(axis=-1, keepdims=True)  # bug: the denominator is not shifted by the same max
+    return np.sum(y * grad_out), (activations.softmax_backward(grad_out, y), y)
+
+
+def cross_entropy_without_one_hot(logits, target):
+    return losses.cross_entropy(logits, target), (activations.softmax(logits, axis=1) / len(target),)
+
+
+def cross_entropy_summed_not_averaged(logits, target):
+    return losses.cross_entropy(logits, target), (losses.cross_entropy_backward(logits, target, reduction="sum"),)
+
+
+def embedding_gradient_overwritten(weight, indices, grad_out):
+    out = embedding.embedding(indices, weight)
+    grad = np.zeros_like(weight)
+    grad[indices.reshape(-1)] = grad_out.reshape(-1, weight.shape[1])  # bug: a repeated row keeps the last one
+    return np.sum(out * grad_out), (grad, out)
+
+
+LOGITS = rng.standard_normal((5, 4)) * 2
+LABELS = np.array([0, 3, 1, 1, 2])
+INDICES = np.array([[1, 0, 1], [3, 1, 0]])
+REFERENCE_PLANTED = {
+    "softmax jacobian diagonal only": (softmax_jacobian_diagonal_only,
+                                       lambda x, g: (F.softmax(x, -1) * g).sum(),
+                                       (rng.standard_normal((3, 4)), rng.standard_normal((3, 4))), "'x'", ()),
+    "softmax max subtracted in the numerator only": (
+        softmax_max_subtracted_in_numerator_only, lambda x, g: (F.softmax(x, -1) * g).sum(),
+        (rng.standard_normal((3, 4)) + 2, rng.standard_normal((3, 4))), "'x'", ()),
+    "cross-entropy without the one-hot": (cross_entropy_without_one_hot, F.cross_entropy, (LOGITS, LABELS),
+                                          "'logits'", (1,)),
+    "cross-entropy summed not averaged": (cross_entropy_summed_not_averaged, F.cross_entropy, (LOGITS, LABELS),
+                                          "'logits'", (1,)),
+    "embedding gradient overwritten": (embedding_gradient_overwritten, lambda w, i, g: (F.embedding(i, w) * g).sum(),
+                                       (rng.standard_normal((4, 3)), INDICES, rng.standard_normal((2, 3, 3))),
+                                       "'weight'", (1,)),
+}
+HALF_DTYPES = ("float16", "bfloat16")
+
+
+@pytest.mark.parametrize("dtype", [*HALF_DTYPES], ids=str)
+@pytest.mark.parametrize("bug", sorted(REFERENCE_PLANTED))
+def test_planted_reference_bug_is_reported_in_half_precision(bug, dtype):
+    reference_fn, torch_fn, inputs, culprit, constants = REFERENCE_PLANTED[bug]
+    with pytest.raises(gl.GradientMismatch) as info:
+        gl.check_gradients(reference_fn, torch_fn, inputs, dtype=dtype, constants=constants, finite_differences=True)
+    assert culprit in str(info.value)
+    assert "the reference gradient is wrong" in str(info.value)
+
+
+def log_softmax_cross_entropy_max_over_whole_array(logits, target):
+    shifted = logits - logits.max()  # bug: one max for the array, not one per row
+    log_p = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    n = len(target)
+    grad = np.exp(log_p)
+    grad[np.arange(n), target] -= 1
+    return -log_p[np.arange(n), target].mean(), (grad / n,)
+
+
+def bce_with_logits_through_log_sigmoid(logits, target):
+    p = 1 / (1 + np.exp(-logits))  # bug: log(p) and log(1 - p) saturate to -inf at large |logits|
+    loss = -np.mean(target * np.log(p) + (1 - target) * np.log(1 - p))
+    grad_p = -(target / p - (1 - target) / (1 - p)) / p.size
+    return loss, (grad_p * p * (1 - p),)
+
+
+# Subtracting any per-row constant leaves the softmax unchanged, so a whole-array max is only wrong where it
+# underflows: a row far below the array's maximum becomes exp(-inf) / 0. Both bugs show as non-finite values.
+WIDE_LOGITS = np.stack([rng.standard_normal(4) + 1000, rng.standard_normal(4) - 1000, rng.standard_normal(4)])
+HUGE_LOGITS = np.array([[1e4, -1e4, 50.0], [-50.0, 3.0, -1e4]])
+NONFINITE_PLANTED = {
+    "softmax max over the whole array": (log_softmax_cross_entropy_max_over_whole_array, F.cross_entropy,
+                                         (WIDE_LOGITS, np.array([0, 1, 2]))),
+    "bce with logits as log(sigmoid)": (bce_with_logits_through_log_sigmoid, F.binary_cross_entropy_with_logits,
+                                        (HUGE_LOGITS, rng.uniform(0, 1, HUGE_LOGITS.shape))),
+}
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@pytest.mark.parametrize("dtype", ["float64", "float32", *HALF_DTYPES], ids=str)
+@pytest.mark.parametrize("bug", sorted(NONFINITE_PLANTED))
+def test_planted_overflow_bug_is_reported_as_non_finite(bug, dtype):
+    reference_fn, torch_fn, inputs = NONFINITE_PLANTED[bug]
+    with pytest.raises(gl.NonFiniteError, match="the reference"):
+        gl.check_gradients(reference_fn, torch_fn, inputs, dtype=dtype, constants=(1,))
+    # torch stays finite there, and so does the fixed reference in the registry
+    case = gl.CASES["cross_entropy_index_mean" if "softmax" in bug else "bce_with_logits"]
+    assert gl.check_case(case, inputs, dtype=dtype).passed
+
+PLANTED.update(REFERENCE_PLANTED)
+
+
 @pytest.mark.parametrize("bug", sorted(PLANTED))
 def test_planted_bug_is_reported_with_the_input_and_the_oracle_verdict(bug, device, dtype):
-    reference_fn, torch_fn, inputs, culprit = PLANTED[bug]
+    reference_fn, torch_fn, inputs, culprit, *constants = PLANTED[bug]
     with pytest.raises(gl.GradientMismatch) as info:
-        gl.check_gradients(reference_fn, torch_fn, inputs, device=device, dtype=dtype, finite_differences=True)
+        gl.check_gradients(reference_fn, torch_fn, inputs, device=device, dtype=dtype, finite_differences=True,
+                           constants=constants[0] if constants else ())
     message = str(info.value)
     assert culprit in message
     assert "worst element" in message and "tolerance" in message

@@ -78,3 +78,25 @@ def test_thread_budget_restores_on_error_and_defaults_to_this_process_share(monk
 def test_a_budget_below_one_thread_is_an_error():
     with pytest.raises(ValueError, match="at least 1"), threads.thread_budget(0):
         pass
+
+
+def test_a_check_runs_with_its_share_of_threads_and_one_blas_thread_and_restores_both():
+    import numpy as np
+
+    import gradcheck_lab as gl
+    from gradcheck_lab import threads
+
+    seen = {}
+
+    def reference(x):
+        seen["blas"] = [c.num_threads for c in threads._BlasPools.controllers()]
+        seen["torch"] = torch.get_num_threads()
+        return np.sum(x**2), (2 * x,)
+
+    before_torch = torch.get_num_threads()
+    before_blas = [c.num_threads for c in threads._BlasPools.controllers()]
+    gl.check_gradients(reference, lambda t: (t**2).sum(), (np.arange(3.0),))
+    assert seen["torch"] == threads.cores_for_this_process()
+    assert all(n == 1 for n in seen["blas"])
+    assert torch.get_num_threads() == before_torch
+    assert [c.num_threads for c in threads._BlasPools.controllers()] == before_blas

@@ -76,3 +76,20 @@ def test_a_domain_restricted_function_needs_and_accepts_an_element_strategy():
 def test_a_python_number_is_one_input():
     report = gl.check_gradients(lambda x: (x**2, (2 * x,)), lambda t: t**2, 3.0)
     assert report.passed and report.gradients["'x' (input 0)"].max_abs_error == 0
+
+
+def test_inconclusive_inputs_are_counted_apart_and_warned_once():
+    """An input whose disagreement float64 rounding explains is not evidence: counted, warned about once."""
+    from hypothesis import strategies as st
+
+    def reordered_sum(x):  # (x0 + x2) + x1: exact for these inputs; torch's order rounds 1e-3 against 1e8
+        s = (x[0] + x[2]) + x[1]
+        return s**2, (np.full_like(x, 2 * s),)
+
+    cancelling = st.floats(1e-4, 1e-2).map(lambda a: (np.array([1e8, a, -1e8]),))
+    with pytest.warns(gl.InconclusiveWarning, match="not counted as evidence") as caught:
+        result = gl.verify(reordered_sum, lambda t: t.sum() ** 2, inputs=cancelling, max_examples=10, seed=0)
+    summary = result.summaries[0]
+    assert summary.inconclusive > 0
+    assert summary.examples + summary.inconclusive >= 10
+    assert sum(issubclass(w.category, gl.InconclusiveWarning) for w in caught) == 1

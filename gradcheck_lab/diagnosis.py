@@ -1,0 +1,144 @@
+r"""How a gradient is wrong: the patterns hand derivations fall into, read off the reference and torch's gradients.
+
+For a wrong gradient :math:`r` against the right one :math:`t` (NumPy only, float64):
+
+- all zeros: :math:`r = 0 \ne t` (a gradient never written, a branch of backward missing);
+- another input's gradient: :math:`r \approx t_j` for another input :math:`j` (returned in the wrong order);
+- transposed: :math:`r \approx t^\top` (or another permutation of the axes) where :math:`t \ne t^\top`;
+- a constant factor: :math:`r \approx c\,t` with :math:`c = \langle r, t\rangle / \langle t, t\rangle`,
+  named when :math:`c` is :math:`-1`, :math:`2`, :math:`1/2`, or a dimension :math:`n` (or size) of an
+  input or its reciprocal (averaged instead of summed, or the reverse);
+- only :math:`k` of :math:`n` elements wrong (a boundary, padding or indexing case).
+
+The first pattern that fits a gradient is its diagnosis; "fits" means to :data:`FIT` of the
+gradient's largest magnitude, far looser than rounding and far tighter than any other mistake.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+FIT = 1e-6
+"""A pattern fits when it reproduces the reference to this fraction of the largest magnitude."""
+
+
+def _close(a: np.ndarray, b: np.ndarray) -> bool:
+    scale = max(float(np.max(np.abs(a), initial=0.0)), float(np.max(np.abs(b), initial=0.0)))
+    return a.shape == b.shape and scale > 0 and float(np.max(np.abs(a - b), initial=0.0)) <= FIT * scale
+
+
+def _near(c: float, target: float) -> bool:
+    return abs(c - target) <= 1e-6 * abs(target)
+
+
+def _dimension_hint(c: float, shapes: Sequence[tuple[str, tuple[int, ...]]]) -> str | None:
+    """Name ``c`` as a dimension or size of an input (its reciprocal: averaged instead of summed)."""
+    for name, shape in shapes:
+        for axis, n in enumerate(shape):
+            if n < 2:
+                continue
+            if _near(c, 1 / n):
+                return f"averaged over axis {axis} of {name} ({n}) instead of summed?"
+            if _near(c, n):
+                return f"summed over axis {axis} of {name} ({n}) instead of averaged?"
+        size = math.prod(shape)
+        if len(shape) > 1 and size > 1:
+            if _near(c, 1 / size):
+                return f"divided by the size of {name} ({size}) once too often?"
+            if _near(c, size):
+                return f"multiplied by the size of {name} ({size}), or a mean taken as a sum?"
+    return None
+
+
+def constant_factor(r: np.ndarray, t: np.ndarray, shapes: Sequence[tuple[str, tuple[int, ...]]]) -> str | None:
+    """``r = c t`` for a constant ``c`` other than 1: the factor, named where it can be."""
+    tt = float(np.sum(t * t))
+    if tt == 0.0:
+        return None
+    c = float(np.sum(r * t)) / tt
+    if c == 0.0 or _near(c, 1.0) or not _close(r, c * t):
+        return None
+    if _near(c, -1.0):
+        return "the sign is flipped (a factor of -1)"
+    hint = _dimension_hint(c, shapes) or (
+        "a term counted twice, or a 1/2 missing (as in the derivative of x**2 / 2)?" if _near(c, 2.0)
+        else "a term counted half, or a factor 2 missing (the derivative of x**2 is 2x)?" if _near(c, 0.5)
+        else None)
+    return f"{c:.6g} times torch's" + (f": {hint}" if hint else "")
+
+
+def transposed(r: np.ndarray, t: np.ndarray) -> str | None:
+    """``r`` is ``t`` with its axes permuted (and ``t`` is not symmetric under that permutation)."""
+    if r.ndim < 2 or r.ndim > 4:
+        return None
+    for perm in itertools.permutations(range(r.ndim)):
+        if perm == tuple(range(r.ndim)):
+            continue
+        moved = np.transpose(t, perm)
+        if moved.shape == r.shape and _close(r, moved) and not _close(t, moved):
+            return "transposed" if r.ndim == 2 else f"its axes permuted as {perm}"
+    return None
+
+
+def partial(r: np.ndarray, wrong: np.ndarray) -> str | None:
+    """Only some elements are wrong: their count, fraction and first places."""
+    k, n = int(wrong.sum()), wrong.size
+    if k == 0 or k == n:
+        return None
+    places = ", ".join(str([int(i) for i in idx]) for idx in np.argwhere(wrong)[:3])
+    zeros = " (the reference has 0 at every one of them)" if not np.any(r[wrong]) else ""
+    return (f"only {k} of {n} elements ({100 * k / n:.3g}%) are wrong, at {places}{', ...' if k > 3 else ''}"
+            f"{zeros}: a boundary, padding or indexing case?")
+
+
+def diagnose_one(k: int, reference: Sequence[np.ndarray], truth: Sequence[np.ndarray], names: Sequence[str],
+                 wrong: np.ndarray, shapes: Sequence[tuple[str, tuple[int, ...]]]) -> str | None:
+    """The first pattern that fits the gradient of input ``k``."""
+    r, t = np.asarray(reference[k], dtype=np.float64), np.asarray(truth[k], dtype=np.float64)
+    if not (np.all(np.isfinite(r)) and np.all(np.isfinite(t))):
+        return None
+    if not np.any(r) and np.any(t):
+        return "all zeros where torch's is not: is it ever written, or is a branch of backward missing?"
+    for j, other in enumerate(truth):
+        if j != k and np.shape(other) == r.shape and _close(r, np.asarray(other)) and not _close(t, np.asarray(other)):
+            return f"it equals torch's gradient of {names[j]}: swapped (returned in the wrong order)?"
+    own = [(names[k], r.shape)] + [s for s in shapes if s[0] != names[k]]
+    return transposed(r, t) or constant_factor(r, t, own) or partial(r, wrong)
+
+
+def diagnose(reference: Sequence[np.ndarray], truth: Sequence[np.ndarray], names: Sequence[str],
+             wrong: Sequence[np.ndarray], shapes: Sequence[tuple[str, tuple[int, ...]]]) -> str | None:
+    """A short text saying how the reference's gradients are wrong, where a pattern fits (None otherwise).
+
+    ``reference``/``truth`` hold the gradients of the inputs ``names`` (the reference's, and torch's
+    in float64); ``wrong`` marks the elements past their bound; ``shapes`` lists every input's name
+    and shape (data inputs too), whose dimensions may explain a constant factor.
+    """
+    found = []
+    for k, mask in enumerate(wrong):
+        if np.any(mask):
+            text = diagnose_one(k, reference, truth, names, np.asarray(mask), shapes)
+            if text:
+                found.append(f"the gradient of {names[k]}: {text}")
+    return "; ".join(found[:3]) or None
+
+
+def diagnose_mismatch(labels: Sequence[str], reference: Sequence[np.ndarray], truth: Sequence[np.ndarray],
+                      beyond: Sequence[np.ndarray], kinks: Sequence[tuple[str, tuple[int, ...]]],
+                      inputs: Sequence[np.ndarray], variables: Sequence[int]) -> str | None:
+    """:func:`diagnose` for a check's judged gradients; elements on kinks are left to the kink lines.
+
+    ``labels`` are the gradients' names, ``beyond`` their elements past the bound, ``kinks`` the
+    (name, index) of elements found on kinks, ``inputs`` every input (``variables`` the differentiated).
+    """
+    wrong = [np.array(b, dtype=bool, copy=True) for b in beyond]
+    for name, index in kinks:
+        if name in labels:
+            wrong[list(labels).index(name)][index] = False
+    names = {k: labels[i] for i, k in enumerate(variables)}
+    shapes = [(names.get(k, f"input {k}"), tuple(np.shape(x))) for k, x in enumerate(inputs)]
+    return diagnose(reference, truth, labels, wrong, shapes)

@@ -1,0 +1,289 @@
+r"""``check_layer``: a layer object (``forward``, ``backward``, parameter gradients) against a ``torch.nn.Module``.
+
+The torch module's parameters become inputs of :func:`~gradcheck_lab.vjp.check_vjp`: each call copies
+them into a fresh copy of the layer (by attribute, or ``"mapping.key"`` path, through an optional
+layout transform), runs ``layer.forward(*inputs)`` and ``layer.backward(grad_output)``, and reads the
+parameter gradients back. A layout transform :math:`T` (a transpose, a reshape) is linear, so the
+gradient in torch's layout is its adjoint applied to the layer's: :math:`\nabla_p = T^\top \nabla_{T p}`,
+computed by sending element indices through :math:`T`.
+
+A module with floating buffers (batch norm's running statistics) is compared once more after one
+training-mode forward on both sides, from the same starting buffers.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from gradcheck_lab.check import as_input_tuple, constant_indices, prepare_inputs
+from gradcheck_lab.comparison import compare
+from gradcheck_lab.dtypes import resolve_dtype
+from gradcheck_lab.errors import GradientMismatch, InvalidInputError, ReferenceContractError
+from gradcheck_lab.report import Report
+from gradcheck_lab.tolerances import gradient_tolerance
+from gradcheck_lab.vjp import as_grads, check_vjp, plain_names
+
+Path = str
+Transform = Callable[[np.ndarray], np.ndarray]
+
+_GRAD_GUESSES = ("d{p}", "grad_{p}", "{p}_grad", "grads.{p}", "grads.d{p}", "gradients.{p}", "grad.{p}")
+
+
+def get_path(obj: Any, path: Path) -> Any:
+    """``obj.a`` for ``"a"``; ``obj.a["b"]`` (or ``obj.a.b``) for ``"a.b"``."""
+    for part in path.split("."):
+        obj = obj[part] if isinstance(obj, Mapping) else getattr(obj, part)
+    return obj
+
+
+def set_path(obj: Any, path: Path, value: Any) -> None:
+    *head, last = path.split(".")
+    for part in head:
+        obj = obj[part] if isinstance(obj, Mapping) else getattr(obj, part)
+    if isinstance(obj, dict):
+        obj[last] = value
+    else:
+        setattr(obj, last, value)
+
+
+def has_path(obj: Any, path: Path) -> bool:
+    try:
+        get_path(obj, path)
+    except (AttributeError, KeyError, TypeError):
+        return False
+    return True
+
+
+def adjoint(transform: Transform, shape: tuple[int, ...], grad: np.ndarray) -> np.ndarray:
+    """The adjoint of a layout change applied to ``grad``: element indices are sent through ``transform``."""
+    index = np.asarray(transform(np.arange(int(np.prod(shape))).reshape(shape)))
+    if index.dtype.kind not in "iu":
+        raise InvalidInputError("a transform must be a layout change (transpose, reshape, indexing) that works on "
+                                f"integer arrays; it turned integers into {index.dtype}")
+    grad = np.asarray(grad, dtype=np.float64)
+    if index.shape != grad.shape:
+        raise ReferenceContractError(f"the layer's gradient has shape {grad.shape}, its parameter {index.shape}")
+    out = np.zeros(int(np.prod(shape)))
+    np.add.at(out, index.ravel(), grad.ravel())
+    return out.reshape(shape)
+
+
+def guess_grad_paths(layer: Any, params: Mapping[str, Path]) -> dict[str, Path]:
+    """Where a layer that has run ``backward`` keeps each parameter's gradient: ``dW``, ``grads.W``, ..."""
+    guesses = {}
+    for name, path in params.items():
+        *head, last = path.split(".")
+        prefix = ".".join(head) + "." if head else ""
+        for pattern in _GRAD_GUESSES:
+            candidate = prefix + pattern.format(p=last)
+            if candidate != path and has_path(layer, candidate):
+                guesses[name] = candidate
+                break
+        else:
+            raise InvalidInputError(f"param_grads= is needed: no gradient of {name!r} found at "
+                                    + ", ".join(prefix + p.format(p=last) for p in _GRAD_GUESSES))
+    return guesses
+
+
+def _module_for(module: torch.nn.Module, cache: dict[Any, torch.nn.Module], like: torch.Tensor) -> torch.nn.Module:
+    key = (like.dtype, like.device)
+    if key not in cache:
+        cache[key] = copy.deepcopy(module).to(device=like.device, dtype=like.dtype).train()
+    return cache[key]
+
+
+def check_layer(
+    layer: Any,
+    torch_module: torch.nn.Module,
+    inputs: Any,
+    params: Mapping[str, Path] | None = None,
+    param_grads: Mapping[str, Path] | Callable[[Any], Mapping[str, np.ndarray]] | None = None,
+    transforms: Mapping[str, Transform] | None = None,
+    *,
+    buffers: Mapping[str, Path] | None = None,
+    grad_output: np.ndarray | None = None,
+    constants: Sequence[int] = (),
+    device: str | torch.device = "cpu",
+    dtype: str | torch.dtype = "float64",
+    rtol: float | None = None,
+    atol: float | None = None,
+    kinks: str = "strict",
+    seed: int = 0,
+    **check_kwargs: Any,
+) -> Report:
+    """Check a layer object's input and parameter gradients against ``torch_module`` (in training mode).
+
+    ``layer.forward(*inputs) -> out`` and ``layer.backward(grad_output) -> grad(s)`` of the non-constant
+    inputs. ``params`` maps each torch parameter name to where the layer keeps it (an attribute, or
+    ``"mapping.key"``; default: the same name); ``param_grads`` maps it to where the layer leaves its
+    gradient after ``backward``, or is a callable ``layer -> {torch_name: array}``; by default the
+    gradients ``backward`` returns after the input gradients (in ``params`` order) are used, else
+    they are looked for at ``dW``, ``grad_W``, ``grads.W``, ... ``transforms`` maps a torch name to a layout change from
+    torch's layout to the layer's (``np.transpose``). ``buffers`` maps torch buffer names to the layer's
+    (default: those found under the same name); they are copied in, and compared after one
+    training-mode forward. The layer is never modified: every call works on a copy.
+    """
+    __tracebackhide__ = True
+    xs = as_input_tuple(inputs)
+    pair = layer_pair(layer, torch_module, len(xs), params, param_grads, transforms, buffers, constants)
+    report = check_vjp(pair.forward, pair.backward, pair.torch_op, (*xs, *pair.weights), grad_output=grad_output,
+                       constants=tuple(pair.fixed), device=device, dtype=dtype, rtol=rtol, atol=atol, kinks=kinks,
+                       seed=seed, **check_kwargs)
+    if pair.buffer_paths:
+        _compare_buffers(torch_module, xs, pair, device, dtype, rtol, atol)
+    return report
+
+
+@dataclass(frozen=True)
+class LayerPair:
+    """A layer as :func:`~gradcheck_lab.vjp.check_vjp` sees it, over ``(*inputs, *torch parameters)``."""
+
+    forward: Callable[..., Any]
+    backward: Callable[..., Any]
+    torch_op: Callable[..., torch.Tensor]
+    weights: list[np.ndarray]
+    fixed: frozenset[int]
+    fresh: Callable[[Sequence[np.ndarray]], Any]
+    buffer_paths: dict[str, Path]
+
+
+def layer_pair(layer: Any, torch_module: torch.nn.Module, n_x: int, params: Mapping[str, Path] | None,
+               param_grads: Mapping[str, Path] | Callable[[Any], Mapping[str, np.ndarray]] | None,
+               transforms: Mapping[str, Transform] | None, buffers: Mapping[str, Path] | None,
+               constants: Sequence[int] | int) -> LayerPair:
+    """Validate ``check_layer``'s arguments and build the forward, backward and torch op it checks."""
+    named_params = dict(torch_module.named_parameters())
+    params = dict(params) if params is not None else {name: name for name in named_params}
+    unknown = sorted(set(params) - set(named_params))
+    if unknown:
+        raise InvalidInputError(f"params= names {unknown}, which the torch module does not have; "
+                                f"it has {sorted(named_params)}")
+    transforms = dict(transforms or {})
+    grad_paths: dict[str, Path] = {} if param_grads is None or callable(param_grads) else dict(param_grads)
+    torch_names = list(params)
+    weights = [named_params[n].detach().double().cpu().numpy() for n in torch_names]
+    buffer_paths = _buffer_paths(layer, torch_module, buffers)
+    start_buffers = {n: b.detach().double().cpu().numpy() for n, b in torch_module.named_buffers()
+                     if n in buffer_paths}
+    items: list[Any] = [constants] if isinstance(constants, int | np.integer) else list(constants)
+    ks = [int(k) + n_x if isinstance(k, int | np.integer) and k < 0 else k for k in items]
+    fixed = constant_indices(ks, n_x + (1 if weights else 0))
+    if any(k >= n_x for k in fixed):
+        raise InvalidInputError(f"constants= holds an index past the {n_x} input(s)")
+    count = n_x - len(fixed)
+
+    def fresh(values: Sequence[np.ndarray]) -> Any:
+        copy_ = copy.deepcopy(layer)
+        for name, value in zip(torch_names, values, strict=True):
+            t = transforms.get(name)
+            set_path(copy_, params[name], np.array(t(value) if t else value, dtype=np.float64))
+        for name, value in start_buffers.items():
+            set_path(copy_, buffer_paths[name], np.array(value, copy=True))
+        return copy_
+
+    def forward(*args: np.ndarray) -> tuple[Any, Any]:
+        x, values = args[:n_x], args[n_x:]
+        current = fresh(values)
+        return current.forward(*x), (current, [np.shape(v) for v in values])
+
+    def backward(grad_output: np.ndarray, cache: tuple[Any, Any]) -> list[Any]:
+        current, shapes = cache
+        returned = current.backward(grad_output)
+        tail = _returned_param_grads(returned, count, shapes, transforms, torch_names) if param_grads is None else None
+        if tail is not None:  # backward returned (input grads..., param grads...)
+            returned = tuple(returned[:count]) if count != 1 else returned[0]
+        grads = as_grads(returned, count, n_x) if count else []
+        if len(grads) == n_x and n_x != count:
+            grads = [g for k, g in enumerate(grads) if k not in fixed]
+        if tail is None and param_grads is None and not grad_paths:
+            grad_paths.update(guess_grad_paths(current, params))
+        found = tail if tail is not None else param_grads(current) if callable(param_grads) else {
+            name: get_path(current, path) for name, path in grad_paths.items()}
+        for name, shape in zip(torch_names, shapes, strict=True):
+            if name not in found or found[name] is None:
+                raise ReferenceContractError(f"the layer left no gradient for {name!r} after backward")
+            t = transforms.get(name)
+            grads.append(adjoint(t, shape, found[name]) if t else found[name])
+        return grads
+
+    module_cache: dict[Any, torch.nn.Module] = {}
+
+    def torch_op(*tensors: torch.Tensor) -> torch.Tensor:
+        x, values = tensors[:n_x], tensors[n_x:]
+        like = next(v for v in values if v.is_floating_point()) if values else x[0]
+        module = _module_for(torch_module, module_cache, like)
+        out: torch.Tensor = torch.func.functional_call(module, dict(zip(torch_names, values, strict=True)), tuple(x))
+        return out
+
+    forward.__signature__ = _signature(layer, n_x, torch_names)  # type: ignore[attr-defined]
+    return LayerPair(forward, backward, torch_op, weights, fixed, fresh, buffer_paths)
+
+
+def _returned_param_grads(returned: Any, count: int, shapes: Sequence[tuple[int, ...]],
+                          transforms: Mapping[str, Transform], torch_names: list[str]) -> dict[str, Any] | None:
+    """The parameter gradients when ``backward`` returns them after the input gradients, in ``params`` order."""
+    if not torch_names or not isinstance(returned, tuple | list) or len(returned) != count + len(torch_names):
+        return None
+    tail = returned[count:]
+    for name, shape, g in zip(torch_names, shapes, tail, strict=True):
+        t = transforms.get(name)
+        expected = np.shape(t(np.zeros(shape))) if t else tuple(shape)
+        if np.shape(g) != expected:
+            return None
+    return dict(zip(torch_names, tail, strict=True))
+
+
+def _signature(layer: Any, n_x: int, torch_names: list[str]) -> Any:
+    import inspect
+
+    names = plain_names(layer.forward, n_x) + [n.replace(".", "_") for n in torch_names]
+    return inspect.Signature([inspect.Parameter(n if n.isidentifier() else f"param{k}",
+                                                inspect.Parameter.POSITIONAL_ONLY) for k, n in enumerate(names)])
+
+
+def _buffer_paths(layer: Any, module: torch.nn.Module, buffers: Mapping[str, Path] | None) -> dict[str, Path]:
+    floating = {n for n, b in module.named_buffers() if b.is_floating_point()}
+    if buffers is not None:
+        unknown = sorted(set(buffers) - floating)
+        if unknown:
+            raise InvalidInputError(f"buffers= names {unknown}; the module's floating buffers are {sorted(floating)}")
+        return dict(buffers)
+    probe = copy.deepcopy(layer)
+    return {n: n for n in sorted(floating) if has_path(probe, n)}
+
+
+def _compare_buffers(module: torch.nn.Module, xs: tuple[Any, ...], pair: LayerPair, device: str | torch.device,
+                     dtype: str | torch.dtype, rtol: float | None, atol: float | None) -> None:
+    """One training-mode forward on both sides from the same buffers; raise where a buffer differs."""
+    __tracebackhide__ = True
+    torch_dtype = resolve_dtype(dtype)
+    fixed, paths = pair.fixed, pair.buffer_paths
+    rounded = prepare_inputs(xs, torch_dtype, constants=fixed)
+    mine = pair.fresh([np.array(w) for w in pair.weights])
+    mine.forward(*[np.array(x, copy=True) for x in rounded])
+    theirs = copy.deepcopy(module).to(device=device, dtype=torch.float64).train()
+    with torch.no_grad():
+        theirs(*[torch.tensor(x, device=device) if k in fixed else torch.tensor(x, dtype=torch.float64, device=device)
+                 for k, x in enumerate(rounded)])
+    tol = gradient_tolerance(torch.float64, rtol=rtol, atol=atol)
+    found = dict(theirs.named_buffers())
+    for name, path in paths.items():
+        expected = found[name].detach().cpu().numpy()
+        actual = np.asarray(get_path(mine, path), dtype=np.float64)
+        if actual.shape != expected.shape:
+            raise ReferenceContractError(f"the layer's {path!r} has shape {actual.shape}, torch's {name!r} "
+                                         f"{expected.shape}")
+        c = compare(expected, actual, tol)
+        if not c.passed:
+            raise GradientMismatch(
+                f"running statistic {name!r} (layer's {path!r}) differs after one training-mode forward\n"
+                f"  worst element {list(c.index)}: torch {c.expected!r}, layer {c.actual!r}; "
+                f"{c.failing} of {c.size} elements past their bound\n"
+                "  check the momentum convention (torch: new = (1 - momentum) * old + momentum * batch) and that "
+                "torch's running variance is unbiased (divides by n - 1)", inputs=tuple(xs))

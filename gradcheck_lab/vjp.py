@@ -1,0 +1,207 @@
+r"""``check_vjp``: a forward/backward pair written the way people write it, checked through ``check_gradients``.
+
+A backward function computes a vector-Jacobian product: for an upstream gradient :math:`g` shaped
+like the output, ``backward(g, ...)`` returns :math:`J^\top g` for each input. That is the gradient of
+the scalar
+
+.. math::  s(x) = \langle \mathrm{forward}(x), g \rangle = \sum_i \mathrm{forward}(x)_i \, g_i,
+
+so the pair is checked as the reference ``(s, backward(g))`` against ``(torch_op(x) * g).sum()``,
+with :math:`g` passed as a data input (``constants=``): every verdict, kink, tolerance and diagnosis
+of :func:`~gradcheck_lab.check.check_gradients` applies unchanged.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from gradcheck_lab.check import as_input_tuple, check_gradients, constant_indices, input_names
+from gradcheck_lab.errors import InvalidInputError, ReferenceContractError, TorchFunctionError
+from gradcheck_lab.report import Report
+
+GRAD_OUTPUT = "grad_output"
+
+
+def draw_grad_output(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
+    """The upstream gradient the harness uses when none is given: standard normal, seeded, float64."""
+    return np.random.default_rng([seed, 0x67726164]).standard_normal(shape)
+
+
+def named(fn: Callable[..., Any], names: Sequence[str]) -> Callable[..., Any]:
+    """Give ``fn`` a positional signature with ``names``: the names the harness's messages use."""
+    params = [inspect.Parameter(n if n.isidentifier() else f"input{k}", inspect.Parameter.POSITIONAL_ONLY)
+              for k, n in enumerate(names)]
+    fn.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    return fn
+
+
+def plain_names(fn: Callable[..., Any], count: int) -> list[str]:
+    """The positional parameter names of ``fn`` when it has ``count`` of them, else ``input0``, ``input1``, ..."""
+    names = input_names(fn, count)
+    return [n.split("'")[1] if n.startswith("'") else f"input{k}" for k, n in enumerate(names)]
+
+
+def split_forward(result: Any) -> tuple[Any, Any, bool]:
+    """``(out, cache, cached)``: a forward returning ``(out, cache)`` is the course style."""
+    if isinstance(result, tuple | list) and len(result) == 2 and not isinstance(result[0], tuple | list):
+        return result[0], result[1], True
+    return result, None, False
+
+
+def as_grads(grads: Any, count: int, n_inputs: int) -> list[Any]:
+    """A backward's result as a list: one array for a single input, a tuple otherwise."""
+    if isinstance(grads, np.ndarray | np.generic | float) and count == 1:
+        return [grads]
+    if isinstance(grads, dict):
+        raise ReferenceContractError("backward returned a dict: return the input gradients as a tuple, in order")
+    if not isinstance(grads, tuple | list):
+        raise ReferenceContractError(f"backward must return the input gradient(s), got {type(grads).__name__}")
+    if len(grads) not in (count, n_inputs):
+        raise ReferenceContractError(
+            f"backward returned {len(grads)} gradient(s): {count} are needed (one per input"
+            + (f", or {n_inputs} with None for the data inputs)" if count != n_inputs else ")"))
+    return list(grads)
+
+
+def inner(out: Any, grad_output: np.ndarray) -> np.ndarray:
+    r""":math:`\langle out, g \rangle` in float64, kept in ``out``'s dtype when that is below float64.
+
+    A forward computing in float32 then shows as a reference below float64 (the context diagnosis).
+    """
+    arr = np.asarray(out)
+    if arr.shape != grad_output.shape:
+        raise ReferenceContractError(
+            f"the forward's output has shape {arr.shape}, the upstream gradient {grad_output.shape}")
+    value = np.sum(arr.astype(np.float64) * grad_output)
+    return value.astype(arr.dtype) if arr.dtype.kind == "f" and arr.dtype.itemsize < 8 else np.asarray(value)
+
+
+def torch_inner(torch_op: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+    """``(torch_op(*xs) * g).sum()`` for ``(*xs, g)``, with the output's shape checked."""
+
+    def torch_fn(*args: torch.Tensor) -> torch.Tensor:
+        *xs, g = args
+        out = torch_op(*xs)
+        if not isinstance(out, torch.Tensor):
+            raise TorchFunctionError(f"the torch op must return a tensor, got {type(out).__name__}")
+        if tuple(out.shape) != tuple(g.shape):
+            raise TorchFunctionError(
+                f"the torch op's output has shape {tuple(out.shape)}, the forward's {tuple(g.shape)}")
+        return (out * g).sum()
+
+    return torch_fn
+
+
+def output_shape(forward: Callable[..., Any], inputs: Sequence[Any]) -> tuple[int, ...]:
+    """The forward's output shape, from one call on copies of the inputs."""
+    copies = [x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else copy.deepcopy(x) if is_static(x)
+              else np.array(x, copy=True) for x in inputs]
+    out, _, _ = split_forward(forward(*copies))
+    return tuple(np.shape(out))
+
+
+def check_vjp(
+    forward: Callable[..., Any],
+    backward: Callable[..., Any],
+    torch_op: Callable[..., torch.Tensor],
+    inputs: Any,
+    grad_output: np.ndarray | None = None,
+    constants: Sequence[int] = (),
+    device: str | torch.device = "cpu",
+    dtype: str | torch.dtype = "float64",
+    rtol: float | None = None,
+    atol: float | None = None,
+    kinks: str = "strict",
+    *,
+    seed: int = 0,
+    **check_kwargs: Any,
+) -> Report:
+    """Check a hand-written ``forward``/``backward`` pair against ``torch_op`` and autograd.
+
+    Two styles are recognized from what ``forward`` returns:
+
+    - ``forward(*inputs) -> out``, then ``backward(grad_output, *inputs) -> grads``;
+    - ``forward(*inputs) -> (out, cache)``, then ``backward(grad_output, cache) -> grads`` (course style).
+
+    ``grads`` holds one gradient per non-constant input (a bare array for one), or one per input with
+    anything in the data inputs' slots. ``out`` may have any shape; ``torch_op(*tensors)`` returns a
+    tensor of that shape. ``grad_output`` is drawn (standard normal, from ``seed``) when None. The
+    remaining arguments are :func:`~gradcheck_lab.check.check_gradients`'s; the report's inputs are the
+    given ones followed by ``grad_output`` (a data input).
+    """
+    __tracebackhide__ = True
+    xs, fixed, static = split_static(as_input_tuple(inputs), constants)
+    if grad_output is None:
+        grad_output = draw_grad_output(output_shape(forward, Static(static, len(xs) + len(static)).merge(xs)), seed)
+    reference, torch_fn = vjp_pair(forward, backward, torch_op, len(xs), fixed, static)
+    return check_gradients(reference, torch_fn, (*xs, np.asarray(grad_output)), device=device, dtype=dtype,
+                           rtol=rtol, atol=atol, constants=(*fixed, len(xs)), kinks=kinks, seed=seed,
+                           **check_kwargs)
+
+
+def is_static(x: Any) -> bool:
+    """Settings rather than data: a dict (``conv_param``), a string, None, a bool, an int, a tuple of ints."""
+    if isinstance(x, dict | str | bool | int) or x is None:
+        return True
+    return isinstance(x, tuple) and all(isinstance(v, int) for v in x)
+
+
+def split_static(xs: tuple[Any, ...], constants: Sequence[int] | int) -> tuple[tuple[Any, ...], frozenset[int],
+                                                                                 dict[int, Any]]:
+    """The array inputs, the data inputs' indices among them, and the settings by their position."""
+    static = {k: x for k, x in enumerate(xs) if is_static(x)}
+    items = [constants] if isinstance(constants, int | np.integer) else list(constants)
+    if not static:
+        return xs, constant_indices(items, len(xs)), {}
+    keep = [k for k in range(len(xs)) if k not in static]
+    for k in items:
+        if not isinstance(k, int | np.integer) or not -len(xs) <= k < len(xs):
+            raise InvalidInputError(f"constants= holds {k!r}, but there are {len(xs)} input(s)")
+    positions = [int(k) % len(xs) for k in items]
+    arrays = tuple(xs[k] for k in keep)
+    if not arrays:
+        raise InvalidInputError("every input is a setting (dict, int, str, None): at least one array is needed")
+    return arrays, constant_indices([keep.index(k) for k in positions if k not in static], len(arrays)), static
+
+
+class Static:
+    """Puts the settings back between the arrays, a fresh copy each call (a forward may write into them)."""
+
+    def __init__(self, static: dict[int, Any], total: int) -> None:
+        self.static, self.total = static, total
+
+    def merge(self, arrays: Sequence[Any]) -> list[Any]:
+        it = iter(arrays)
+        return [copy.deepcopy(self.static[k]) if k in self.static else next(it) for k in range(self.total)]
+
+
+def vjp_pair(forward: Callable[..., Any], backward: Callable[..., Any], torch_op: Callable[..., torch.Tensor],
+             n_inputs: int, fixed: frozenset[int], static: dict[int, Any] | None = None,
+             ) -> tuple[Callable[..., Any], Callable[..., torch.Tensor]]:
+    """The scalar reference and torch function :func:`check_vjp` checks, over ``(*inputs, grad_output)``.
+
+    ``static`` holds settings (``conv_param``, a stride) by their position among all the arguments;
+    both sides get them back in place, the arrays around them.
+    """
+    count = n_inputs - len(fixed)
+    static = static or {}
+    place = Static(static, n_inputs + len(static))
+
+    def reference(*args: np.ndarray) -> tuple[np.ndarray, list[Any]]:
+        *x, g = args
+        full = place.merge(x)
+        out, cache, cached = split_forward(forward(*full))
+        value = inner(out, g)
+        grads = as_grads(backward(g, cache) if cached else backward(g, *full), count, len(x))
+        return value, [*grads, None] if len(grads) == len(x) and len(x) != count else grads
+
+    names = [n for k, n in enumerate(plain_names(forward, place.total)) if k not in static]
+    named(reference, [*names, GRAD_OUTPUT])
+    op = torch_op if not static else (lambda *ts: torch_op(*place.merge(ts)))
+    return reference, torch_inner(op)

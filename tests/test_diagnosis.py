@@ -1,0 +1,146 @@
+"""Diagnosis: every kind has a planted bug that must produce it, in the report and in the message."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import gradcheck_lab as gl
+from gradcheck_lab.diagnosis import diagnose
+
+rng = np.random.default_rng(5)
+X, W, B = rng.standard_normal((8, 3)), rng.standard_normal((3, 5)), rng.standard_normal(5)
+
+
+def affine_tanh(x, w, b):
+    """sum(tanh(x @ w + b)): d/dz = 1 - tanh(z)**2, then the affine chain rule."""
+    y = np.tanh(x @ w + b)
+    dz = 1 - y**2
+    return y.sum(), (dz @ w.T, x.T @ dz, dz.sum(axis=0))
+
+
+def torch_affine_tanh(x, w, b):
+    return torch.tanh(x @ w + b).sum()
+
+
+def planted(change):
+    def reference(x, w, b):
+        value, grads = affine_tanh(x, w, b)
+        return value, change(list(grads), x, w, b)
+
+    return reference
+
+
+def _diagnosis(reference, inputs=(X, W, B), torch_fn=torch_affine_tanh, dtype="float64"):
+    with pytest.raises(gl.GradientMismatch) as exc:
+        gl.check_gradients(reference, torch_fn, inputs, dtype=dtype)
+    assert exc.value.report.diagnosis and f"diagnosis: {exc.value.report.diagnosis}" in str(exc.value)
+    return exc.value.report.diagnosis
+
+
+def _set(k, value):
+    def change(grads, *_):
+        grads[k] = value(grads[k])
+        return grads
+
+    return change
+
+
+@pytest.mark.parametrize(("change", "expected"), [
+    (_set(1, lambda g: 2 * g), "'w' (input 1): 2 times torch's: a term counted twice"),
+    (_set(1, lambda g: g / 2), "'w' (input 1): 0.5 times torch's: a term counted half"),
+    (_set(0, lambda g: -g), "'x' (input 0): the sign is flipped"),
+    (_set(1, lambda g: g / 8), "'w' (input 1): 0.125 times torch's: averaged over axis 0 of 'x' (input 0) (8) "
+                               "instead of summed?"),
+    (_set(2, lambda g: g * 8), "'b' (input 2): 8 times torch's: summed over axis 0 of 'x' (input 0) (8) instead "
+                               "of averaged?"),
+    (_set(0, lambda g: g / 24), "divided by the size of 'x' (input 0) (24) once too often?"),
+    (_set(0, np.zeros_like), "'x' (input 0): all zeros where torch's is not"),
+    (_set(2, lambda g: g * 1.37), "'b' (input 2): 1.37 times torch's"),
+])
+def test_each_kind_of_planted_bug_gets_its_diagnosis(change, expected, dtype):
+    assert expected in _diagnosis(planted(change), dtype=dtype)
+
+
+def test_transposed_and_axes_permuted():
+    def square(w, v):
+        return np.sum(np.sin(w) * v), (np.cos(w).T * v.T, np.sin(w))
+
+    w, v = rng.standard_normal((4, 4)), rng.standard_normal((4, 4))
+    assert "'w' (input 0): transposed" in _diagnosis(square, (w, v), lambda w, v: (torch.sin(w) * v).sum())
+
+    def cube(t):
+        return np.sum(t**3), (np.transpose(3 * t**2, (0, 2, 1)),)
+
+    t = rng.standard_normal((2, 3, 3))
+    assert "axes permuted as (0, 2, 1)" in _diagnosis(cube, (t,), lambda t: (t**3).sum())
+
+
+def test_swapped_gradients():
+    def product(a, b):
+        return np.sum(a * b), (a, b)  # d/da = b and d/db = a, returned the other way round
+
+    a, b = rng.standard_normal((3, 4)), rng.standard_normal((3, 4))
+    text = _diagnosis(product, (a, b), lambda a, b: (a * b).sum())
+    assert "'a' (input 0): it equals torch's gradient of 'b' (input 1): swapped" in text
+    assert "'b' (input 1): it equals torch's gradient of 'a' (input 0)" in text
+
+
+def test_only_some_elements_wrong_with_count_and_fraction():
+    def last_column_dropped(grads, *_):
+        grads[1] = grads[1].copy()
+        grads[1][:, -1] = 0.0
+        return grads
+
+    text = _diagnosis(planted(last_column_dropped))
+    assert "'w' (input 1): only 3 of 15 elements (20%) are wrong, at [0, 4], [1, 4], [2, 4]" in text
+    assert "(the reference has 0 at every one of them)" in text
+
+
+def test_float32_reference_and_mutation_are_diagnosed():
+    def in_float32_and_doubled(x, w, b):
+        value, grads = affine_tanh(x.astype(np.float32), w.astype(np.float32), b.astype(np.float32))
+        return value, (grads[0], 2 * grads[1], grads[2])
+
+    with pytest.raises(gl.GradientMismatch) as exc:
+        gl.check_gradients(in_float32_and_doubled, torch_affine_tanh, (X, W, B))
+    text = exc.value.report.diagnosis
+    assert "in a precision below float64" in text and "'w' (input 1): 2 times torch's" in text
+
+    def mutates_and_doubles(x, w, b):
+        value, grads = affine_tanh(x, w, b)
+        x *= 0  # corrupts the caller's array in place
+        return value, (grads[0], 2 * grads[1], grads[2])
+
+    with pytest.raises(gl.GradientMismatch) as exc, pytest.warns(gl.ReferenceMutationWarning):
+        gl.check_gradients(mutates_and_doubles, torch_affine_tanh, (X, W, B))
+    text = exc.value.report.diagnosis
+    assert "modifies its input(s) 'x' (input 0) in place" in text and "2 times torch's" in text
+
+
+def test_no_diagnosis_when_nothing_fits_and_none_on_a_pass():
+    def wrong_derivative(x, w, b):  # 1 - y instead of 1 - y**2: no simple pattern
+        y = np.tanh(x @ w + b)
+        dz = 1 - y
+        return y.sum(), (dz @ w.T, x.T @ dz, dz.sum(axis=0))
+
+    with pytest.raises(gl.GradientMismatch) as exc:
+        gl.check_gradients(wrong_derivative, torch_affine_tanh, (X, W, B))
+    assert exc.value.report.diagnosis is None and "diagnosis:" not in str(exc.value)
+    assert gl.check_gradients(affine_tanh, torch_affine_tanh, (X, W, B)).diagnosis is None
+
+
+@settings(max_examples=30, deadline=None, database=None)
+@given(st.integers(0, 2**32 - 1), st.sampled_from([-1.0, 0.5, 2.0, 1 / 6, 6.0, 1.37]))
+def test_diagnose_finds_any_planted_factor_and_nothing_in_noise(seed, factor):
+    r = np.random.default_rng(seed)
+    t = r.standard_normal((6, 4))
+    wrong = np.ones(t.shape, bool)
+    shapes = [("x", (6, 4))]
+    text = diagnose([factor * t], [t], ["x"], [wrong], shapes)
+    assert text is not None and ("sign is flipped" in text if factor == -1 else f"{factor:.6g} times" in text)
+    noisy = t + 1e-3 * np.abs(t).max() * r.standard_normal(t.shape)
+    assert diagnose([noisy], [t], ["x"], [wrong], shapes) is None
