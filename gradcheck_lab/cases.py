@@ -266,7 +266,7 @@ def logsumexp_vjp(x: np.ndarray, grad_out: np.ndarray) -> tuple[np.ndarray, tupl
     return np.sum(out * grad_out), (ref_losses.logsumexp_backward(grad_out, x), out)
 
 
-def _cross_entropy_fn(reduction: str, label_smoothing: float = 0.0) -> ReferenceFn:
+def _cross_entropy_fn(reduction: Literal["mean", "sum", "none"], label_smoothing: float = 0.0) -> ReferenceFn:
     def cross_entropy(logits: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
         loss = ref_losses.cross_entropy(logits, target, reduction, label_smoothing)
         return loss, (ref_losses.cross_entropy_backward(logits, target, reduction, label_smoothing),)

@@ -142,13 +142,6 @@ def run_checks(checks: Sequence[Check], max_examples: int, seed: int,
     return rows
 
 
-def run_verify(devices: Sequence[str], dtypes: Sequence[str] | None, cases: Sequence[str] | None,
-               max_examples: int, seed: int, optimizers: bool, progress: Callable[[Row], None] | None = None
-               ) -> list[Row]:
-    """Plan and run: every selected case on every device and every dtype it supports."""
-    return run_checks(plan_checks(devices, dtypes, cases, optimizers), max_examples, seed, progress)
-
-
 # --- the table ----------------------------------------------------------------------------------
 
 _NUMERIC = (("examples", 8), ("max abs err", 11), ("max rel err", 11), ("inconclusive", 12), ("seconds", 7))
@@ -189,14 +182,6 @@ class Table:
         tail = f"{r.tolerance}  {_result(r)}" if r.tolerance else _result(r)
         return self._line([r.case, r.device, r.dtype, examples, _num(r.max_abs_error), _num(r.max_rel_error),
                            str(r.inconclusive), f"{r.seconds:.1f}", tail])
-
-
-def format_table(rows: Sequence[Row]) -> str:
-    """The whole table at once (rows of any case)."""
-    table = Table([])
-    table.widths = [max([4, *(len(r.case) for r in rows)]), max([6, *(len(r.device) for r in rows)]),
-                    max([5, *(len(r.dtype) for r in rows)])]
-    return "\n".join([table.header(), *(table.row(r) for r in rows)])
 
 
 # --- user cases ---------------------------------------------------------------------------------
@@ -381,15 +366,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def _run(argv: Sequence[str] | None) -> int:
     from gradcheck_lab.errors import GradcheckError
 
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
     except GradcheckError as exc:
         return _usage(args, str(exc))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The console script: exit 0 passed, 1 failed, 2 usage error, 130 interrupted."""
+    try:
+        return _run(argv)
     except BrokenPipeError:
         # The reader went away (`gradcheck-lab list | head`): no traceback, and no second error at exit.
         devnull = os.open(os.devnull, os.O_WRONLY)

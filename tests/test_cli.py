@@ -314,3 +314,27 @@ def test_bench_uses_a_thread_budget_by_default(monkeypatch, tmp_path, capsys):
     payload = json.loads(path.read_text())
     assert payload["machine"]["torch_threads"] == 1 and "load_average" in payload["machine"]
     assert all("warnings" in r for r in payload["rows"])
+
+
+def test_a_terminal_gets_a_progress_line_and_a_pipe_does_not(monkeypatch, capsys):
+    import io
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    monkeypatch.setattr(cli, "_gradient_row", _fake_row)
+    argv = ["verify", "--device", "cpu", "--case", "sigmoid", "--dtype", "float64,float32"]
+    assert cli.main(argv) == 0
+    assert "[1/2]" not in capsys.readouterr().err  # captured stderr is no terminal: plain rows only
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    assert cli.main(argv) == 0
+    assert "[1/2] sigmoid cpu float64" in terminal.getvalue() and "[2/2] sigmoid cpu float32" in terminal.getvalue()
+    assert terminal.getvalue().endswith("\r\033[K")  # the progress line is cleared at the end
+
+
+def test_an_unknown_dtype_is_a_usage_error_before_any_work(monkeypatch, capsys):
+    monkeypatch.setattr(cli, "run_checks", lambda *a, **k: pytest.fail("work started"))
+    assert cli.main(["verify", "--device", "cpu", "--dtype", "float8"]) == 2
+    assert "float8" in capsys.readouterr().err
