@@ -1,8 +1,9 @@
 """What a verification costs: ``check_gradients`` against ``torch.autograd.gradcheck``, side by side.
 
 The workload is Linear -> sigmoid -> MSE with W of n x n and a batch of n, in float64 (what
-gradcheck needs). Every method is timed in the same run on the same inputs, and quoted as a ratio
-to the *baseline*, the least any check must do: one reference call and one autograd pass.
+gradcheck needs). Every method is timed in the same run on the same inputs, under the thread pools
+a check uses (:func:`gradcheck_lab.threads.check_threads`), and quoted as a ratio to the
+*baseline*, the least any check must do: one reference call and one autograd pass.
 
 - ``plain``: ``check_gradients`` (reference vs autograd, float64 math comparison);
 - ``oracle``: the same with ``finite_differences=True`` (one random direction);
@@ -26,6 +27,7 @@ import torch.nn.functional as F
 from gradcheck_lab.bench import Timing, measure
 from gradcheck_lab.check import check_gradients
 from gradcheck_lab.reference import models
+from gradcheck_lab.threads import check_threads
 
 METHODS = ("plain", "oracle", "gradcheck fast", "gradcheck full")
 FULL_MODE_LIMIT = 4096
@@ -47,17 +49,22 @@ def method_calls(n: int) -> dict[str, Callable[[], Any]]:
     leaves = [torch.tensor(a, requires_grad=True) for a in inputs]
 
     def baseline() -> None:
-        models.sigmoid_mse(*inputs)
-        torch.autograd.grad(torch_sigmoid_mse(*leaves), leaves)
+        with check_threads():  # the pools a check runs with: else NumPy's and torch's threads fight
+            models.sigmoid_mse(*inputs)
+            torch.autograd.grad(torch_sigmoid_mse(*leaves), leaves)
+
+    def gradcheck(fast_mode: bool) -> bool:
+        with check_threads():
+            return bool(torch.autograd.gradcheck(torch_sigmoid_mse, leaves, fast_mode=fast_mode))
 
     calls: dict[str, Callable[[], Any]] = {
         "baseline": baseline,
         "plain": lambda: check_gradients(models.sigmoid_mse, torch_sigmoid_mse, inputs),
         "oracle": lambda: check_gradients(models.sigmoid_mse, torch_sigmoid_mse, inputs, finite_differences=True),
-        "gradcheck fast": lambda: torch.autograd.gradcheck(torch_sigmoid_mse, leaves, fast_mode=True),
+        "gradcheck fast": lambda: gradcheck(fast_mode=True),
     }
     if sum(a.size for a in inputs) <= FULL_MODE_LIMIT:
-        calls["gradcheck full"] = lambda: torch.autograd.gradcheck(torch_sigmoid_mse, leaves)
+        calls["gradcheck full"] = lambda: gradcheck(fast_mode=False)
     return calls
 
 
