@@ -4,6 +4,6 @@ This package never imports torch: it is the independent side of every check.
 Each backward writes out the chain rule that gives it in its docstring.
 """
 
-from . import activations, linear, losses, models, optim, tutorial
+from . import activations, conv, linear, losses, models, normalization, optim, tutorial
 
-__all__ = ["activations", "linear", "losses", "models", "optim", "tutorial"]
+__all__ = ["activations", "conv", "linear", "losses", "models", "normalization", "optim", "tutorial"]
