@@ -63,7 +63,7 @@ def test_bench_runs_a_tiny_sweep_with_json(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "GFLOP/s" in out and "GB/s" in out and "% ceil" in out
     payload = json.loads(path.read_text())
-    assert {r["workload"] for r in payload["rows"]} == {"linear", "sigmoid_mse", "mlp", "adam"}
+    assert {r["workload"] for r in payload["rows"]} == {"linear", "sigmoid_mse", "mlp", "adam", "conv"}
     assert {r["backend"] for r in payload["rows"]} == {"numpy", "torch-cpu"}
     assert all(r["median_s"] > 0 and r["ceiling"] > 0 for r in payload["rows"])
 
