@@ -160,3 +160,14 @@ def test_conv_geometry_errors_are_explicit():
         conv.conv2d(x[:, :2, :2, :2], w)
     with pytest.raises(ValueError, match="at most half"):
         conv.max_pool2d(x, 2, padding=2)
+
+
+@pytest.mark.parametrize("fn", [normalization.layer_norm_backward, normalization.batch_norm_backward,
+                                conv.conv2d_backward, conv.max_pool2d_backward, conv.avg_pool2d_backward],
+                         ids=lambda f: f.__name__)
+def test_every_backward_derives_itself_in_a_raw_docstring(fn):
+    import inspect
+
+    assert ".. math::" in (inspect.getdoc(fn) or "")
+    body = inspect.getsource(fn).split(":\n", 1)[1].lstrip()
+    assert body.startswith('r"""')
