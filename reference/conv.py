@@ -18,6 +18,11 @@ import numpy as np
 
 from ._arrays import as_float
 
+
+def _wide(a: np.ndarray) -> np.ndarray:
+    """float16 computes in float32 (as torch does on the CPU): its squares and sums overflow at 65504."""
+    return a.astype(np.float32) if a.dtype.itemsize < 4 else a
+
 Size = int | Sequence[int]
 
 
@@ -111,16 +116,17 @@ def conv2d(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None, st
             x^{\text{pad}}_{n,c,\,y s_h + i d_h,\,x s_w + j d_w}.
     """
     x, weight = as_float(x), as_float(weight)
+    dtype = np.result_type(x, weight)
     o, cg, kh, kw = weight.shape
     if x.ndim != 4 or x.shape[1] != cg * groups or o % groups:
         raise ValueError(f"x of shape {x.shape} does not fit weight of shape {weight.shape} with groups={groups}")
     s, p, d, out = _geometry(x.shape, (kh, kw), stride, padding, dilation)
-    cols = _im2col(x, (kh, kw), s, p, d, out, groups)
-    y = weight.reshape(groups, o // groups, -1) @ cols  # (G, O/G, N*Ho*Wo): the one GEMM
+    cols = _im2col(_wide(x), (kh, kw), s, p, d, out, groups)
+    y = _wide(weight).reshape(groups, o // groups, -1) @ cols  # (G, O/G, N*Ho*Wo): the one GEMM
     y = y.reshape(o, x.shape[0], *out).transpose(1, 0, 2, 3)
     if bias is not None:
         y = y + as_float(bias).reshape(1, o, 1, 1)
-    return np.ascontiguousarray(y, dtype=np.result_type(x, weight))
+    return np.ascontiguousarray(y, dtype=dtype)
 
 
 def conv2d_backward(
@@ -161,15 +167,15 @@ def conv2d_backward(
     if grad_out.shape != (n, o, *out):
         raise ValueError(f"grad_out has shape {grad_out.shape}, the output has {(n, o, *out)}")
     dtype = np.result_type(grad_out, x, weight)
-    g = np.ascontiguousarray(grad_out.transpose(1, 0, 2, 3)).reshape(groups, o // groups, -1)  # (G, O/G, N*P)
-    cols = _im2col(x, (kh, kw), s, p, d, out, groups)
-    w = weight.reshape(groups, o // groups, -1)
+    g = np.ascontiguousarray(_wide(grad_out).transpose(1, 0, 2, 3)).reshape(groups, o // groups, -1)  # (G, O/G, N*P)
+    cols = _im2col(_wide(x), (kh, kw), s, p, d, out, groups)
+    w = _wide(weight).reshape(groups, o // groups, -1)
     # (cols @ g^T)^T, not g @ cols^T: OpenBLAS is an order of magnitude slower with the short
     # side (O) as the rows of a product summed over N * Ho * Wo.
     grad_weight = (cols @ g.transpose(0, 2, 1)).transpose(0, 2, 1).reshape(weight.shape)
     grad_cols = (w.transpose(0, 2, 1) @ g).reshape(x.shape[1], kh, kw, n, *out)
     grad_x = _col2im(grad_cols, x.shape, p, s, d)
-    grad_bias = grad_out.sum(axis=(0, 2, 3)).astype(dtype, copy=False) if has_bias else None
+    grad_bias = _wide(grad_out).sum(axis=(0, 2, 3)).astype(dtype, copy=False) if has_bias else None
     return (np.ascontiguousarray(grad_x, dtype=dtype), grad_weight.astype(dtype, copy=False), grad_bias)
 
 
@@ -237,12 +243,12 @@ def avg_pool2d(x: np.ndarray, kernel_size: Size, stride: Size | None = None, pad
     sum over :math:`k_h k_w`, padded zeros included. ``stride`` defaults to ``kernel_size``."""
     x = as_float(x)
     k, s, p, out = _pool_geometry(x, kernel_size, stride, padding)
-    xp = _pad(x, p)
-    total = np.zeros((*x.shape[:2], *out), dtype=x.dtype)
+    xp = _pad(_wide(x), p)
+    total = np.zeros((*x.shape[:2], *out), dtype=xp.dtype)
     for i in range(k[0]):
         for j in range(k[1]):
             total += xp[(..., *_slices(i, j, s, (1, 1), out))]
-    return total / x.dtype.type(k[0] * k[1])
+    return (total / (k[0] * k[1])).astype(x.dtype, copy=False)
 
 
 def avg_pool2d_backward(grad_out: np.ndarray, x: np.ndarray, kernel_size: Size, stride: Size | None = None,

@@ -16,6 +16,11 @@ import numpy as np
 from ._arrays import as_float
 
 
+def _wide(a: np.ndarray) -> np.ndarray:
+    """float16 computes in float32 (as torch does on the CPU): its squares and sums overflow at 65504."""
+    return a.astype(np.float32) if a.dtype.itemsize < 4 else a
+
+
 def _shape(normalized_shape: int | Sequence[int]) -> tuple[int, ...]:
     if isinstance(normalized_shape, int | np.integer):
         return (int(normalized_shape),)
@@ -44,7 +49,7 @@ def layer_norm(x: np.ndarray, normalized_shape: int | Sequence[int], weight: np.
     ``weight`` and ``bias`` (shape ``normalized_shape``) scale and shift element-wise.
     """
     x = as_float(x)
-    x_hat, _ = _normalize(x, _layer_axes(x, normalized_shape), eps)
+    x_hat, _ = _normalize(_wide(x), _layer_axes(x, normalized_shape), eps)
     out = x_hat if weight is None else x_hat * weight
     return (out if bias is None else out + bias).astype(x.dtype, copy=False)
 
@@ -86,14 +91,15 @@ def layer_norm_backward(
 
     Returns ``(grad_x, grad_weight, grad_bias)``; the last two are None for an absent weight or bias.
     """
-    x, grad_out = as_float(x), as_float(grad_out)
+    dtype = as_float(x).dtype
+    x, grad_out = _wide(as_float(x)), _wide(as_float(grad_out))
     axes = _layer_axes(x, normalized_shape)
     x_hat, rstd = _normalize(x, axes, eps)
     g_hat = grad_out if weight is None else grad_out * weight
-    grad_x = _normalized_backward(g_hat, x_hat, rstd, axes).astype(x.dtype, copy=False)
+    grad_x = _normalized_backward(g_hat, x_hat, rstd, axes).astype(dtype, copy=False)
     batch = tuple(range(x.ndim - len(axes)))
-    grad_weight = None if weight is None else (grad_out * x_hat).sum(axis=batch).astype(x.dtype, copy=False)
-    grad_bias = None if bias is None else grad_out.sum(axis=batch).astype(x.dtype, copy=False)
+    grad_weight = None if weight is None else (grad_out * x_hat).sum(axis=batch).astype(dtype, copy=False)
+    grad_bias = None if bias is None else grad_out.sum(axis=batch).astype(dtype, copy=False)
     return grad_x, grad_weight, grad_bias
 
 
@@ -115,7 +121,8 @@ def batch_norm(x: np.ndarray, running_mean: np.ndarray | None, running_var: np.n
     m \frac{n}{n - 1}\sigma^2` with :math:`n` elements per channel: the running estimate uses the
     *unbiased* variance, the normalization the biased one. Eval mode normalizes with the running buffers.
     """
-    x = as_float(x)
+    dtype = as_float(x).dtype
+    x = _wide(as_float(x))
     axes, vec = _channel_axes(x)
     if training:
         n = x.size // x.shape[1]
@@ -136,7 +143,7 @@ def batch_norm(x: np.ndarray, running_mean: np.ndarray | None, running_var: np.n
             raise ValueError("eval mode (training=False) needs running_mean and running_var")
         x_hat = (x - running_mean.reshape(vec)) / np.sqrt(running_var.reshape(vec) + eps)
     out = x_hat if weight is None else x_hat * weight.reshape(vec)
-    return (out if bias is None else out + bias.reshape(vec)).astype(x.dtype, copy=False)
+    return (out if bias is None else out + bias.reshape(vec)).astype(dtype, copy=False)
 
 
 def batch_norm_backward(
@@ -165,7 +172,8 @@ def batch_norm_backward(
     Returns ``(grad_x, grad_weight, grad_bias)``: ``grad_weight`` is None without ``weight``,
     ``grad_bias`` None when ``has_bias`` is false.
     """
-    x, grad_out = as_float(x), as_float(grad_out)
+    dtype = as_float(x).dtype
+    x, grad_out = _wide(as_float(x)), _wide(as_float(grad_out))
     axes, vec = _channel_axes(x)
     g_hat = grad_out if weight is None else grad_out * weight.reshape(vec)
     if training:
@@ -177,6 +185,6 @@ def batch_norm_backward(
         rstd = 1 / np.sqrt(running_var.reshape(vec) + eps)
         x_hat = (x - running_mean.reshape(vec)) * rstd
         grad_x = g_hat * rstd
-    grad_weight = None if weight is None else (grad_out * x_hat).sum(axis=axes).astype(x.dtype, copy=False)
-    grad_bias = grad_out.sum(axis=axes).astype(x.dtype, copy=False) if has_bias else None
-    return grad_x.astype(x.dtype, copy=False), grad_weight, grad_bias
+    grad_weight = None if weight is None else (grad_out * x_hat).sum(axis=axes).astype(dtype, copy=False)
+    grad_bias = grad_out.sum(axis=axes).astype(dtype, copy=False) if has_bias else None
+    return grad_x.astype(dtype, copy=False), grad_weight, grad_bias

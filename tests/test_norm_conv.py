@@ -171,3 +171,16 @@ def test_every_backward_derives_itself_in_a_raw_docstring(fn):
     assert ".. math::" in (inspect.getdoc(fn) or "")
     body = inspect.getsource(fn).split(":\n", 1)[1].lstrip()
     assert body.startswith('r"""')
+
+
+def test_float16_statistics_do_not_overflow_at_large_inputs():
+    """Squares of 3e3 overflow float16 (max 65504): the references accumulate in float32, as torch does."""
+    x = np.random.default_rng(2).standard_normal((2, 3, 4, 4)) * 3e3
+    x16, g16 = x.astype(np.float16), np.ones((2, 3, 4, 4), np.float16)
+    with np.errstate(over="raise", invalid="raise"):
+        results = [normalization.layer_norm(x16, (4, 4)), *normalization.layer_norm_backward(g16, x16, (3, 4, 4))[:1],
+                   normalization.batch_norm(x16, None, None, training=True),
+                   normalization.batch_norm_backward(g16, x16)[0], conv.avg_pool2d(x16 * 8, 2)]
+    expected = F.layer_norm(torch.tensor(x16), (4, 4)).double().numpy()
+    assert all(np.all(np.isfinite(r)) for r in results)
+    assert compare(results[0].astype(np.float64), expected, gradient_tolerance(torch.float16)).passed
