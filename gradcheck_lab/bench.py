@@ -26,6 +26,7 @@ import torch
 from gradcheck_lab.devices import resolve_devices
 from gradcheck_lab.dtypes import resolve_dtype
 from gradcheck_lab.machine import machine_info
+from gradcheck_lab.reference import conv as ref_conv
 from gradcheck_lab.reference import linear as ref_linear
 from gradcheck_lab.reference import models
 from gradcheck_lab.reference import optim as ref_optim
@@ -44,7 +45,7 @@ OPTIMIZERS: dict[str, tuple[str, dict[str, Any], int]] = {
     "radam": ("RAdam", {"lr": 1e-3}, 7),
 }
 """One optimizer-step workload per rule: ``n * n`` parameters, one step, against torch's foreach."""
-WORKLOADS = ("linear", "sigmoid_mse", "mlp", *OPTIMIZERS)
+WORKLOADS = ("linear", "sigmoid_mse", "mlp", "conv", *OPTIMIZERS)
 QUICK_SIZES = (16, 64, 256, 1024)
 _NUMPY = {torch.float64: np.float64, torch.float32: np.float32, torch.float16: np.float16}
 
@@ -126,7 +127,42 @@ def numpy_workload(name: str, n: int, dtype: torch.dtype) -> Workload:
         grads = _inputs(rng, (n * n,), dtype=np_dtype)
         opt = getattr(ref_optim, cls)(params, **hyper)
         return Workload(lambda: opt.step(grads), bytes=arrays * n * n * np.dtype(np_dtype).itemsize)
+    if name == "conv":
+        (batch, channels, side), flops = conv_geometry(n)
+        x, w, b = _inputs(rng, (batch, channels, side, side), (channels, channels, 3, 3), (channels,), dtype=np_dtype)
+        g = _inputs(rng, (batch, channels, side, side), dtype=np_dtype)[0]
+        return Workload(lambda: (ref_conv.conv2d(x, w, b, padding=1),
+                                 ref_conv.conv2d_backward(g, x, w, True, padding=1)), flops=flops)
     raise ValueError(f"unknown workload {name!r}")
+
+
+# --- conv workload ---
+
+def conv_geometry(n: int) -> tuple[tuple[int, int, int], float]:
+    """``(batch, channels, side)`` and the forward+backward FLOPs of the conv workload at size ``n``.
+
+    A 3x3 convolution, padding 1, 64 -> 64 channels, on ``side = n // 8`` square images (at least
+    2): n = 256 is the issue's configuration (batch 32, 32x32). The batch is 32 up to that side,
+    then shrinks to keep 32 * 32 * 32 pixels, so large ``n`` stays affordable (im2col holds
+    ``9 * 64`` values a pixel). Three GEMMs of ``2 * 64 * 576`` FLOPs a pixel: forward, weight, input.
+    """
+    side = max(2, n // 8)
+    batch = max(1, min(32, 32 * 32 * 32 // (side * side)))
+    return (batch, 64, side), 3 * 2 * 64 * 64 * 9 * batch * side * side
+
+
+def conv_gemm_ceiling(n: int, np_dtype: Any = None, device: torch.device | None = None,
+                      dtype: torch.dtype | None = None) -> Workload:
+    """The conv workload's forward GEMM alone, ``(64, 576) @ (576, batch * side * side)`` on ready columns:
+    in NumPy (``np_dtype``) or in torch on ``device``."""
+    (batch, channels, side), _ = conv_geometry(n)
+    shapes = ((channels, channels * 9), (channels * 9, batch * side * side))
+    flops = 2 * channels * channels * 9 * batch * side * side
+    if device is None:
+        w, cols = _inputs(np.random.default_rng(1), *shapes, dtype=np_dtype)
+        return Workload(lambda: w @ cols, flops=flops)
+    tw, tcols = (torch.randn(*s, device=device).to(dtype) for s in shapes)
+    return Workload(lambda: tw @ tcols, flops=flops)
 
 
 def _numpy_mlp(x: np.ndarray, y: np.ndarray, ws: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -170,18 +206,28 @@ def torch_workload(name: str, n: int, dtype: torch.dtype, device: torch.device) 
         p.grad = leaf(n * n, grad=False)
         opt = getattr(torch.optim, cls)([p], **hyper, foreach=True)
         return Workload(opt.step, bytes=arrays * n * n * p.element_size())
+    if name == "conv":
+        (batch, channels, side), flops = conv_geometry(n)
+        x, w, b = leaf(batch, channels, side, side), leaf(channels, channels, 3, 3), leaf(channels)
+        g = leaf(batch, channels, side, side, grad=False)
+        return Workload(lambda: torch.autograd.grad(
+            (torch.nn.functional.conv2d(x, w, b, padding=1) * g).sum(), (x, w, b)), flops=flops)
     raise ValueError(f"unknown workload {name!r}")
 
 
 def ceiling_workload(name: str, n: int, dtype: torch.dtype, backend: str) -> Workload:
     """The same run's ceiling: a plain ``(n, n)`` matmul, or a plain copy of ``n * n`` elements for an optimizer."""
     if backend == "numpy":
+        if name == "conv":
+            return conv_gemm_ceiling(n, _NUMPY[dtype])
         a, b = _inputs(np.random.default_rng(1), (n, n), (n, n), dtype=_NUMPY[dtype])
         if name in OPTIMIZERS:
             src, dst = a.reshape(-1), np.empty(n * n, dtype=a.dtype)
             return Workload(lambda: np.copyto(dst, src), bytes=2 * src.nbytes)
         return Workload(lambda: a @ b, flops=2 * n**3)
     device = torch.device(backend.removeprefix("torch-"))
+    if name == "conv":
+        return conv_gemm_ceiling(n, device=device, dtype=dtype)
     ta = torch.randn(n, n, device=device).to(dtype)
     tb = torch.randn(n, n, device=device).to(dtype)
     if name in OPTIMIZERS:
@@ -268,7 +314,7 @@ def run_bench(workloads: Sequence[str], sizes: Sequence[int], devices: Sequence[
                     continue
                 sync = sync_for(backend)
                 timing = measure(work.run, sync, repeats=repeats)
-                kind = "bandwidth" if work.bytes else "flops"
+                kind = "bandwidth" if work.bytes else "conv" if name == "conv" else "flops"
                 key = (kind, backend, n)
                 if key not in ceilings:
                     ceil = ceiling_workload(name, n, dtype, backend)

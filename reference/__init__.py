@@ -4,6 +4,6 @@ This package never imports torch: it is the independent side of every check.
 Each backward writes out the chain rule that gives it in its docstring.
 """
 
-from . import activations, embedding, linear, losses, models, optim, tutorial
+from . import activations, conv, embedding, linear, losses, models, normalization, optim, tutorial
 
-__all__ = ["activations", "embedding", "linear", "losses", "models", "optim", "tutorial"]
+__all__ = ["activations", "conv", "embedding", "linear", "losses", "models", "normalization", "optim", "tutorial"]

@@ -6,11 +6,14 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from gradcheck_lab.reference import activations, embedding, linear, losses, models
+from gradcheck_lab.reference import activations, conv, embedding, linear, losses, models
+from gradcheck_lab.reference import normalization as norm
 from gradcheck_lab.reference.activations import sigmoid, sigmoid_backward
 
 import gradcheck_lab as gl
+from gradcheck_lab.comparison import compare
 from gradcheck_lab.strategies import same_shape
+from gradcheck_lab.tolerances import gradient_tolerance
 
 rng = np.random.default_rng(7)
 
@@ -249,3 +252,96 @@ def test_verify_shrinks_an_input_dependent_bug_to_a_minimal_counterexample():
     assert x.size == 1
     assert 1 < abs(float(x.reshape(-1)[0])) <= 2
     assert "minimal counterexample" in str(info.value)
+
+
+# --- normalization, convolution and pooling planted bugs ---
+
+def layer_norm_without_mean_terms(x, w, b, g):
+    """rstd * g_hat only: the mean and the variance treated as constants."""
+    out = norm.layer_norm(x, w.shape, w, b)
+    _, gw, gb = norm.layer_norm_backward(g, x, w.shape, w, b)
+    var = x.var(axis=-1, keepdims=True)
+    return np.sum(out * g), (g * w / np.sqrt(var + 1e-5), gw, gb, out)
+
+
+def conv_weight_gradient_as_convolution(x, w, b, g):
+    """The weight gradient computed as a true convolution: the kernel comes out flipped."""
+    out = conv.conv2d(x, w, b, padding=1)
+    gx, gw, gb = conv.conv2d_backward(g, x, w, True, padding=1)
+    return np.sum(out * g), (gx, gw[:, :, ::-1, ::-1], gb, out)
+
+
+def conv_stride_ignored_in_backward(x, w, g):
+    """The input gradient placed as if the stride were 1 (col2im at unit stride)."""
+    out = conv.conv2d(x, w, stride=2)
+    _, gw, _ = conv.conv2d_backward(g, x, w, False, stride=2)
+    cols = (w.reshape(w.shape[0], -1).T @ g.transpose(1, 0, 2, 3).reshape(w.shape[0], -1))
+    gx = conv._col2im(cols.reshape(x.shape[1], *w.shape[2:], *g.shape[:1], *g.shape[2:]), x.shape, (0, 0),
+                      (1, 1), (1, 1))
+    return np.sum(out * g), (gx, gw, out)
+
+
+PLANTED.update({
+    "layer norm gradient missing the mean terms": (
+        layer_norm_without_mean_terms, lambda x, w, b, g: (F.layer_norm(x, w.shape, w, b) * g).sum(),
+        (rng.standard_normal((3, 5)), rng.standard_normal(5), rng.standard_normal(5), rng.standard_normal((3, 5))),
+        "'x'"),
+    "conv weight gradient as convolution (flipped kernel)": (
+        conv_weight_gradient_as_convolution, lambda x, w, b, g: (F.conv2d(x, w, b, padding=1) * g).sum(),
+        (rng.standard_normal((2, 2, 4, 4)), rng.standard_normal((3, 2, 3, 3)), rng.standard_normal(3),
+         rng.standard_normal((2, 3, 4, 4))), "'w'"),
+    "conv stride ignored in backward": (
+        conv_stride_ignored_in_backward, lambda x, w, g: (F.conv2d(x, w, stride=2) * g).sum(),
+        (rng.standard_normal((2, 2, 6, 6)), rng.standard_normal((3, 2, 2, 2)), rng.standard_normal((2, 3, 3, 3))),
+        "'x'"),
+})
+
+
+def max_pool_every_tied_maximum_gets_the_gradient(x, g):
+    out = conv.max_pool2d(x, 2, 1)
+    windows = np.lib.stride_tricks.sliding_window_view(x, (2, 2), axis=(2, 3))
+    grad = np.zeros_like(x)
+    for i in range(2):
+        for j in range(2):
+            hit = windows[..., i, j] == out  # every element equal to the window's max
+            grad[:, :, i:i + out.shape[2], j:j + out.shape[3]] += np.where(hit, g, 0.0)
+    return np.sum(out * g), (grad,)
+
+
+def test_every_tied_maximum_receiving_the_gradient_is_reported_at_the_kink(dtype):
+    """Ties are kinks: each tied element alone lies between its one-sided derivatives, so only the
+    strict check (torch's convention: the first maximum) catches the bug; the message says why."""
+    x = np.array([[[[1.0, 1.0, 0.0], [0.0, 1.0, -1.0], [2.0, 2.0, 2.0]]]])
+    g = rng.uniform(0.5, 1.5, (1, 1, 2, 2))
+    torch_fn = lambda x, g: (F.max_pool2d(x, 2, 1) * g).sum()  # noqa: E731
+    with pytest.raises(gl.GradientMismatch, match="sits on a kink") as info:
+        gl.check_gradients(max_pool_every_tied_maximum_gets_the_gradient, torch_fn, (x, g), dtype=dtype,
+                           constants=(1,))
+    assert "'x'" in str(info.value)
+    right = lambda x, g: (np.sum(conv.max_pool2d(x, 2, 1) * g), (conv.max_pool2d_backward(g, x, 2, 1),))  # noqa: E731
+    assert gl.check_gradients(right, torch_fn, (x, g), dtype=dtype, constants=(1,)).passed
+
+
+def batch_norm_biased_running_var(x, running_mean, running_var, momentum=0.1):
+    """The running variance updated with the biased (normalizing) variance instead of the unbiased one."""
+    out = norm.batch_norm(x, running_mean, None, training=True, momentum=momentum)
+    running_var *= 1 - momentum
+    running_var += momentum * x.var(axis=0)
+    return out
+
+
+def test_batch_norm_with_the_biased_variance_in_the_running_estimate_is_reported(dtype):
+    if dtype == "bfloat16":
+        pytest.skip("NumPy has no bfloat16 to keep running statistics in")
+    x = rng.standard_normal((5, 3)).astype(dtype)
+    tol = gradient_tolerance(getattr(torch, dtype))
+    results = {}
+    for label, fn in (("right", lambda x, m, v: norm.batch_norm(x, m, v, training=True)),
+                      ("biased", batch_norm_biased_running_var)):
+        mean, var = np.zeros(3, dtype), np.ones(3, dtype)
+        fn(x, mean, var)
+        results[label] = var
+    torch_var = torch.ones(3, dtype=getattr(torch, dtype))
+    F.batch_norm(torch.tensor(x), torch.zeros(3, dtype=getattr(torch, dtype)), torch_var, training=True)
+    assert compare(results["right"].astype(np.float64), torch_var.double().numpy(), tol).passed
+    assert not compare(results["biased"].astype(np.float64), torch_var.double().numpy(), tol).passed
