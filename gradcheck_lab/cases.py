@@ -411,7 +411,9 @@ def _layer_norm_vjp(affine: bool) -> ReferenceFn:
 def _torch_layer_norm(x: torch.Tensor, *rest: torch.Tensor) -> torch.Tensor:
     *params, g = rest
     shape = tuple(params[0].shape) if params else tuple(x.shape[1:])
-    return (F.layer_norm(x, shape, *params) * g).sum()
+    weight, bias = params if params else (None, None)
+    out: torch.Tensor = (F.layer_norm(x, shape, weight, bias) * g).sum()
+    return out
 
 
 def batch_norm_train_vjp(x: np.ndarray, weight: np.ndarray, bias: np.ndarray,
@@ -469,7 +471,8 @@ def _conv2d_vjp(conv: Mapping[str, Any], bias: bool) -> ReferenceFn:
 def _torch_conv2d(conv: Mapping[str, Any]) -> TorchFn:
     def run(x: torch.Tensor, weight: torch.Tensor, *rest: torch.Tensor) -> torch.Tensor:
         *b, g = rest
-        return (F.conv2d(x, weight, *b, **conv) * g).sum()
+        out: torch.Tensor = (F.conv2d(x, weight, b[0] if b else None, **conv) * g).sum()
+        return out
 
     return run
 
@@ -497,16 +500,15 @@ def _pool_vjp(forward: Any, backward: Any, pool: Mapping[str, Any]) -> Reference
 
 
 def _norm_conv_cases() -> list[Case]:
-    g_last = {"constants": (-1,)}
     cases = [
         Case("layer_norm_affine_2dims", _layer_norm_vjp(True), _torch_layer_norm, layer_norm_inputs(2, True),
-             description="layer_norm over the last two dimensions with weight and bias", **g_last),
+             description="layer_norm over the last two dimensions with weight and bias", constants=(-1,)),
         Case("layer_norm_1dim", _layer_norm_vjp(False), _torch_layer_norm, layer_norm_inputs(1, False),
-             description="layer_norm over the last dimension, no weight or bias", **g_last),
+             description="layer_norm over the last dimension, no weight or bias", constants=(-1,)),
         Case("batch_norm_train_2d", batch_norm_train_vjp, _torch_batch_norm_train, batch_norm_inputs(False),
-             description="batch_norm on (N, C), training (batch statistics)", **g_last),
+             description="batch_norm on (N, C), training (batch statistics)", constants=(-1,)),
         Case("batch_norm_train_4d", batch_norm_train_vjp, _torch_batch_norm_train, batch_norm_inputs(True),
-             description="batch_norm on (N, C, H, W), training (batch statistics)", **g_last),
+             description="batch_norm on (N, C, H, W), training (batch statistics)", constants=(-1,)),
         Case("batch_norm_eval_4d", batch_norm_eval_vjp, _torch_batch_norm_eval, batch_norm_inputs(True, True),
              description="batch_norm on (N, C, H, W), eval (running statistics as data)", constants=(3, 4, 5)),
     ]
@@ -517,22 +519,23 @@ def _norm_conv_cases() -> list[Case]:
     ]
     for name, conv, bias in convs:
         cases.append(Case(name, _conv2d_vjp(conv, bias), _torch_conv2d(conv), conv2d_inputs(conv, bias),
-                          description=f"conv2d {conv}{'' if bias else ' without bias'}", **g_last))
+                          description=f"conv2d {conv}{'' if bias else ' without bias'}", constants=(-1,)))
     pools: list[tuple[str, dict[str, Any]]] = [
         ("k2", {"kernel_size": 2}), ("k3_s2_p1", {"kernel_size": 3, "stride": 2, "padding": 1}),
         ("k3x2_s1", {"kernel_size": (3, 2), "stride": 1})]
     for suffix, pool in pools:
         cases.append(Case(f"max_pool2d_{suffix}", _pool_vjp(ref_conv.max_pool2d, ref_conv.max_pool2d_backward, pool),
                           partial(_torch_pool, F.max_pool2d, pool), pool_inputs(pool, distinct=True),
-                          description=f"max_pool2d {pool} on inputs without ties", **g_last))
+                          description=f"max_pool2d {pool} on inputs without ties", constants=(-1,)))
         cases.append(Case(f"avg_pool2d_{suffix}", _pool_vjp(ref_conv.avg_pool2d, ref_conv.avg_pool2d_backward, pool),
                           partial(_torch_pool, F.avg_pool2d, pool), pool_inputs(pool, distinct=False),
-                          description=f"avg_pool2d {pool} (count_include_pad=True)", **g_last))
+                          description=f"avg_pool2d {pool} (count_include_pad=True)", constants=(-1,)))
     return cases
 
 
 def _torch_pool(op: Any, pool: Mapping[str, Any], x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-    return (op(x, **pool) * g).sum()
+    out: torch.Tensor = (op(x, **pool) * g).sum()
+    return out
 
 
 for _case in _norm_conv_cases():
