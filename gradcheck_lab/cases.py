@@ -209,6 +209,7 @@ def _classification(draw: st.DrawFn, spatial: int = 0, probabilities: bool = Fal
     rest = tuple(draw(gst.sides(3), label="d") for _ in range(spatial))
     rng = _generator(draw)
     logits = _scaled(draw, rng, (n, c, *rest))
+    target: np.ndarray
     if probabilities:
         target = np.moveaxis(rng.dirichlet(np.ones(c), size=(n, *rest)), -1, 1)
     else:
