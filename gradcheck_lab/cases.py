@@ -6,6 +6,7 @@ and the benchmarks sweep :data:`CASES`.
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -318,13 +319,35 @@ def _mlp_torch(w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor, b2: torch.T
     return F.cross_entropy(F.linear(F.relu(F.linear(x, w1, b1)), w2, b2), target)
 
 
+@st.composite
+def _conv_classifier_inputs(draw: st.DrawFn) -> tuple[np.ndarray, ...]:
+    """``(conv_weight, conv_bias, fc_weight, fc_bias, x, target)``: 3x3 conv -> ReLU -> 2x2 pool -> Linear."""
+    n, c, f, k = (draw(st.integers(lo, hi), label=name) for name, lo, hi in
+                  (("N", 1, 3), ("C", 1, 2), ("F", 1, 3), ("K", 2, 4)))
+    h, w = (2 * draw(st.integers(1, 3), label=name) for name in "HW")
+    rng = _generator(draw)
+    return (rng.standard_normal((f, c, 3, 3)), rng.standard_normal(f), rng.standard_normal((k, f * h * w // 4)),
+            rng.standard_normal(k), _scaled(draw, rng, (n, c, h, w)), rng.integers(0, k, n))
+
+
+def _conv_classifier_torch(conv_weight: torch.Tensor, conv_bias: torch.Tensor, fc_weight: torch.Tensor,
+                           fc_bias: torch.Tensor, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    pooled = F.max_pool2d(F.relu(F.conv2d(x, conv_weight, conv_bias, padding=1)), 2)
+    return F.cross_entropy(F.linear(pooled.flatten(1), fc_weight, fc_bias), target)
+
+
+def _has_conv_reference() -> bool:
+    """Whether ``reference/conv.py`` (the convolution references, merged separately) is present."""
+    return importlib.util.find_spec("gradcheck_lab.reference.conv") is not None
+
+
 def _call(name: str, kwargs: Mapping[str, Any]) -> str:
     return f"{name}(x{''.join(f', {k}={v!r}' for k, v in kwargs.items())})"
 
 
 def _activation_cases() -> list[Case]:
     act = ref_activations
-    elementwise = [
+    elementwise: list[tuple[str, Any, Any, bool, dict[str, Any], Any]] = [
         ("tanh", act.tanh, act.tanh_backward, True, {}, torch.tanh),
         ("relu", act.relu, act.relu_backward, False, {}, F.relu),
         ("leaky_relu", act.leaky_relu, act.leaky_relu_backward, False, {"negative_slope": 0.2},
@@ -365,6 +388,9 @@ def _activation_cases() -> list[Case]:
              constants=(1,), description="embedding lookup with repeated indices, through <embedding, grad_out>"),
         Case("mlp_classifier", models.mlp_classifier, _mlp_torch, _mlp_inputs(), constants=(5,),
              description="Linear -> ReLU -> Linear -> cross-entropy (class indices, mean)"),
+        *([Case("conv_classifier", models.conv_classifier, _conv_classifier_torch, _conv_classifier_inputs(),
+                constants=(5,), description="3x3 conv (padding 1) -> ReLU -> 2x2 max pool -> Linear -> cross-entropy")]
+          if _has_conv_reference() else []),
     ]
 
 
