@@ -256,8 +256,8 @@ def _mlp_inputs(draw: st.DrawFn) -> tuple[np.ndarray, ...]:
     """``(w1, b1, w2, b2, x, target)`` for Linear(D, H) -> ReLU -> Linear(H, C) -> cross-entropy."""
     n, d, h, c = (draw(st.integers(1, 6), label=name) for name in "NDHC")
     rng = _generator(draw)
-    return (rng.standard_normal((h, d)), rng.standard_normal(h), rng.standard_normal((c, h)),
-            rng.standard_normal(c), _scaled(draw, rng, (n, d)), rng.integers(0, max(c, 1), n))
+    return (rng.standard_normal((h, d)) / np.sqrt(d), rng.standard_normal(h), rng.standard_normal((c, h)) / np.sqrt(h),
+            rng.standard_normal(c), _scaled(draw, rng, (n, d)), rng.integers(0, c, n))
 
 
 def _elementwise_vjp(forward: Any, backward: Any, from_output: bool = False, **kw: Any) -> ReferenceFn:
@@ -326,8 +326,11 @@ def _conv_classifier_inputs(draw: st.DrawFn) -> tuple[np.ndarray, ...]:
                   (("N", 1, 3), ("C", 1, 2), ("F", 1, 3), ("K", 2, 4)))
     h, w = (2 * draw(st.integers(1, 3), label=name) for name in "HW")
     rng = _generator(draw)
-    return (rng.standard_normal((f, c, 3, 3)), rng.standard_normal(f), rng.standard_normal((k, f * h * w // 4)),
-            rng.standard_normal(k), _scaled(draw, rng, (n, c, h, w)), rng.integers(0, k, n))
+    # Weights scaled by 1/sqrt(fan-in) keep the logits O(1): a confident right prediction's loss would
+    # round to 0 while its gradient does not (see the note above on cross-entropy).
+    return (rng.standard_normal((f, c, 3, 3)) / np.sqrt(9 * c), rng.standard_normal(f),
+            rng.standard_normal((k, f * h * w // 4)) / np.sqrt(f * h * w / 4), rng.standard_normal(k),
+            _scaled(draw, rng, (n, c, h, w)), rng.integers(0, k, n))
 
 
 def _conv_classifier_torch(conv_weight: torch.Tensor, conv_bias: torch.Tensor, fc_weight: torch.Tensor,
