@@ -6,6 +6,7 @@ and the benchmarks sweep :data:`CASES`.
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import partial
@@ -177,6 +178,16 @@ for _case in _gradient_cases():
 # --- activation, loss, embedding and classifier cases ---
 # Inputs are built from a hypothesis-drawn seed, shape and scale with a NumPy Generator (cheap for any
 # size; shrinking still reaches small shapes). Non-scalar ops are checked through <op(x), g>, g drawn too.
+# log_softmax, logsumexp and BCE with logits also draw logits up to 1e4. Two do not, for the harness's sake
+# (their references are stable there: tests/test_reference.py): softmax, whose backward y * (g - <g, y>)
+# cancels in every saturated slice, so a tensor of saturated slices holds only ~1e-15 values that differ
+# from torch's float64 by an ulp of the intermediate sum (0.7% of the tensor), beyond the measured floor;
+# and cross-entropy, where a confident right prediction's loss rounds to 0 in float64 (torch's too) while
+# its gradient is ~1e-23, and the finite-difference oracle reports "both gradients may share a mistake".
+
+LARGE_LOGITS = 1e4
+"""Bound of the logits drawn for the ops that must stay stable there (softmax family, BCE with logits)."""
+
 
 def _generator(draw: st.DrawFn) -> np.random.Generator:
     return np.random.default_rng(draw(st.integers(0, 2**32 - 1), label="seed"))
@@ -184,26 +195,27 @@ def _generator(draw: st.DrawFn) -> np.random.Generator:
 
 def _scaled(draw: st.DrawFn, rng: np.random.Generator, shape: tuple[int, ...], bound: float = 4.0) -> np.ndarray:
     """Normal draws times a drawn scale, clipped to ``[-bound, bound]``; sometimes with exact zeros."""
-    x = np.clip(rng.standard_normal(shape) * draw(st.sampled_from([0.5, 1.0, 2.0]), label="scale"), -bound, bound)
+    scales = [0.5, 1.0, 2.0] if bound <= 4.0 else [0.5, 1.0, 2.0, bound / 4]
+    x = np.clip(rng.standard_normal(shape) * draw(st.sampled_from(scales), label="scale"), -bound, bound)
     if draw(st.booleans(), label="zeros"):
         x[rng.random(shape) < 0.2] = 0.0
     return x
 
 
 @st.composite
-def _x_and_grad(draw: st.DrawFn, min_dims: int = 1, max_dims: int = 3) -> tuple[np.ndarray, ...]:
-    """``(x, grad_out)`` of one drawn shape."""
-    shape = draw(gst.shapes(min_dims=min_dims, max_dims=max_dims), label="shape")
+def _x_and_grad(draw: st.DrawFn, bound: float = 4.0) -> tuple[np.ndarray, ...]:
+    """``(x, grad_out)`` of one drawn shape; ``x`` within ``[-bound, bound]``."""
+    shape = draw(gst.shapes(min_dims=1, max_dims=3), label="shape")
     rng = _generator(draw)
-    return _scaled(draw, rng, shape), rng.standard_normal(shape)
+    return _scaled(draw, rng, shape, bound), rng.standard_normal(shape)
 
 
 @st.composite
-def _reduced_x_and_grad(draw: st.DrawFn) -> tuple[np.ndarray, ...]:
+def _reduced_x_and_grad(draw: st.DrawFn, bound: float = 4.0) -> tuple[np.ndarray, ...]:
     """``(x, grad_out)`` for a reduction over the last axis: ``grad_out`` lacks it."""
     shape = draw(gst.shapes(min_dims=1, max_dims=3), label="shape")
     rng = _generator(draw)
-    return _scaled(draw, rng, shape), rng.standard_normal(shape[:-1])
+    return _scaled(draw, rng, shape, bound), rng.standard_normal(shape[:-1])
 
 
 @st.composite
@@ -214,6 +226,7 @@ def _classification(draw: st.DrawFn, spatial: int = 0, probabilities: bool = Fal
     rest = tuple(draw(gst.sides(3), label="d") for _ in range(spatial))
     rng = _generator(draw)
     logits = _scaled(draw, rng, (n, c, *rest))
+    target: np.ndarray
     if probabilities:
         target: np.ndarray = np.moveaxis(rng.dirichlet(np.ones(c), size=(n, *rest)), -1, 1)
     else:
@@ -222,11 +235,11 @@ def _classification(draw: st.DrawFn, spatial: int = 0, probabilities: bool = Fal
 
 
 @st.composite
-def _binary(draw: st.DrawFn, pos_weight: bool = False) -> tuple[np.ndarray, ...]:
+def _binary(draw: st.DrawFn, pos_weight: bool = False, bound: float = LARGE_LOGITS) -> tuple[np.ndarray, ...]:
     """``(logits, target in [0, 1][, pos_weight over the last axis])``."""
     shape = draw(gst.shapes(min_dims=1, max_dims=3), label="shape")
     rng = _generator(draw)
-    parts = [_scaled(draw, rng, shape), rng.uniform(0, 1, shape)]
+    parts = [_scaled(draw, rng, shape, bound), rng.uniform(0, 1, shape)]
     if pos_weight:
         parts.append(rng.uniform(0.25, 4.0, shape[-1:]))
     return tuple(parts)
@@ -248,8 +261,8 @@ def _mlp_inputs(draw: st.DrawFn) -> tuple[np.ndarray, ...]:
     """``(w1, b1, w2, b2, x, target)`` for Linear(D, H) -> ReLU -> Linear(H, C) -> cross-entropy."""
     n, d, h, c = (draw(st.integers(1, 6), label=name) for name in "NDHC")
     rng = _generator(draw)
-    return (rng.standard_normal((h, d)), rng.standard_normal(h), rng.standard_normal((c, h)),
-            rng.standard_normal(c), _scaled(draw, rng, (n, d)), rng.integers(0, max(c, 1), n))
+    return (rng.standard_normal((h, d)) / np.sqrt(d), rng.standard_normal(h), rng.standard_normal((c, h)) / np.sqrt(h),
+            rng.standard_normal(c), _scaled(draw, rng, (n, d)), rng.integers(0, c, n))
 
 
 def _elementwise_vjp(forward: Any, backward: Any, from_output: bool = False, **kw: Any) -> ReferenceFn:
@@ -311,6 +324,35 @@ def _mlp_torch(w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor, b2: torch.T
     return F.cross_entropy(F.linear(F.relu(F.linear(x, w1, b1)), w2, b2), target)
 
 
+@st.composite
+def _conv_classifier_inputs(draw: st.DrawFn) -> tuple[np.ndarray, ...]:
+    """``(conv_weight, conv_bias, fc_weight, fc_bias, x, target)``: 3x3 conv -> ReLU -> 2x2 pool -> Linear."""
+    n, c, f, k = (draw(st.integers(lo, hi), label=name) for name, lo, hi in
+                  (("N", 1, 3), ("C", 1, 2), ("F", 1, 3), ("K", 2, 4)))
+    h, w = (2 * draw(st.integers(1, 3), label=name) for name in "HW")
+    rng = _generator(draw)
+    # Weights scaled by 1/sqrt(fan-in) keep the logits O(1): a confident right prediction's loss would
+    # round to 0 while its gradient does not (see the note above on cross-entropy).
+    return (rng.standard_normal((f, c, 3, 3)) / np.sqrt(9 * c), rng.standard_normal(f),
+            rng.standard_normal((k, f * h * w // 4)) / np.sqrt(f * h * w / 4), rng.standard_normal(k),
+            _scaled(draw, rng, (n, c, h, w)), rng.integers(0, k, n))
+
+
+def _conv_classifier_torch(conv_weight: torch.Tensor, conv_bias: torch.Tensor, fc_weight: torch.Tensor,
+                           fc_bias: torch.Tensor, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    pooled = F.max_pool2d(F.relu(F.conv2d(x, conv_weight, conv_bias, padding=1)), 2)
+    return F.cross_entropy(F.linear(pooled.flatten(1), fc_weight, fc_bias), target)
+
+
+def _has_conv_reference() -> bool:
+    """Whether ``reference/conv.py`` (the convolution references, merged separately) is present."""
+    return importlib.util.find_spec("gradcheck_lab.reference.conv") is not None
+
+
+def _call(name: str, kwargs: Mapping[str, Any]) -> str:
+    return f"{name}(x{''.join(f', {k}={v!r}' for k, v in kwargs.items())})"
+
+
 def _activation_cases() -> list[Case]:
     act = ref_activations
     elementwise: list[tuple[str, Any, Any, bool, dict[str, Any], Any]] = [
@@ -326,13 +368,15 @@ def _activation_cases() -> list[Case]:
         ("log_softmax", act.log_softmax, act.log_softmax_backward, True, {}, lambda x: F.log_softmax(x, -1)),
     ]
     cases = [Case(name, _elementwise_vjp(fwd, bwd, from_output, **kw),
-                  lambda x, g, op=op: (op(x) * g).sum(), _x_and_grad(),
-                  description=f"{name}{kw or ''}, through <{name}(x), grad_out>")
+                  lambda x, g, op=op: (op(x) * g).sum(), _x_and_grad(LARGE_LOGITS if name == "log_softmax" else 4.0),
+                  description=f"{_call(fwd.__name__, kw)}, through <{fwd.__name__}(x), grad_out>"
+                  + (", logits up to 1e4" if name == "log_softmax" else ""))
              for name, fwd, bwd, from_output, kw, op in elementwise]
     return [
         *cases,
-        Case("logsumexp", logsumexp_vjp, lambda x, g: (torch.logsumexp(x, -1) * g).sum(), _reduced_x_and_grad(),
-             description="logsumexp over the last axis, through <logsumexp(x), grad_out>"),
+        Case("logsumexp", logsumexp_vjp, lambda x, g: (torch.logsumexp(x, -1) * g).sum(),
+             _reduced_x_and_grad(LARGE_LOGITS),
+             description="logsumexp over the last axis, through <logsumexp(x), grad_out>, logits up to 1e4"),
         Case("cross_entropy_index_mean", _cross_entropy_fn("mean"), F.cross_entropy, _classification(),
              constants=(1,), description="cross-entropy, class indices, (N, C), reduction='mean'"),
         Case("cross_entropy_index_sum_smoothed", _cross_entropy_fn("sum", 0.1),
@@ -343,15 +387,18 @@ def _activation_cases() -> list[Case]:
              _classification(spatial=1, probabilities=True, with_grad=True), constants=(1,),
              description="cross-entropy, class probabilities, (N, C, d1), reduction='none', label_smoothing=0.2"),
         Case("bce_with_logits", bce_with_logits, F.binary_cross_entropy_with_logits, _binary(), constants=(1,),
-             description="binary cross-entropy with logits, reduction='mean'"),
+             description="binary cross-entropy with logits, reduction='mean', logits up to 1e4"),
         Case("bce_with_logits_pos_weight", bce_with_logits_pos_weight,
              lambda z, t, w: F.binary_cross_entropy_with_logits(z, t, reduction="sum", pos_weight=w),
-             _binary(pos_weight=True), constants=(1, 2),
+             _binary(pos_weight=True, bound=4.0), constants=(1, 2),
              description="binary cross-entropy with logits, pos_weight, reduction='sum'"),
         Case("embedding", embedding_vjp, lambda w, i, g: (F.embedding(i, w) * g).sum(), _embedding_inputs(),
              constants=(1,), description="embedding lookup with repeated indices, through <embedding, grad_out>"),
         Case("mlp_classifier", models.mlp_classifier, _mlp_torch, _mlp_inputs(), constants=(5,),
              description="Linear -> ReLU -> Linear -> cross-entropy (class indices, mean)"),
+        *([Case("conv_classifier", models.conv_classifier, _conv_classifier_torch, _conv_classifier_inputs(),
+                constants=(5,), description="3x3 conv (padding 1) -> ReLU -> 2x2 max pool -> Linear -> cross-entropy")]
+          if _has_conv_reference() else []),
     ]
 
 

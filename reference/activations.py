@@ -83,9 +83,8 @@ def tanh_backward(grad_out: np.ndarray, out: np.ndarray) -> np.ndarray:
 
 
 def relu(x: np.ndarray) -> np.ndarray:
-    r""":math:`\max(x, 0)`; keeps ``x``'s dtype."""
-    x = as_float(x)
-    return np.where(x > 0, x, np.zeros_like(x))
+    r""":math:`\max(x, 0)`; keeps ``x``'s dtype and, as torch does, propagates NaN."""
+    return np.maximum(as_float(x), 0)
 
 
 def relu_backward(grad_out: np.ndarray, x: np.ndarray) -> np.ndarray:

@@ -95,7 +95,50 @@ def mlp_classifier(
     z = linear(a, w2, b2)
     loss = cross_entropy(z, target)
     grad_z = cross_entropy_backward(z, target)
-    grad_a, grad_w2, grad_b2 = linear_backward(grad_z, a, w2)
+    grad_a, grad_w2, _ = linear_backward(grad_z, a, w2, has_bias=False)
     grad_h = relu_backward(grad_a, h)
-    grad_x, grad_w1, grad_b1 = linear_backward(grad_h, x, w1)
-    return loss, (grad_w1, grad_b1, grad_w2, grad_b2, grad_x)
+    grad_x, grad_w1, _ = linear_backward(grad_h, x, w1, has_bias=False)
+    return loss, (grad_w1, grad_h.sum(axis=0), grad_w2, grad_z.sum(axis=0), grad_x)
+
+
+def conv_classifier(
+    conv_weight: np.ndarray, conv_bias: np.ndarray, fc_weight: np.ndarray, fc_bias: np.ndarray, x: np.ndarray,
+    target: np.ndarray,
+) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+    r"""3x3 conv (padding 1) -> ReLU -> 2x2 max pool -> flatten -> Linear -> cross-entropy (class indices, mean).
+
+    ``x`` is ``(N, C, H, W)`` with even ``H`` and ``W``, ``conv_weight`` ``(F, C, 3, 3)``, ``conv_bias``
+    ``(F,)``, ``fc_weight`` ``(K, F H W / 4)``, ``fc_bias`` ``(K,)``, ``target`` ``(N,)`` integer classes.
+    Forward: :math:`h = W_c \star x + b_c`, :math:`a = \max(h, 0)`, :math:`p = \mathrm{maxpool}_2(a)`,
+    :math:`f = \mathrm{flatten}(p)`, :math:`z = f W_f^\top + b_f`, :math:`L = \mathrm{CE}(z, t)`. Backward,
+    one link at a time:
+
+    .. math::
+        g_z = \tfrac1N(\mathrm{softmax}(z) - \mathrm{onehot}(t)), \quad
+        G_{W_f} = g_z^\top f, \quad g_{b_f} = \textstyle\sum_n g_z, \quad g_p = \mathrm{unflatten}(g_z W_f),
+
+    .. math::
+        g_a = \text{each window's } g_p \text{ routed to its (first) maximum}, \quad
+        g_h = g_a \odot [h > 0], \quad (g_x, G_{W_c}, g_{b_c}) = \mathrm{conv2d\_backward}(g_h).
+
+    Returns ``(loss, (grad_conv_weight, grad_conv_bias, grad_fc_weight, grad_fc_bias, grad_x))``.
+    """
+    # conv.py comes with the normalization/convolution references; imported here so that this module
+    # (and the models that do not need it) import without it.
+    from .conv import conv2d, conv2d_backward, max_pool2d, max_pool2d_backward
+
+    conv_weight, conv_bias, fc_weight, fc_bias, x = (as_float(a) for a in (conv_weight, conv_bias, fc_weight,
+                                                                          fc_bias, x))
+    h = conv2d(x, conv_weight, conv_bias, padding=1)
+    a = relu(h)
+    p = max_pool2d(a, 2)
+    f = p.reshape(p.shape[0], -1)
+    z = linear(f, fc_weight, fc_bias)
+    loss = cross_entropy(z, target)
+    grad_z = cross_entropy_backward(z, target)
+    grad_f, grad_fc_weight, _ = linear_backward(grad_z, f, fc_weight, has_bias=False)
+    grad_a = max_pool2d_backward(grad_f.reshape(p.shape), a, 2)
+    grad_h = relu_backward(grad_a, h)
+    grad_x, grad_conv_weight, grad_conv_bias = conv2d_backward(grad_h, x, conv_weight, has_bias=True, padding=1)
+    assert grad_conv_bias is not None
+    return loss, (grad_conv_weight, grad_conv_bias, grad_fc_weight, grad_z.sum(axis=0), grad_x)

@@ -81,7 +81,8 @@ BACKWARDS = [activations.sigmoid_backward, losses.mse_backward, linear.linear_ba
              activations.tanh_backward, activations.relu_backward, activations.leaky_relu_backward,
              activations.gelu_backward, activations.softmax_backward, activations.log_softmax_backward,
              losses.logsumexp_backward, losses.cross_entropy_backward,
-             losses.binary_cross_entropy_with_logits_backward, embedding.embedding_backward, models.mlp_classifier]
+             losses.binary_cross_entropy_with_logits_backward, embedding.embedding_backward, models.mlp_classifier,
+             models.conv_classifier]
 
 
 @pytest.mark.parametrize("fn", BACKWARDS, ids=lambda f: f.__name__)
@@ -222,4 +223,15 @@ def test_mlp_classifier_returns_one_gradient_per_array_but_target():
     loss, grads = models.mlp_classifier(w1, b1, w2, b2, x, rng.integers(0, 4, 6))
     assert np.ndim(loss) == 0 and loss.dtype == np.float32
     assert [g.shape for g in grads] == [(5, 3), (5,), (4, 5), (4,), (6, 3)]
+    assert all(g.dtype == np.float32 for g in grads)
+
+
+def test_conv_classifier_returns_one_gradient_per_array_but_target():
+    pytest.importorskip("gradcheck_lab.reference.conv")
+    rng = np.random.default_rng(5)
+    shapes = [(3, 2, 3, 3), (3,), (4, 3 * 2 * 3), (4,), (2, 2, 4, 6)]
+    arrays = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+    loss, grads = models.conv_classifier(*arrays, rng.integers(0, 4, 2))
+    assert np.ndim(loss) == 0 and loss.dtype == np.float32
+    assert [g.shape for g in grads] == shapes
     assert all(g.dtype == np.float32 for g in grads)
