@@ -212,6 +212,10 @@ def _confirm(along: Callable[..., float], moving: list[np.ndarray], v: list[np.n
         wider = numeric.central_difference(along, moving, v, h=factor * numeric.RELATIVE_FD_STEP,
                                            noise=condition, f0=f0)
         wider_gap = wider.value - predicted
+        if all(value == f0 for _, value in wider.points):
+            return (f"the value is exactly {f0!r} at every step up to {factor}h along the direction while the "
+                    f"gradients predict a change of {abs(predicted) * factor * numeric.RELATIVE_FD_STEP:.3g}: "
+                    "below the rounding of an intermediate (a loss that rounds to a constant)"), None
         reason = numeric.abstention(wider, norm)
         if reason:
             return f"{reason} (at a step {factor}x the first)", None

@@ -191,6 +191,49 @@ def test_planted_overflow_bug_is_reported_as_non_finite(bug, dtype):
     case = gl.CASES["cross_entropy_index_mean" if "softmax" in bug else "bce_with_logits"]
     assert gl.check_case(case, inputs, dtype=dtype).passed
 
+# --- normalization, convolution and pooling planted bugs ---
+
+def layer_norm_without_mean_terms(x, w, b, g):
+    """rstd * g_hat only: the mean and the variance treated as constants."""
+    out = norm.layer_norm(x, w.shape, w, b)
+    _, gw, gb = norm.layer_norm_backward(g, x, w.shape, w, b)
+    var = x.var(axis=-1, keepdims=True)
+    return np.sum(out * g), (g * w / np.sqrt(var + 1e-5), gw, gb, out)
+
+
+def conv_weight_gradient_as_convolution(x, w, b, g):
+    """The weight gradient computed as a true convolution: the kernel comes out flipped."""
+    out = conv.conv2d(x, w, b, padding=1)
+    gx, gw, gb = conv.conv2d_backward(g, x, w, True, padding=1)
+    return np.sum(out * g), (gx, gw[:, :, ::-1, ::-1], gb, out)
+
+
+def conv_stride_ignored_in_backward(x, w, g):
+    """The input gradient placed as if the stride were 1 (col2im at unit stride)."""
+    out = conv.conv2d(x, w, stride=2)
+    _, gw, _ = conv.conv2d_backward(g, x, w, False, stride=2)
+    cols = (w.reshape(w.shape[0], -1).T @ g.transpose(1, 0, 2, 3).reshape(w.shape[0], -1))
+    gx = conv._col2im(cols.reshape(x.shape[1], *w.shape[2:], *g.shape[:1], *g.shape[2:]), x.shape, (0, 0),
+                      (1, 1), (1, 1))
+    return np.sum(out * g), (gx, gw, out)
+
+
+PLANTED.update({
+    "layer norm gradient missing the mean terms": (
+        layer_norm_without_mean_terms, lambda x, w, b, g: (F.layer_norm(x, w.shape, w, b) * g).sum(),
+        (rng.standard_normal((3, 5)), rng.standard_normal(5), rng.standard_normal(5), rng.standard_normal((3, 5))),
+        "'x'"),
+    "conv weight gradient as convolution (flipped kernel)": (
+        conv_weight_gradient_as_convolution, lambda x, w, b, g: (F.conv2d(x, w, b, padding=1) * g).sum(),
+        (rng.standard_normal((2, 2, 4, 4)), rng.standard_normal((3, 2, 3, 3)), rng.standard_normal(3),
+         rng.standard_normal((2, 3, 4, 4))), "'w'"),
+    "conv stride ignored in backward": (
+        conv_stride_ignored_in_backward, lambda x, w, g: (F.conv2d(x, w, stride=2) * g).sum(),
+        (rng.standard_normal((2, 2, 6, 6)), rng.standard_normal((3, 2, 2, 2)), rng.standard_normal((2, 3, 3, 3))),
+        "'x'"),
+})
+
+
 PLANTED.update(REFERENCE_PLANTED)
 
 
@@ -254,47 +297,6 @@ def test_verify_shrinks_an_input_dependent_bug_to_a_minimal_counterexample():
     assert "minimal counterexample" in str(info.value)
 
 
-# --- normalization, convolution and pooling planted bugs ---
-
-def layer_norm_without_mean_terms(x, w, b, g):
-    """rstd * g_hat only: the mean and the variance treated as constants."""
-    out = norm.layer_norm(x, w.shape, w, b)
-    _, gw, gb = norm.layer_norm_backward(g, x, w.shape, w, b)
-    var = x.var(axis=-1, keepdims=True)
-    return np.sum(out * g), (g * w / np.sqrt(var + 1e-5), gw, gb, out)
-
-
-def conv_weight_gradient_as_convolution(x, w, b, g):
-    """The weight gradient computed as a true convolution: the kernel comes out flipped."""
-    out = conv.conv2d(x, w, b, padding=1)
-    gx, gw, gb = conv.conv2d_backward(g, x, w, True, padding=1)
-    return np.sum(out * g), (gx, gw[:, :, ::-1, ::-1], gb, out)
-
-
-def conv_stride_ignored_in_backward(x, w, g):
-    """The input gradient placed as if the stride were 1 (col2im at unit stride)."""
-    out = conv.conv2d(x, w, stride=2)
-    _, gw, _ = conv.conv2d_backward(g, x, w, False, stride=2)
-    cols = (w.reshape(w.shape[0], -1).T @ g.transpose(1, 0, 2, 3).reshape(w.shape[0], -1))
-    gx = conv._col2im(cols.reshape(x.shape[1], *w.shape[2:], *g.shape[:1], *g.shape[2:]), x.shape, (0, 0),
-                      (1, 1), (1, 1))
-    return np.sum(out * g), (gx, gw, out)
-
-
-PLANTED.update({
-    "layer norm gradient missing the mean terms": (
-        layer_norm_without_mean_terms, lambda x, w, b, g: (F.layer_norm(x, w.shape, w, b) * g).sum(),
-        (rng.standard_normal((3, 5)), rng.standard_normal(5), rng.standard_normal(5), rng.standard_normal((3, 5))),
-        "'x'"),
-    "conv weight gradient as convolution (flipped kernel)": (
-        conv_weight_gradient_as_convolution, lambda x, w, b, g: (F.conv2d(x, w, b, padding=1) * g).sum(),
-        (rng.standard_normal((2, 2, 4, 4)), rng.standard_normal((3, 2, 3, 3)), rng.standard_normal(3),
-         rng.standard_normal((2, 3, 4, 4))), "'w'"),
-    "conv stride ignored in backward": (
-        conv_stride_ignored_in_backward, lambda x, w, g: (F.conv2d(x, w, stride=2) * g).sum(),
-        (rng.standard_normal((2, 2, 6, 6)), rng.standard_normal((3, 2, 2, 2)), rng.standard_normal((2, 3, 3, 3))),
-        "'x'"),
-})
 
 
 def max_pool_every_tied_maximum_gets_the_gradient(x, g):
