@@ -228,7 +228,7 @@ def _classification(draw: st.DrawFn, spatial: int = 0, probabilities: bool = Fal
     logits = _scaled(draw, rng, (n, c, *rest))
     target: np.ndarray
     if probabilities:
-        target: np.ndarray = np.moveaxis(rng.dirichlet(np.ones(c), size=(n, *rest)), -1, 1)
+        target = np.moveaxis(rng.dirichlet(np.ones(c), size=(n, *rest)), -1, 1)
     else:
         target = rng.integers(0, c, (n, *rest))
     return (logits, target, rng.standard_normal((n, *rest))) if with_grad else (logits, target)

@@ -31,7 +31,7 @@ class Judge:
     ``expected``/``actual`` list the value then each gradient; ``names`` their labels; the value
     is judged relative to its condition scale ``condition()`` (sum_k <|grad_k|, |x_k|>, computed
     only when the value needs it), so a value that cancels is not held to a precision its terms
-    never had.
+    never had. Without ``allow_nonfinite`` the caller has verified that every array is finite.
     """
 
     names: list[str]
@@ -63,13 +63,15 @@ class Judge:
         out = {}
         for k, name in enumerate(self.names):
             if k == 0 and floor is None:  # the condition scale costs a pass over every input: only if needed
-                first = compare(self._expected(0), self.actual[0], self.tol, allow_nonfinite=self.allow_nonfinite)
+                first = compare(self._expected(0), self.actual[0], self.tol, allow_nonfinite=self.allow_nonfinite,
+                                finite=not self.allow_nonfinite)
                 if first.passed:
                     out[name] = first
                     continue
             tol, global_scale = self._tolerance(k)
             out[name] = compare(self._expected(k), self.actual[k], tol, global_scale=global_scale,
-                                floor=None if floor is None else floor[k], allow_nonfinite=self.allow_nonfinite)
+                                floor=None if floor is None else floor[k], allow_nonfinite=self.allow_nonfinite,
+                                finite=not self.allow_nonfinite)
         return out
 
     @property
