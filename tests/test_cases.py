@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 import gradcheck_lab as gl
@@ -18,7 +20,10 @@ def test_case_agrees_with_autograd_and_finite_differences(name, device, dtype, d
     if dtype not in case.dtypes:
         pytest.skip(f"{name} does not support {dtype}")
     inputs = data.draw(case.inputs, label="inputs")
-    report = gl.check_case(case, inputs, device=device, dtype=dtype, finite_differences=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", gl.InconclusiveWarning)
+        report = gl.check_case(case, inputs, device=device, dtype=dtype, finite_differences=True)
+    assume(report.verdict != "inconclusive")  # such an input is no evidence either way (DESIGN.md, verdicts)
     assert report.passed
     assert report.oracle is not None and report.oracle.disagreeing == []
     assert report.ratio <= 1.0
