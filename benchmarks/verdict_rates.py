@@ -1,0 +1,93 @@
+"""Rates of reported bugs and of false alarms, per dtype: ``python benchmarks/verdict_rates.py [--seeds 20]``.
+
+Planted bugs on Linear -> sigmoid -> MSE (W n x n, n = 8, 64, 256): zeroed, doubled, halved,
+transposed, sign-flipped, bias averaged instead of summed, one element off by the dtype's resolution
+times max|g|, every element off by that relative amount; each must raise ``GradientMismatch``.
+Correct gradients on inputs of magnitudes 1e-4..1e4, mixed scales across tensors and products that
+cancel to ~1e-7, with and without the oracle; none may raise. The counts are printed per dtype.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from test_verdicts import (
+    BUGS,
+    linear_sigmoid_mse,
+    model_inputs,
+    planted,
+    tanh_mlp,
+    torch_linear_sigmoid_mse,
+    torch_tanh_mlp,
+    wide,
+)
+
+import gradcheck_lab as gl
+from gradcheck_lab.tolerances import RESOLUTION
+
+DTYPES = ("float64", "float32", "float16", "bfloat16")
+
+
+def cancelling_mlp(rng: np.random.Generator, n: int = 8) -> tuple[np.ndarray, ...]:
+    """tanh-MLP inputs whose first hidden pre-activation cancels to ~1e-7 of its terms."""
+    w1, w2, x = rng.standard_normal((n, n)), rng.standard_normal((3, n)), rng.standard_normal((4, n))
+    x[:, -1] = -(x[:, :-1] @ w1[0, :-1]) / w1[0, -1] * (1 + 1e-7 * rng.standard_normal(4))
+    return w1, w2, x
+
+
+def correct_jobs(rng: np.random.Generator) -> list[tuple]:
+    return [
+        (tanh_mlp, torch_tanh_mlp, cancelling_mlp(rng)),
+        (linear_sigmoid_mse, torch_linear_sigmoid_mse,
+         (wide(rng, (8, 8)), wide(rng, 8), wide(rng, (4, 8)), rng.uniform(0, 1, (4, 8)))),
+        (tanh_mlp, torch_tanh_mlp, (wide(rng, (6, 5)), wide(rng, (3, 6)), wide(rng, (4, 5)))),
+        (linear_sigmoid_mse, torch_linear_sigmoid_mse,
+         (1e-4 * rng.standard_normal((8, 8)), 1e3 * rng.standard_normal(8), 1e2 * rng.standard_normal((4, 8)),
+          rng.uniform(0, 1, (4, 8)))),
+    ]
+
+
+def outcome(reference, torch_fn, inputs, dtype: str, **kwargs) -> str:
+    try:
+        return gl.check_gradients(reference, torch_fn, inputs, dtype=dtype, **kwargs).verdict
+    except gl.GradientMismatch:
+        return "mismatch"
+    except gl.NonFiniteError:
+        return "non-finite"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=20)
+    args = parser.parse_args()
+    warnings.simplefilter("ignore", gl.InconclusiveWarning)
+    for dtype in DTYPES:
+        d = RESOLUTION[getattr(torch, dtype)]
+        caught = Counter[str]()
+        total = 0
+        for n in (8, 64, 256):
+            for seed in range(args.seeds if n < 256 else max(1, args.seeds // 4)):
+                inputs = model_inputs(n, seed)
+                for bug in BUGS:
+                    total += 1
+                    caught[outcome(planted(bug, d, seed), torch_linear_sigmoid_mse, inputs, dtype)] += 1
+        alarms = Counter[str]()
+        for seed in range(args.seeds):
+            for oracle in (False, True):
+                for reference, torch_fn, inputs in correct_jobs(np.random.default_rng(seed)):
+                    alarms[outcome(reference, torch_fn, inputs, dtype, finite_differences=oracle, seed=seed)] += 1
+        print(f"{dtype:>9}: planted bugs (d = {d:g}) reported {caught['mismatch']}/{total} {dict(caught)}; "
+              f"correct gradients {dict(alarms)}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
