@@ -24,6 +24,8 @@ import numpy as np
 _EPS = float(np.finfo(np.float64).eps)
 STEP = 2.0**-20
 """Relative step: small enough that no other kink lies within it, large enough for float64 differences."""
+CONFIRM = 16
+"""A kink's gap in slopes must hold at a step this many times larger (see :func:`one_sided`)."""
 
 
 @dataclass(frozen=True)
@@ -50,11 +52,30 @@ def one_sided(f: Callable[[list[np.ndarray]], float], inputs: Sequence[np.ndarra
     """One-sided derivatives of ``f`` (a scalar function of the full input list) in ``inputs[which][index]``.
 
     ``gradient_scale`` (the tensor's largest gradient magnitude) sets how large a gap in slopes
-    counts as a kink rather than rounding. Returns None where ``f`` is not finite nearby.
+    counts as a kink rather than rounding. A kink's gap is the jump in slope whatever the step;
+    rounding hidden inside ``f`` (an intermediate far larger than its value) makes a gap that
+    shrinks like 1/step, so a gap is a kink only if it holds, within a quarter, at a step
+    ``CONFIRM`` times larger too. Returns None where ``f`` is not finite nearby.
     """
     x = inputs[which]
     scale = max(abs(float(x[index])), float(np.max(np.abs(x), initial=0.0)) * 2.0**-10, 2.0**-30)
     h = STEP * scale
+    first = _sides(f, inputs, which, index, f0, h)
+    if first is None:
+        return None
+    left, right, rounding = first
+    gap = abs(right - left)
+    kink = gap > max(64 * rounding, 1e-6 * gradient_scale)
+    if kink:
+        wider = _sides(f, inputs, which, index, f0, CONFIRM * h)
+        kink = wider is not None and abs(abs(wider[1] - wider[0]) - gap) <= 0.25 * gap
+    return OneSided(left, right, kink, 3 * rounding)  # Richardson: 2 D(h/2) - D(h) triples D's rounding
+
+
+def _sides(f: Callable[[list[np.ndarray]], float], inputs: Sequence[np.ndarray], which: int,
+           index: tuple[int, ...], f0: float, h: float) -> tuple[float, float, float] | None:
+    """(left, right, rounding): Richardson one-sided derivatives from steps h and h/2 (None: not finite)."""
+    x = inputs[which]
     values = {}
     for step in (h, h / 2, -h / 2, -h):
         point = list(inputs)
@@ -67,6 +88,4 @@ def one_sided(f: Callable[[list[np.ndarray]], float], inputs: Sequence[np.ndarra
     right = 2 * (values[h / 2] - f0) / (h / 2) - (values[h] - f0) / h
     left = 2 * (f0 - values[-h / 2]) / (h / 2) - (f0 - values[-h]) / h
     rounding = 8 * _EPS * max(abs(f0), *(abs(v) for v in values.values())) / (h / 2)
-    gap = abs(right - left)
-    kink = gap > max(64 * rounding, 1e-6 * gradient_scale)
-    return OneSided(left, right, kink, 3 * rounding)  # Richardson: 2 D(h/2) - D(h) triples D's rounding
+    return left, right, rounding

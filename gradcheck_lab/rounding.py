@@ -74,7 +74,7 @@ def rounding_floor(
     inputs: Sequence[np.ndarray],
     variables: Sequence[int],
     relative: float,
-    ulps: float,
+    ulps: float | None,
     *,
     samples: int = 3,
     seed: int = 0,
@@ -83,7 +83,7 @@ def rounding_floor(
 
     The larger of its change over ``samples`` moves of the inputs by ``relative`` of themselves, and
     the change of either side's result over ``samples`` moves by random factors within ``1 +- ulps``
-    (see the module docstring). ``expected_at``/``actual_at`` evaluate each side at a point;
+    (see the module docstring; ``ulps=None`` skips those). ``expected_at``/``actual_at`` evaluate each side at a point;
     ``expected``/``actual`` are their results at the unmoved inputs. Returns one array per result
     (value, then each gradient), pooled, or None when no moved point could be evaluated on both sides.
     """
@@ -99,8 +99,11 @@ def rounding_floor(
             continue
         changes = [np.abs(np.asarray(e, dtype=np.float64) - np.asarray(a, dtype=np.float64) - d)
                    for e, a, d in zip(moved_expected, moved_actual, baseline, strict=True)]
-        near = jittered(inputs, variables, ulps, rng)
-        near_expected, near_actual = expected_at(near), actual_at(near)
+        if ulps is None:  # the disagreement's change only
+            near_expected = near_actual = None
+        else:
+            near = jittered(inputs, variables, ulps, rng)
+            near_expected, near_actual = expected_at(near), actual_at(near)
         if near_expected is not None and near_actual is not None:
             changes = [np.maximum.reduce([c, np.abs(np.asarray(ne, dtype=np.float64) - e0),
                                           np.abs(np.asarray(na, dtype=np.float64) - a0)])

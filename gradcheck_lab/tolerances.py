@@ -120,6 +120,16 @@ PERTURBATION_ULPS = 4.0
 # disagreement itself does not change under the larger moves above.
 CONDITION_ULPS = 4.0
 
+# Wider moves, 2^-10 of each element, measured only when elements are still past the floor, and
+# adopted only if the widened floor explains every element of the check: a rounded
+# intermediate can sit so close to a representable value that moves of 2^-20 do not re-round it
+# (a softmax probability 1 - 3e-12 moves by 7e-17 when its logit of 28 moves by 2^-20, less than
+# float64's spacing of 1.1e-16 near 1), while 2^-10 redraws it. It cannot hide a wrong gradient
+# the dtype must resolve: an error past `resolution` within the widened floor is inconclusive,
+# never passed, and only where the wrong part changes by a quarter of itself over a move of 1e-3,
+# i.e. where the gradient's relative condition exceeds ~250.
+WIDE_MOVE = 2.0**-10
+
 # --- the dtype comparison (torch in the dtype against the float64 reference) ---------------------
 # torch rounds each op's output to the dtype (float16/bfloat16 matmuls and sums accumulate in
 # float32), so a correct result carries a few u relative to the element and to the tensor's scale;

@@ -289,3 +289,40 @@ def test_every_term_of_the_bound_is_in_the_message_and_the_report():
     for term, value in report.bound_terms.items():
         assert f"{term} {value:.2e}" in message
     assert "resolution" in message and "rtol=" in message and "ntol=" in message
+
+
+def softmax_nll(z, y):
+    r"""Soft-target NLL of a log-softmax: :math:`(p \sum_j y_j - y) / N` in z, cancelling where p is 1."""
+    m = z.max(1, keepdims=True)
+    e = np.exp(z - m)
+    s = e.sum(1, keepdims=True)
+    log_p, p = z - m - np.log(s), e / s
+    return -(log_p * y).sum() / z.shape[0], ((p * y.sum(1, keepdims=True) - y) / z.shape[0], -log_p / z.shape[0])
+
+
+def sin_layer_norm(x, w):
+    r""":math:`\sum \sin(\hat x w)` of a layer norm; the matrix-form backward with its two mean terms."""
+    mu = x.mean(-1, keepdims=True)
+    r = 1 / np.sqrt(((x - mu) ** 2).mean(-1, keepdims=True) + 1e-5)
+    x_hat = (x - mu) * r
+    g = np.cos(x_hat * w) * w
+    grad_x = r * (g - g.mean(-1, keepdims=True) - x_hat * (g * x_hat).mean(-1, keepdims=True))
+    return np.sin(x_hat * w).sum(), (grad_x, (np.cos(x_hat * w) * x_hat).sum(0))
+
+
+@pytest.mark.parametrize("dtype_name", DTYPES)
+def test_saturated_softmax_and_rounding_noise_at_fake_kinks_raise_nothing(dtype_name):
+    """Shrunk counterexamples of earlier false alarms: a probability within 1e-12 of 1 (the small moves
+    cannot re-round it) and a layer norm whose value's rounding looked like a kink."""
+    z, y = np.zeros((6, 5)), np.zeros((6, 5))
+    z[0, 0], y[0, 0] = 28.0, 16.5
+    x, w = np.zeros((4, 7)), np.full(7, 0.0625)
+    x[0, 0] = 5.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", gl.InconclusiveWarning)
+        for reference, torch_fn, inputs in [
+            (softmax_nll, lambda z, y: -(F.log_softmax(z, 1) * y).sum() / z.shape[0], (z, y)),
+            (sin_layer_norm, lambda x, w: torch.sin(F.layer_norm(x, (7,), w, eps=1e-5)).sum(), (x, w)),
+        ]:
+            report = gl.check_gradients(reference, torch_fn, inputs, dtype=dtype_name)
+            assert report.verdict in ("passed", "inconclusive")
