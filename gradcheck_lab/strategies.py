@@ -6,6 +6,7 @@ harness (never by a float64 strategy silently feeding a float32 array).
 
 from __future__ import annotations
 
+import math
 import weakref
 from collections.abc import Sequence
 from typing import Any
@@ -33,13 +34,45 @@ _ARRAY_STRATEGIES: weakref.WeakSet[st.SearchStrategy] = weakref.WeakSet()
 """Strategies that draw whole arrays (``arrays``, ``labels``): an ``elements=`` entry may be one of them."""
 
 
+LARGE = 1024
+"""Arrays with more elements are built by NumPy from a few drawn numbers, not drawn element by element."""
+
+
 def arrays(shape: tuple[int, ...], bound: float = DEFAULT_BOUND,
            element_strategy: st.SearchStrategy[float] | None = None) -> st.SearchStrategy[np.ndarray]:
-    """A float64 array of ``shape`` with well-conditioned elements (or ``element_strategy``'s)."""
-    strategy = hnp.arrays(np.float64, shape,
-                          elements=elements(bound) if element_strategy is None else element_strategy)
+    """A float64 array of ``shape`` with well-conditioned elements (or ``element_strategy``'s).
+
+    Up to :data:`LARGE` elements hypothesis draws each element (and shrinks each). Beyond, drawing
+    element by element would dominate the check (or exhaust hypothesis's data budget at 256 x 256):
+    a seed, a scale and a fraction of exact zeros are drawn instead and a NumPy generator fills the
+    array, uniform in ``[-scale, scale]``; with ``element_strategy``, from a pool of 32 values it
+    draws. Shrinking then moves towards seed 0, the full bound and no zeros.
+    """
+    shape = tuple(shape)
+    if math.prod(shape) > LARGE:
+        strategy = _large_array(shape, bound, element_strategy)
+    else:
+        strategy = hnp.arrays(np.float64, shape,
+                              elements=elements(bound) if element_strategy is None else element_strategy)
     _ARRAY_STRATEGIES.add(strategy)
     return strategy
+
+
+@st.composite
+def _large_array(draw: st.DrawFn, shape: tuple[int, ...], bound: float,
+                 element_strategy: st.SearchStrategy[float] | None) -> np.ndarray:
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1), label="seed"))
+    if element_strategy is None:
+        scale = bound * draw(st.sampled_from([1.0, 0.25, 1e-2]), label="scale")
+        x = rng.uniform(-scale, scale, shape)
+        x[np.abs(x) < MIN_MAGNITUDE] = 0.0
+    else:
+        pool = np.array(draw(st.lists(element_strategy, min_size=32, max_size=32), label="pool"), dtype=np.float64)
+        x = rng.choice(pool, size=shape)
+    zeros = draw(st.sampled_from([0.0, 0.01, 0.2]), label="fraction of zeros")
+    if zeros:
+        x[rng.random(shape) < zeros] = 0.0
+    return x
 
 
 def labels(shape: int | tuple[int, ...], num_classes: int) -> st.SearchStrategy[np.ndarray]:

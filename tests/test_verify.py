@@ -93,3 +93,24 @@ def test_inconclusive_inputs_are_counted_apart_and_warned_once():
     assert summary.inconclusive > 0
     assert summary.examples + summary.inconclusive >= 10
     assert sum(issubclass(w.category, gl.InconclusiveWarning) for w in caught) == 1
+
+
+def test_verify_draws_256_by_256_inputs_cheaply_and_still_finds_a_one_element_bug():
+    def gram(w, x):
+        out = x @ w.T
+        return 0.5 * np.sum(out**2), (out.T @ x, out @ w)
+
+    def gram_one_off(w, x):
+        value, (gw, gx) = gram(w, x)
+        gw = gw.copy()
+        gw[3, 5] *= 1.001
+        return value, (gw, gx)
+
+    def torch_gram(w, x):
+        return 0.5 * ((x @ w.T) ** 2).sum()
+
+    shapes = [(256, 256), (16, 256)]
+    result = gl.verify(gram, torch_gram, shapes=shapes, dtypes=("float64", "bfloat16"), max_examples=5, seed=0)
+    assert all(s.examples + s.inconclusive == 5 for s in result.summaries)
+    with pytest.raises(gl.GradientMismatch, match="'w'"):
+        gl.verify(gram_one_off, torch_gram, shapes=shapes, dtypes="bfloat16", max_examples=5, seed=0)
