@@ -239,7 +239,7 @@ def oracle_votes(
     f0: float,
     reference_grads: Sequence[np.ndarray],
     torch_grads: Sequence[np.ndarray],
-    torch_slack: Sequence[np.ndarray],
+    torch_slack: Callable[[list[np.ndarray]], float],
     *,
     reference_vs_autograd: bool,
     condition: float,
@@ -251,7 +251,8 @@ def oracle_votes(
 
     Four evaluations a direction: central differences at h and h/2 (Richardson), whose one-sided
     halves expose a kink. A direction the estimate cannot resolve abstains instead of voting.
-    ``torch_slack`` is the torch gradient's own comparison bound, carried through the direction.
+    ``torch_slack(|v|)`` is the torch gradient's own comparison bound carried through the direction,
+    sum_k <bound_k, |v_k|>.
     """
     moving = [inputs[k] for k in variables]
 
@@ -271,13 +272,14 @@ def oracle_votes(
         estimate = numeric.central_difference(along, moving, v, h=numeric.RELATIVE_FD_STEP, noise=condition, f0=f0,
                                               richardson=False)
         # |<g, v>| <= sum |g v|: the largest the directional derivative can be along v.
-        norm = max(float(sum(np.sum(np.abs(g * d)) for g, d in zip(grads, v, strict=True)))
+        abs_v = [np.abs(d) for d in v]
+        norm = max(float(sum(np.vdot(np.abs(g), a) for g, a in zip(grads, abs_v, strict=True)))
                    for grads in (reference_grads, torch_grads))
         reason = numeric.abstention(estimate, norm)
         if reason:
             reasons.append(reason)
             continue
-        slack = float(sum(np.sum(b * np.abs(d)) for b, d in zip(torch_slack, v, strict=True)))
+        slack = torch_slack(abs_v)
         predicted_ref, predicted_torch = numeric.dot(reference_grads, v), numeric.dot(torch_grads, v)
         ref_agrees = numeric.fd_agrees(predicted_ref, estimate, norm)
         torch_agrees = numeric.fd_agrees(predicted_torch, estimate, norm, slack)
