@@ -116,14 +116,14 @@ def prepare_inputs(inputs: Any, dtype: torch.dtype, names: Sequence[str] | None 
             raise InvalidInputError(f"{name} has unsupported dtype {arr.dtype}: only real floating arrays are checked")
         if arr.size == 0 and k not in constants:
             raise InvalidInputError(f"{name} is empty (shape {arr.shape}): there is nothing to differentiate")
-        if not np.all(np.isfinite(arr)):
+        as_dtype = round_to_dtype(arr, dtype)
+        if all_finite(as_dtype):  # one pass: an input's NaN or Inf survives rounding, so this also covers it
+            rounded.append(as_dtype)
+            continue
+        if not all_finite(arr):
             bad = tuple(int(i) for i in np.argwhere(~np.isfinite(arr))[0])
             raise NonFiniteError(f"{name} holds {float(arr[bad])!r} at index {bad}: inputs must be finite")
-        as_dtype = round_to_dtype(arr, dtype)
-        if not np.all(np.isfinite(as_dtype)):
-            raise NonFiniteError(
-                f"{name} overflows {dtype_name(dtype)}: its largest magnitude is {np.abs(arr).max():g}")
-        rounded.append(as_dtype)
+        raise NonFiniteError(f"{name} overflows {dtype_name(dtype)}: its largest magnitude is {np.abs(arr).max():g}")
     return rounded
 
 
@@ -273,7 +273,7 @@ class _Runner:
         except Exception:
             self.float64_ok = False
             return None
-        return side if all(np.all(np.isfinite(r)) for r in side.results()) else None
+        return side if all_finite(*side.results()) else None
 
     def results_float64(self, point: list[np.ndarray]) -> list[np.ndarray] | None:
         side = self.torch_float64(point)
@@ -303,15 +303,15 @@ class _Runner:
         return float(self.reference(point).value)
 
 
-def _nonfinite_problem(side: _Side, label: str, names: Sequence[str]) -> str | None:
-    if all_finite(*side.results()):
-        return None
-    for name, arr in [("value", side.value), *zip(names, side.grads, strict=True)]:
-        if not np.all(np.isfinite(arr)):
-            idx = tuple(int(i) for i in np.argwhere(~np.isfinite(arr))[0]) if arr.ndim else ()
-            what = "value" if name == "value" else "gradient of " + name
-            return f"the {label} {what} holds {float(arr[idx])!r} at {list(idx)}"
-    return None
+def _raise_nonfinite(reference: _Side, actual: _Side, names: Sequence[str]) -> None:
+    """Raise :class:`NonFiniteError` naming the first NaN or Inf of the reference, else of torch."""
+    for side, label in ((reference, "reference"), (actual, "torch")):
+        for name, arr in [("value", side.value), *zip(names, side.grads, strict=True)]:
+            if not all_finite(arr):
+                idx = tuple(int(i) for i in np.argwhere(~np.isfinite(arr))[0]) if arr.ndim else ()
+                what = "value" if name == "value" else "gradient of " + name
+                raise NonFiniteError(f"the {label} {what} holds {float(arr[idx])!r} at {list(idx)} "
+                                     "(pass allow_nonfinite=True to require matching non-finite values)")
 
 
 def _condition(grads: Sequence[np.ndarray], inputs: Sequence[np.ndarray]) -> float:
@@ -374,12 +374,6 @@ def check_gradients(
         reference = runner.reference(rounded)
         actual = runner.torch(rounded, torch_dtype)
         truth = actual if torch_dtype == torch.float64 else runner.torch_float64(rounded)
-        if not allow_nonfinite:
-            for side, label in ((reference, "reference"), (actual, "torch")):
-                problem = _nonfinite_problem(side, label, names)
-                if problem:
-                    raise NonFiniteError(
-                        problem + " (pass allow_nonfinite=True to require matching non-finite values)")
         report, extra = _judge(runner, rounded, variables, names, reference, actual, truth, torch_device,
                                torch_dtype, rtol=rtol, atol=atol, tf32=tf32, allow_nonfinite=allow_nonfinite,
                                subgradient=kinks == "subgradient",
@@ -424,6 +418,12 @@ def _judge(runner: _Runner, rounded: list[np.ndarray], variables: list[int], nam
                 return runner.torch(point, dtype).results()
             except Exception:
                 return None
+    shown = deciding
+    if truth is not None and dtype != torch.float64:
+        shown = Judge(labels, reference.results(), actual.results(),
+                      gradient_tolerance(dtype, rtol=rtol, atol=atol, tf32=tf32), condition, allow_nonfinite)
+    if not allow_nonfinite and (deciding.nonfinite or shown.nonfinite):
+        _raise_nonfinite(reference, actual, names)  # the comparisons found it: say which side holds it
     if not deciding.passed and not deciding.nonfinite:
         floor = rounding_floor(runner.results_reference, torch_at, deciding.expected, deciding.actual, rounded,
                                variables, perturbation_size(precision), conditioning_size(precision))
@@ -439,10 +439,6 @@ def _judge(runner: _Runner, rounded: list[np.ndarray], variables: list[int], nam
                 deciding.apply_floor([np.maximum(f, w) for f, w in zip(floor, wide, strict=True)])
                 if any(b.any() for b in deciding.beyond()):
                     deciding.apply_floor(floor)
-    shown = deciding
-    if truth is not None and dtype != torch.float64:
-        shown = Judge(labels, reference.results(), actual.results(),
-                      gradient_tolerance(dtype, rtol=rtol, atol=atol, tf32=tf32), condition, allow_nonfinite)
 
     beyond, unresolved = deciding.beyond(), deciding.unresolved()
     f0 = float((truth or reference).value)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -89,35 +90,49 @@ def compare(
     global_scale: float = 0.0,
     floor: np.ndarray | None = None,
     allow_nonfinite: bool = False,
-    finite: bool = False,
 ) -> Comparison:
     """Compare two same-shaped arrays element by element (see :mod:`gradcheck_lab.tolerances`).
 
-    ``floor`` is the measured rounding floor per element (or None); ``finite`` says the caller has
-    already verified that both arrays are finite. Non-finite values fail unless
-    ``allow_nonfinite``, and then only where both sides hold the same value (NaN with NaN, +Inf
-    with +Inf).
+    ``floor`` is the measured rounding floor per element (or None). A NaN or Inf on either side
+    fails (``nonfinite`` says where) unless ``allow_nonfinite`` and both sides hold the same
+    non-finite value there; the finite elements are then compared as usual.
     """
     expected = np.asarray(expected, dtype=np.float64)
     actual = np.asarray(actual, dtype=np.float64)
     if expected.shape != actual.shape:
         raise ValueError(f"cannot compare shapes {expected.shape} and {actual.shape}")
-    if not finite and not all_finite(expected, actual):
-        problem = _nonfinite_problem(expected, actual, allow_nonfinite)
-        if problem is not None:
-            return problem
-        expected, actual = finite_or_zero(expected), finite_or_zero(actual)
-    size = int(expected.size)
-    if size == 0:
+    if expected.size == 0:
         return Comparison(True, 0.0, 0.0, 0.0, (), 0.0, 0.0, terms=_terms_at(0.0, tol, 0.0, global_scale, 0.0))
+    result = _compare_finite(expected, actual, tol, global_scale, floor)
+    if result is not None:
+        return result
+    problem = _nonfinite_problem(expected, actual, allow_nonfinite)
+    if problem is not None:
+        return problem
+    result = _compare_finite(finite_or_zero(expected), finite_or_zero(actual), tol, global_scale, floor)
+    assert result is not None  # both sides are finite now
+    return result
+
+
+def _compare_finite(expected: np.ndarray, actual: np.ndarray, tol: Tolerance, global_scale: float,
+                    floor: np.ndarray | None) -> Comparison | None:
+    """The comparison of two non-empty float64 arrays, or None if either holds a NaN or Inf.
+
+    Finiteness costs no pass of its own where it holds: max |e| and max |a - e| are both finite only
+    if every element of both sides is (a NaN propagates through max; an Inf makes |e| or |a - e|
+    infinite); only where they are not is each side scanned.
+    """
     # Passes over the data are what a check of a large tensor costs: each array below is made once
     # and reused. S = max(|e|_inf, |t|_inf) needs |t|_inf only when the error could move it by more
     # than a thousandth of |e|_inf (|t|_inf <= |e|_inf + max error); below that, ntol*S is unchanged.
     bound = np.abs(expected)
     scale = float(bound.max())
-    error = np.subtract(actual, expected, out=np.empty_like(expected))
+    with np.errstate(over="ignore", invalid="ignore"):  # Inf - Inf, or finite sides past float64's range
+        error = np.subtract(actual, expected, out=np.empty_like(expected))
     np.abs(error, out=error)
     max_abs = float(error.max())
+    if not (math.isfinite(scale) and math.isfinite(max_abs)) and not all_finite(expected, actual):
+        return None  # (finite sides whose difference overflows go on: their error is infinite)
     if max_abs > 1e-3 * scale:
         scale = max(scale, largest_magnitude(actual))
     bound *= tol.rtol
@@ -147,7 +162,7 @@ def compare(
         terms=_terms_at(abs(e_at), tol, scale, global_scale, phi),
         scale=scale,
         failing=failing,
-        size=size,
+        size=int(expected.size),
     )
 
 

@@ -31,7 +31,8 @@ class Judge:
     ``expected``/``actual`` list the value then each gradient; ``names`` their labels; the value
     is judged relative to its condition scale ``condition()`` (sum_k <|grad_k|, |x_k|>, computed
     only when the value needs it), so a value that cancels is not held to a precision its terms
-    never had. Without ``allow_nonfinite`` the caller has verified that every array is finite.
+    never had. A NaN or Inf fails its comparison (``nonfinite``) unless ``allow_nonfinite`` and
+    both sides hold the same non-finite value there.
     """
 
     names: list[str]
@@ -41,11 +42,11 @@ class Judge:
     condition: Callable[[], float]
     allow_nonfinite: bool = False
     floor: list[np.ndarray] | None = None
-    excused: list[np.ndarray] = field(default_factory=list)
+    excused: list[np.ndarray | None] = field(default_factory=list)
     comparisons: dict[str, Comparison] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.excused = [np.zeros(np.shape(e), dtype=bool) for e in self.expected]
+        self.excused = [None] * len(self.expected)  # a mask only once an element is excused
         self.comparisons = self._compare(None)
 
     def _tolerance(self, k: int) -> tuple[Tolerance, float]:
@@ -55,23 +56,20 @@ class Judge:
 
     def _expected(self, k: int) -> np.ndarray:
         """The reference, with excused elements (accepted kinks) replaced by torch's value."""
-        if not self.excused[k].any():
-            return self.expected[k]
-        return np.where(self.excused[k], self.actual[k], self.expected[k])
+        excused = self.excused[k]
+        return self.expected[k] if excused is None else np.where(excused, self.actual[k], self.expected[k])
 
     def _compare(self, floor: list[np.ndarray] | None) -> dict[str, Comparison]:
         out = {}
         for k, name in enumerate(self.names):
             if k == 0 and floor is None:  # the condition scale costs a pass over every input: only if needed
-                first = compare(self._expected(0), self.actual[0], self.tol, allow_nonfinite=self.allow_nonfinite,
-                                finite=not self.allow_nonfinite)
+                first = compare(self._expected(0), self.actual[0], self.tol, allow_nonfinite=self.allow_nonfinite)
                 if first.passed:
                     out[name] = first
                     continue
             tol, global_scale = self._tolerance(k)
             out[name] = compare(self._expected(k), self.actual[k], tol, global_scale=global_scale,
-                                floor=None if floor is None else floor[k], allow_nonfinite=self.allow_nonfinite,
-                                finite=not self.allow_nonfinite)
+                                floor=None if floor is None else floor[k], allow_nonfinite=self.allow_nonfinite)
         return out
 
     @property
@@ -112,7 +110,10 @@ class Judge:
         return [self._masks(k)[1] for k in range(len(self.names))]
 
     def excuse(self, k: int, index: tuple[int, ...]) -> None:
-        self.excused[k][index] = True
+        excused = self.excused[k]
+        if excused is None:
+            excused = self.excused[k] = np.zeros(np.shape(self.expected[k]), dtype=bool)
+        excused[index] = True
 
     def rejudge(self) -> None:
         self.comparisons = self._compare(self.floor)

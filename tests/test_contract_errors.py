@@ -191,3 +191,22 @@ def test_a_report_serializes_to_json():
     assert data["passed"] is True and data["dtype"] == "float32"
     assert set(data["gradients"]) == {"'x' (input 0)"}
     assert data["oracle"]["disagreeing"] == [] and data["tolerance"]["rtol"] == report.tolerance.rtol
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_a_nan_only_torch_produces_is_named_as_torch_s(dtype):
+    def torch_fn(t):  # 0 * sqrt(t - 10): NaN for t < 10, in the value and the gradient
+        return (t**2).sum() + 0 * torch.sqrt(t - 10).sum()
+
+    with np.errstate(invalid="ignore"), pytest.raises(gl.NonFiniteError, match="the torch value holds nan"):
+        gl.check_gradients(square, torch_fn, (X,), dtype=dtype)
+
+
+@pytest.mark.filterwarnings("error")
+def test_finite_sides_whose_difference_overflows_fail_with_an_infinite_ratio():
+    from gradcheck_lab.comparison import compare
+    from gradcheck_lab.tolerances import math_tolerance
+
+    result = compare(np.array([1.7e308, 1.0]), np.array([-1.7e308, 1.0]), math_tolerance(torch.float64))
+    assert not result.passed and result.nonfinite is None
+    assert result.ratio == np.inf and result.index == (0,) and result.failing == 1
