@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import inspect
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -199,6 +199,15 @@ def _leaf(x: np.ndarray, constant: bool, device: torch.device, dtype: torch.dtyp
     return torch.tensor(x, dtype=dtype, device=device, requires_grad=True)
 
 
+def _value_leaf(x: np.ndarray, constant: bool, fresh: bool, device: torch.device) -> torch.Tensor:
+    """A float64 tensor (integer data kept) without autograd; an array made for this call alone is not copied."""
+    if constant and x.dtype.kind in "iub":
+        return torch.tensor(x, device=device)
+    if fresh and x.dtype == np.float64:
+        return torch.from_numpy(x).to(device)
+    return torch.tensor(x, dtype=torch.float64, device=device)
+
+
 def run_torch(torch_fn: TorchFn, inputs: Sequence[np.ndarray], names: Sequence[str],
               device: torch.device, dtype: torch.dtype, constants: frozenset[int] = frozenset()) -> _Side:
     """Run ``torch_fn`` with autograd on fresh tensors and return its value and gradients in float64.
@@ -285,12 +294,14 @@ class _Runner:
         except Exception:
             return None
 
-    def value(self, point: list[np.ndarray]) -> float:
-        """The float64 value at ``point``: torch's forward without autograd, or the reference's value."""
+    def value(self, point: list[np.ndarray], fresh: Collection[int] = ()) -> float:
+        """The float64 value at ``point``: torch's forward without autograd, or the reference's value.
+
+        ``fresh`` lists inputs of ``point`` made for this call alone: torch wraps them without a copy.
+        """
         if self.float64_ok:
             self._reset_rng()
-            leaves = [torch.tensor(x, device=self.device) if k in self.fixed and x.dtype.kind in "iub"
-                      else torch.tensor(x, dtype=torch.float64, device=self.device) for k, x in enumerate(point)]
+            leaves = [_value_leaf(x, k in self.fixed, k in fresh, self.device) for k, x in enumerate(point)]
             default = torch.get_default_dtype()
             torch.set_default_dtype(torch.float64)
             try:
@@ -352,9 +363,10 @@ def check_gradients(
     derivatives differ) the message says so; ``kinks="subgradient"`` accepts any value between them.
 
     With ``finite_differences``, central differences of the float64 value along ``directions``
-    random directions vote too (four evaluations each); they abstain where they cannot resolve the
-    direction. Returns a :class:`Report`; raises :class:`GradientMismatch` on disagreement, and a
-    typed error for inputs or outputs that cannot be checked (NaN/Inf fail unless ``allow_nonfinite``).
+    random directions vote too (two evaluations each, more only to confirm a mistake both gradients
+    share); they abstain where they cannot resolve the direction. Returns a :class:`Report`; raises
+    :class:`GradientMismatch` on disagreement, and a typed error for inputs or outputs that cannot be
+    checked (NaN/Inf fail unless ``allow_nonfinite``).
     """
     __tracebackhide__ = True
     if kinks not in ("strict", "subgradient"):
@@ -468,7 +480,8 @@ def _judge(runner: _Runner, rounded: list[np.ndarray], variables: list[int], nam
                     total += tol.floor * float(np.vdot(deciding.floor[k + 1], a))
             return total
 
-        votes = oracle_votes(runner.value, rounded, variables, f0, reference.grads, torch_grads, slack,
+        value_at = functools.partial(runner.value, fresh=frozenset(variables))  # the oracle's moves are fresh
+        votes = oracle_votes(value_at, rounded, variables, f0, reference.grads, torch_grads, slack,
                              reference_vs_autograd=not any(b.any() for b in beyond[1:]), condition=condition(),
                              count=oracle[0], seed=oracle[1])
 

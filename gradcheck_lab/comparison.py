@@ -44,7 +44,7 @@ class Comparison:
 def finite_or_zero(x: np.ndarray) -> np.ndarray:
     """``x`` as float64 with NaN and Inf replaced by 0 (and no copy when it is float64 and finite)."""
     x = np.asarray(x, dtype=np.float64)
-    return x if np.isfinite(x).all() else np.where(np.isfinite(x), x, 0.0)
+    return x if all_finite(x) else np.where(np.isfinite(x), x, 0.0)
 
 
 def largest_magnitude(x: np.ndarray) -> float:

@@ -190,9 +190,9 @@ def examine_kinks(
 
 
 CONFIRM_STEPS = (16, 256)
+"""A shared mistake is confirmed by differences at steps this many times larger (see :func:`_confirm`)."""
 SECOND_ORDER = 1.7
 """A Taylor remainder shrinking faster than h^1.7 is a right gradient's (order 2), not a wrong one's (order 1)."""
-"""A shared mistake is confirmed by differences at steps this many times larger (see :func:`_unconfirmed`)."""
 
 
 def _confirm(along: Callable[..., float], moving: list[np.ndarray], v: list[np.ndarray], gap: float,
@@ -250,10 +250,11 @@ def oracle_votes(
     """Finite differences of the float64 value along ``count`` random directions, each element moved
     relative to itself (so inputs of 1e-8 and 1e4 are both resolved; constants never move).
 
-    Four evaluations a direction: central differences at h and h/2 (Richardson), whose one-sided
-    halves expose a kink. A direction the estimate cannot resolve abstains instead of voting.
-    ``torch_slack(|v|)`` is the torch gradient's own comparison bound carried through the direction,
-    sum_k <bound_k, |v_k|>.
+    Two evaluations a direction (a central difference); a discrepancy with both gradients is
+    confirmed at wider, Richardson-extrapolated steps (:func:`_confirm`) before it counts. A direction
+    the estimate cannot resolve abstains instead of voting. ``value_at`` is called on points whose
+    moving inputs are arrays made for that call alone. ``torch_slack(|v|)`` is the torch gradient's
+    own comparison bound carried through the direction, sum_k <bound_k, |v_k|>.
     """
     moving = [inputs[k] for k in variables]
 
@@ -268,19 +269,18 @@ def oracle_votes(
     reasons: list[str] = []
     taylor = (2.0, 2.0)
     first: tuple[float, float, float] | None = None
-    for direction in numeric.random_directions([x.shape for x in moving], count, seed):
-        v = numeric.relative_direction(direction, moving)
+    directions, abs_v = numeric.relative_directions(moving, count, seed)
+    # |<g, v>| <= sum |g| |v|: the largest the directional derivative can be along any such v.
+    norm = max(float(sum(np.vdot(np.abs(g), a) for g, a in zip(grads, abs_v, strict=True)))
+               for grads in (reference_grads, torch_grads))
+    slack = torch_slack(abs_v)
+    for v in directions:
         estimate = numeric.central_difference(along, moving, v, h=numeric.RELATIVE_FD_STEP, noise=condition, f0=f0,
                                               richardson=False)
-        # |<g, v>| <= sum |g v|: the largest the directional derivative can be along v.
-        abs_v = [np.abs(d) for d in v]
-        norm = max(float(sum(np.vdot(np.abs(g), a) for g, a in zip(grads, abs_v, strict=True)))
-                   for grads in (reference_grads, torch_grads))
         reason = numeric.abstention(estimate, norm)
         if reason:
             reasons.append(reason)
             continue
-        slack = torch_slack(abs_v)
         predicted_ref, predicted_torch = numeric.dot(reference_grads, v), numeric.dot(torch_grads, v)
         ref_agrees = numeric.fd_agrees(predicted_ref, estimate, norm)
         torch_agrees = numeric.fd_agrees(predicted_torch, estimate, norm, slack)

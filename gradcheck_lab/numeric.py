@@ -53,8 +53,39 @@ def relative_direction(direction: Sequence[np.ndarray], inputs: Sequence[np.ndar
     return [v * np.where(x != 0, np.abs(x), 1.0) for v, x in zip(direction, inputs, strict=True)]
 
 
+def relative_directions(inputs: Sequence[np.ndarray], count: int,
+                        seed: int = 0) -> tuple[list[list[np.ndarray]], list[np.ndarray]]:
+    """:func:`relative_direction` of each of :func:`random_directions`, and their common magnitude.
+
+    Entry i of every such direction is +-m_i with m_i = max(|x_i|, 1 where x_i = 0) / sqrt(N): only
+    the signs are random. So ``|v|`` is computed once and each direction costs one product (the
+    same values, from the same bits, as the two functions composed).
+    """
+    rng = np.random.default_rng(seed)
+    total = sum(x.size for x in inputs)
+    magnitude = [np.abs(x, out=np.empty(np.shape(x))) for x in inputs]  # arrays, 0-d ones too
+    for m in magnitude:
+        m[m == 0] = 1.0
+        m *= 1 / math.sqrt(total)
+    directions = []
+    for _ in range(count):
+        signs = np.unpackbits(rng.integers(0, 256, size=(total + 7) // 8, dtype=np.uint8))[:total].view(np.int8)
+        signs *= 2
+        signs -= 1  # bit 1 -> +1, bit 0 -> -1, in one byte each (a masked negation is 10x slower)
+        parts, start = [], 0
+        for m in magnitude:
+            parts.append(m * signs[start:start + m.size].reshape(m.shape))
+            start += m.size
+        directions.append(parts)
+    return directions, magnitude
+
+
 def _along(inputs: Sequence[np.ndarray], direction: Sequence[np.ndarray], h: float) -> list[np.ndarray]:
-    return [x + h * v for x, v in zip(inputs, direction, strict=True)]
+    """The point x + h v, in fresh arrays (one allocation each)."""
+    points = [np.multiply(v, h, out=np.empty(np.shape(v))) for v in direction]
+    for point, x in zip(points, inputs, strict=True):
+        point += x
+    return points
 
 
 def _step_size(inputs: Sequence[np.ndarray]) -> float:

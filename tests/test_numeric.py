@@ -110,3 +110,12 @@ def test_a_wrong_torch_side_is_blamed_on_torch():
     x = np.array([0.5, -1.5, 2.0])
     with pytest.raises(gl.GradientMismatch, match="the torch side is wrong"):
         gl.check_gradients(lambda x: (np.sum(x**3), (3 * x**2,)), Wrong.apply, (x,), finite_differences=True)
+
+
+def test_relative_directions_equal_random_directions_scaled_by_the_inputs():
+    x = [np.array([[1e-81, 0.0, -5.0], [2.0, 3e4, -1e-8]]), np.array([0.5, 0.0, 7.0, -1.0, 2.0]), np.array(-3.0)]
+    directions, magnitude = numeric.relative_directions(x, 3, seed=7)
+    for v, u in zip(directions, numeric.random_directions([a.shape for a in x], 3, seed=7), strict=True):
+        for got, want, m in zip(v, numeric.relative_direction(u, x), magnitude, strict=True):
+            np.testing.assert_array_equal(got, want)
+            np.testing.assert_array_equal(np.abs(got), m)
