@@ -325,9 +325,9 @@ def _raise_nonfinite(reference: _Side, actual: _Side, names: Sequence[str]) -> N
                                      "(pass allow_nonfinite=True to require matching non-finite values)")
 
 
-def _condition(grads: Sequence[np.ndarray], inputs: Sequence[np.ndarray]) -> float:
-    """sum_k <|grad_k|, |x_k|>: the size of the terms whose rounding shows in the value."""
-    return float(sum(np.vdot(np.abs(finite_or_zero(g)), np.abs(x)) for g, x in zip(grads, inputs, strict=True)))
+def _condition(magnitudes: Sequence[np.ndarray], inputs: Sequence[np.ndarray]) -> float:
+    """sum_k <|grad_k|, |x_k|> from ``magnitudes`` |grad_k|: the size of the terms whose rounding shows in the value."""
+    return float(sum(np.vdot(g, np.abs(x)) for g, x in zip(magnitudes, inputs, strict=True)))
 
 
 def check_gradients(
@@ -415,7 +415,9 @@ def _judge(runner: _Runner, rounded: list[np.ndarray], variables: list[int], nam
     """
     labels = ["value", *names]
     inputs = [rounded[k] for k in variables]
-    condition = functools.cache(lambda: _condition(reference.grads, inputs))
+    # |reference gradient| serves the value's condition scale and the oracle: computed once, if at all.
+    magnitudes = functools.cache(lambda: [np.abs(finite_or_zero(g)) for g in reference.grads])
+    condition = functools.cache(lambda: _condition(magnitudes(), inputs))
     if truth is not None:
         deciding = Judge(labels, reference.results(), truth.results(), math_tolerance(dtype, rtol=rtol, atol=atol),
                          condition, allow_nonfinite)
@@ -473,15 +475,15 @@ def _judge(runner: _Runner, rounded: list[np.ndarray], variables: list[int], nam
         def slack(abs_v: list[np.ndarray]) -> float:
             """sum_k <bound_k, |v_k|>, term by term: the bound's arrays are never built."""
             tol, total = deciding.tol, 0.0
-            for k, (e, a) in enumerate(zip(reference.grads, abs_v, strict=True)):
+            for k, (e, a) in enumerate(zip(magnitudes(), abs_v, strict=True)):
                 total += (tol.atol + tol.ntol * deciding.comparisons[names[k]].scale) * float(a.sum())
-                total += tol.rtol * float(np.vdot(np.abs(e), a))
+                total += tol.rtol * float(np.vdot(e, a))
                 if deciding.floor is not None and tol.floor:
                     total += tol.floor * float(np.vdot(deciding.floor[k + 1], a))
             return total
 
         value_at = functools.partial(runner.value, fresh=frozenset(variables))  # the oracle's moves are fresh
-        votes = oracle_votes(value_at, rounded, variables, f0, reference.grads, torch_grads, slack,
+        votes = oracle_votes(value_at, rounded, variables, f0, reference.grads, magnitudes(), torch_grads, slack,
                              reference_vs_autograd=not any(b.any() for b in beyond[1:]), condition=condition(),
                              count=oracle[0], seed=oracle[1])
 

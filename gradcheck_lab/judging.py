@@ -239,6 +239,7 @@ def oracle_votes(
     variables: Sequence[int],
     f0: float,
     reference_grads: Sequence[np.ndarray],
+    reference_magnitudes: Sequence[np.ndarray],
     torch_grads: Sequence[np.ndarray],
     torch_slack: Callable[[list[np.ndarray]], float],
     *,
@@ -253,7 +254,8 @@ def oracle_votes(
     Two evaluations a direction (a central difference); a discrepancy with both gradients is
     confirmed at wider, Richardson-extrapolated steps (:func:`_confirm`) before it counts. A direction
     the estimate cannot resolve abstains instead of voting. ``value_at`` is called on points whose
-    moving inputs are arrays made for that call alone. ``torch_slack(|v|)`` is the torch gradient's
+    moving inputs are arrays made for that call alone; ``reference_magnitudes`` are the reference
+    gradients' absolute values. ``torch_slack(|v|)`` is the torch gradient's
     own comparison bound carried through the direction, sum_k <bound_k, |v_k|>.
     """
     moving = [inputs[k] for k in variables]
@@ -271,8 +273,8 @@ def oracle_votes(
     first: tuple[float, float, float] | None = None
     directions, abs_v = numeric.relative_directions(moving, count, seed)
     # |<g, v>| <= sum |g| |v|: the largest the directional derivative can be along any such v.
-    norm = max(float(sum(np.vdot(np.abs(g), a) for g, a in zip(grads, abs_v, strict=True)))
-               for grads in (reference_grads, torch_grads))
+    norm = max(float(sum(np.vdot(g, a) for g, a in zip(magnitudes, abs_v, strict=True)))
+               for magnitudes in (reference_magnitudes, [np.abs(g) for g in torch_grads]))
     slack = torch_slack(abs_v)
     for v in directions:
         estimate = numeric.central_difference(along, moving, v, h=numeric.RELATIVE_FD_STEP, noise=condition, f0=f0,
