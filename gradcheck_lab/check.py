@@ -472,12 +472,13 @@ def _judge(runner: _Runner, rounded: list[np.ndarray], variables: list[int], nam
     votes = None
     if oracle is not None:
         torch_grads = (truth or actual).grads
-        def slack(abs_v: list[np.ndarray]) -> float:
-            """sum_k <bound_k, |v_k|>, term by term: the bound's arrays are never built."""
-            tol, total = deciding.tol, 0.0
-            for k, (e, a) in enumerate(zip(magnitudes(), abs_v, strict=True)):
+        def slack(abs_v: list[np.ndarray], reference_norm: float) -> float:
+            """sum_k <bound_k, |v_k|>, term by term (the bound's arrays are never built); the relative
+            term is rtol * sum_k <|reference_k|, |v_k|>, which the oracle has computed as ``reference_norm``."""
+            tol = deciding.tol
+            total = tol.rtol * reference_norm
+            for k, a in enumerate(abs_v):
                 total += (tol.atol + tol.ntol * deciding.comparisons[names[k]].scale) * float(a.sum())
-                total += tol.rtol * float(np.vdot(e, a))
                 if deciding.floor is not None and tol.floor:
                     total += tol.floor * float(np.vdot(deciding.floor[k + 1], a))
             return total

@@ -241,7 +241,7 @@ def oracle_votes(
     reference_grads: Sequence[np.ndarray],
     reference_magnitudes: Sequence[np.ndarray],
     torch_grads: Sequence[np.ndarray],
-    torch_slack: Callable[[list[np.ndarray]], float],
+    torch_slack: Callable[[list[np.ndarray], float], float],
     *,
     reference_vs_autograd: bool,
     condition: float,
@@ -256,7 +256,8 @@ def oracle_votes(
     the estimate cannot resolve abstains instead of voting. ``value_at`` is called on points whose
     moving inputs are arrays made for that call alone; ``reference_magnitudes`` are the reference
     gradients' absolute values. ``torch_slack(|v|)`` is the torch gradient's
-    own comparison bound carried through the direction, sum_k <bound_k, |v_k|>.
+    own comparison bound carried through the direction, sum_k <bound_k, |v_k|>, given
+    sum_k <|reference_k|, |v_k|> (the bound's relative term).
     """
     moving = [inputs[k] for k in variables]
 
@@ -273,9 +274,9 @@ def oracle_votes(
     first: tuple[float, float, float] | None = None
     directions, abs_v = numeric.relative_directions(moving, count, seed)
     # |<g, v>| <= sum |g| |v|: the largest the directional derivative can be along any such v.
-    norm = max(float(sum(np.vdot(g, a) for g, a in zip(magnitudes, abs_v, strict=True)))
-               for magnitudes in (reference_magnitudes, [np.abs(g) for g in torch_grads]))
-    slack = torch_slack(abs_v)
+    reference_norm = float(sum(np.vdot(g, a) for g, a in zip(reference_magnitudes, abs_v, strict=True)))
+    norm = max(reference_norm, float(sum(np.vdot(np.abs(g), a) for g, a in zip(torch_grads, abs_v, strict=True))))
+    slack = torch_slack(abs_v, reference_norm)
     for v in directions:
         estimate = numeric.central_difference(along, moving, v, h=numeric.RELATIVE_FD_STEP, noise=condition, f0=f0,
                                               richardson=False)
