@@ -202,17 +202,23 @@ def max_pool2d(x: np.ndarray, kernel_size: Size, stride: Size | None = None, pad
 
 def _max_and_argmax(x: np.ndarray, kernel_size: Size, stride: Size | None,
                     padding: Size) -> tuple[np.ndarray, np.ndarray]:
-    """Each window's maximum and the offset ``i * kw + j`` of its *first* maximum in row-major scan order."""
+    """Each window's maximum and the offset ``i * kw + j`` of its *first* maximum in row-major scan order.
+
+    As torch does, a NaN is a maximum (the window's value is NaN, its offset the last NaN's).
+    """
     k, s, p, out = _pool_geometry(x, kernel_size, stride, padding)
     xp = _pad(x, p, -np.inf)
     best = np.full((*x.shape[:2], *out), -np.inf, dtype=x.dtype)
-    where = np.zeros(best.shape, dtype=np.intp)
+    where = np.zeros(best.shape, dtype=np.uint8 if k[0] * k[1] <= 256 else np.intp)
     for i in range(k[0]):
         for j in range(k[1]):
             v = xp[(..., *_slices(i, j, s, (1, 1), out))]
             larger = v > best  # strict: a tie keeps the earlier offset, as torch does
-            np.copyto(best, v, where=larger)
-            where[larger] = i * k[1] + j
+            larger |= np.isnan(v)
+            # Offsets grow along the scan, so "the offset where larger, else unchanged" is a maximum;
+            # arithmetic instead of masked writes, which branch on random data and run 5x slower.
+            np.maximum(where, larger * where.dtype.type(i * k[1] + j), out=where)
+            np.maximum(best, v, out=best)  # NaN-propagating, as the scan above
     return best, where
 
 
@@ -235,9 +241,13 @@ def max_pool2d_backward(grad_out: np.ndarray, x: np.ndarray, kernel_size: Size, 
     k, s, p, out = _pool_geometry(x, kernel_size, stride, padding)
     _, where = _max_and_argmax(x, kernel_size, stride, padding)
     acc = np.zeros((*x.shape[:2], x.shape[2] + 2 * p[0], x.shape[3] + 2 * p[1]), dtype=np.result_type(grad_out, x))
+    # grad * [offset is the argmax] routes each gradient; a NaN or Inf gradient must reach its argmax
+    # only (0 * Inf is NaN), so then the slower selection is used.
+    finite = bool(np.isfinite(np.sum(grad_out)))  # (the selection keeps NaN and Inf off the other offsets)
     for i in range(k[0]):
         for j in range(k[1]):
-            acc[(..., *_slices(i, j, s, (1, 1), out))] += np.where(where == i * k[1] + j, grad_out, 0)
+            chosen = where == i * k[1] + j
+            acc[(..., *_slices(i, j, s, (1, 1), out))] += grad_out * chosen if finite else np.where(chosen, grad_out, 0)
     return np.ascontiguousarray(acc[:, :, p[0]:p[0] + x.shape[2], p[1]:p[1] + x.shape[3]])
 
 

@@ -95,6 +95,23 @@ def test_max_pool_tie_routes_the_whole_gradient_to_the_first_maximum_in_scan_ord
     assert grad.tolist() == [[[[0.0, 2.0], [0.0, 0.0]]]]
 
 
+@pytest.mark.parametrize(("kernel", "stride", "padding"), [(2, 2, 0), (3, 2, 1), (3, 1, 1)])
+def test_max_pool_propagates_nan_and_routes_non_finite_gradients_like_torch(kernel, stride, padding):
+    """A NaN is a window's maximum (torch: the last NaN in scan order takes the gradient); a NaN or
+    Inf upstream gradient reaches its argmax only."""
+    rng = np.random.default_rng(5)
+    x = rng.integers(-2, 3, (2, 3, 7, 6)).astype(np.float64)
+    x[rng.random(x.shape) < 0.15] = np.nan
+    leaf = torch.tensor(x, requires_grad=True)
+    y = F.max_pool2d(leaf, kernel, stride, padding)
+    g = torch.tensor(rng.standard_normal(y.shape))
+    g[0, 0, 0, 0], g[1, 2, -1, -1] = float("nan"), float("inf")
+    (expected,) = torch.autograd.grad(y, leaf, g)
+    np.testing.assert_array_equal(conv.max_pool2d(x, kernel, stride, padding), y.detach().numpy())
+    got = conv.max_pool2d_backward(g.numpy(), x, kernel, stride, padding)
+    np.testing.assert_allclose(got, expected.numpy(), rtol=1e-14, atol=0)  # NaN where torch has NaN
+
+
 @pytest.mark.parametrize("shape", [(6, 3), (4, 3, 2, 3)])
 def test_batch_norm_training_updates_running_statistics_like_torch(shape, dtype):
     """Unbiased variance in the running estimate, biased in the normalization; both buffers in place."""

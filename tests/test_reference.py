@@ -9,6 +9,7 @@ import warnings
 
 import numpy as np
 import pytest
+import torch
 from gradcheck_lab.reference import activations, embedding, linear, losses, models, optim, tutorial
 from hypothesis import given
 
@@ -169,6 +170,12 @@ def test_gelu_and_its_slope_are_accurate_to_float64_precision_in_the_tails_too()
 def test_kinks_follow_torch():
     zero = np.zeros(2)
     np.testing.assert_array_equal(activations.relu_backward(np.ones(2), zero), [0, 0])
+    # torch's threshold_backward: only x <= 0 blocks the gradient (a NaN x passes it), and a blocked
+    # NaN or Inf gradient gives 0
+    x, g = np.array([np.nan, -1.0, 2.0, 0.0]), np.array([3.0, np.nan, 5.0, np.inf])
+    leaf = torch.tensor(x, requires_grad=True)
+    (expected,) = torch.autograd.grad(torch.relu(leaf), leaf, torch.tensor(g))
+    np.testing.assert_array_equal(activations.relu_backward(g, x), expected.numpy())
     np.testing.assert_array_equal(activations.leaky_relu_backward(np.ones(2), zero, 0.3), [0.3, 0.3])
 
 
