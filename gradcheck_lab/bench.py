@@ -2,11 +2,13 @@
 
 Workloads (``n`` is the size): a linear layer ``(n, n) x (n, n)`` forward+backward, the
 Linear -> sigmoid -> MSE model forward+backward, an MLP with two hidden layers of width ``n``
-forward+backward, and one step of each optimizer in :data:`OPTIMIZERS` on ``n * n``
-parameters. Backends: the NumPy reference, torch autograd on the CPU, and torch on each CUDA
-device. Every row gives the median time and its spread, the achieved GFLOP/s (GB/s for
-optimizers), the same run's ceiling for that backend (a plain matmul of the same shape; a plain
-copy for bandwidth) and the percentage of it, and the speedup of the GPU over torch on the CPU.
+forward+backward, a 3x3 convolution forward+backward and the conv classifier model
+(:func:`conv_geometry`, :func:`conv_classifier_geometry`), and one step of each optimizer in
+:data:`OPTIMIZERS` on ``n * n`` parameters. Backends: the NumPy reference, torch autograd on the
+CPU, and torch on each CUDA device. Every row gives the median time and its spread, the achieved
+GFLOP/s (GB/s for optimizers), the same run's ceiling for that backend (a plain matmul of the same
+shape; the conv-shaped GEMM for the conv workloads; a plain copy for bandwidth) and the percentage
+of it, and the speedup of the GPU over torch on the CPU.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from gradcheck_lab.devices import resolve_devices
 from gradcheck_lab.dtypes import resolve_dtype
@@ -45,7 +48,9 @@ OPTIMIZERS: dict[str, tuple[str, dict[str, Any], int]] = {
     "radam": ("RAdam", {"lr": 1e-3}, 7),
 }
 """One optimizer-step workload per rule: ``n * n`` parameters, one step, against torch's foreach."""
-WORKLOADS = ("linear", "sigmoid_mse", "mlp", "conv", *OPTIMIZERS)
+CONV_WORKLOADS = ("conv", "conv_classifier")
+"""Workloads whose ceiling is the conv-shaped GEMM (:func:`conv_gemm_ceiling`)."""
+WORKLOADS = ("linear", "sigmoid_mse", "mlp", *CONV_WORKLOADS, *OPTIMIZERS)
 QUICK_SIZES = (16, 64, 256, 1024)
 _NUMPY = {torch.float64: np.float64, torch.float32: np.float32, torch.float16: np.float16}
 
@@ -133,6 +138,13 @@ def numpy_workload(name: str, n: int, dtype: torch.dtype) -> Workload:
         g = _inputs(rng, (batch, channels, side, side), dtype=np_dtype)[0]
         return Workload(lambda: (ref_conv.conv2d(x, w, b, padding=1),
                                  ref_conv.conv2d_backward(g, x, w, True, padding=1)), flops=flops)
+    if name == "conv_classifier":
+        (batch, channels, side, classes), flops = conv_classifier_geometry(n)
+        cw, cb, fw, fb, x = _inputs(rng, (channels, channels, 3, 3), (channels,),
+                                    (classes, channels * side * side // 4), (classes,),
+                                    (batch, channels, side, side), dtype=np_dtype)
+        target = rng.integers(0, classes, batch)
+        return Workload(lambda: models.conv_classifier(cw, cb, fw, fb, x, target), flops=flops)
     raise ValueError(f"unknown workload {name!r}")
 
 
@@ -149,6 +161,22 @@ def conv_geometry(n: int) -> tuple[tuple[int, int, int], float]:
     side = max(2, n // 8)
     batch = max(1, min(32, 32 * 32 * 32 // (side * side)))
     return (batch, 64, side), 3 * 2 * 64 * 64 * 9 * batch * side * side
+
+
+def conv_classifier_geometry(n: int) -> tuple[tuple[int, int, int, int], float]:
+    """``(batch, channels, side, classes)`` and the forward+backward FLOPs of the conv_classifier workload.
+
+    The conv workload's convolution (:func:`conv_geometry`, the side rounded down to even for the
+    2x2 pool) -> ReLU -> 2x2 max pool -> Linear to 10 classes -> cross-entropy. Counted: the
+    convolution's three GEMMs and the linear layer's three (``2 * classes * channels * side^2 / 4``
+    FLOPs an image each); the elementwise steps are not.
+    """
+    (batch, channels, side), _ = conv_geometry(n)
+    side -= side % 2
+    classes = 10
+    conv = 3 * 2 * channels * channels * 9 * batch * side * side
+    fc = 3 * 2 * batch * classes * channels * side * side // 4
+    return (batch, channels, side, classes), conv + fc
 
 
 def conv_gemm_ceiling(n: int, np_dtype: Any = None, device: torch.device | None = None,
@@ -185,19 +213,19 @@ def torch_workload(name: str, n: int, dtype: torch.dtype, device: torch.device) 
 
     if name == "linear":
         x, w, b, g = leaf(n, n), leaf(n, n), leaf(n), leaf(n, n, grad=False)
-        return Workload(lambda: torch.autograd.grad((torch.nn.functional.linear(x, w, b) * g).sum(), (x, w, b)),
+        return Workload(lambda: torch.autograd.grad((F.linear(x, w, b) * g).sum(), (x, w, b)),
                         flops=6 * n**3)
     if name == "sigmoid_mse":
         w, x, y = leaf(n, n), leaf(n, n), leaf(n, n)
         return Workload(lambda: torch.autograd.grad(
-            torch.nn.functional.mse_loss(torch.sigmoid(x @ w.T), y), (w, x, y)), flops=6 * n**3)
+            F.mse_loss(torch.sigmoid(x @ w.T), y), (w, x, y)), flops=6 * n**3)
     if name == "mlp":
         x, y = leaf(n, n, grad=False), leaf(n, n, grad=False)
         ws = [leaf(n, n) for _ in range(3)]
 
         def mlp() -> Any:
             h = torch.sigmoid(torch.sigmoid(x @ ws[0].T) @ ws[1].T)
-            return torch.autograd.grad(torch.nn.functional.mse_loss(h @ ws[2].T, y), ws)
+            return torch.autograd.grad(F.mse_loss(h @ ws[2].T, y), ws)
 
         return Workload(mlp, flops=18 * n**3)
     if name in OPTIMIZERS:
@@ -211,14 +239,26 @@ def torch_workload(name: str, n: int, dtype: torch.dtype, device: torch.device) 
         x, w, b = leaf(batch, channels, side, side), leaf(channels, channels, 3, 3), leaf(channels)
         g = leaf(batch, channels, side, side, grad=False)
         return Workload(lambda: torch.autograd.grad(
-            (torch.nn.functional.conv2d(x, w, b, padding=1) * g).sum(), (x, w, b)), flops=flops)
+            (F.conv2d(x, w, b, padding=1) * g).sum(), (x, w, b)), flops=flops)
+    if name == "conv_classifier":
+        (batch, channels, side, classes), flops = conv_classifier_geometry(n)
+        params = [leaf(channels, channels, 3, 3), leaf(channels), leaf(classes, channels * side * side // 4),
+                  leaf(classes), leaf(batch, channels, side, side)]
+        target = torch.randint(0, classes, (batch,), generator=gen).to(device)
+
+        def conv_classifier() -> Any:
+            cw, cb, fw, fb, x = params
+            pooled = F.max_pool2d(F.relu(F.conv2d(x, cw, cb, padding=1)), 2)
+            return torch.autograd.grad(F.cross_entropy(F.linear(pooled.flatten(1), fw, fb), target), params)
+
+        return Workload(conv_classifier, flops=flops)
     raise ValueError(f"unknown workload {name!r}")
 
 
 def ceiling_workload(name: str, n: int, dtype: torch.dtype, backend: str) -> Workload:
     """The same run's ceiling: a plain ``(n, n)`` matmul, or a plain copy of ``n * n`` elements for an optimizer."""
     if backend == "numpy":
-        if name == "conv":
+        if name in CONV_WORKLOADS:
             return conv_gemm_ceiling(n, _NUMPY[dtype])
         a, b = _inputs(np.random.default_rng(1), (n, n), (n, n), dtype=_NUMPY[dtype])
         if name in OPTIMIZERS:
@@ -226,7 +266,7 @@ def ceiling_workload(name: str, n: int, dtype: torch.dtype, backend: str) -> Wor
             return Workload(lambda: np.copyto(dst, src), bytes=2 * src.nbytes)
         return Workload(lambda: a @ b, flops=2 * n**3)
     device = torch.device(backend.removeprefix("torch-"))
-    if name == "conv":
+    if name in CONV_WORKLOADS:
         return conv_gemm_ceiling(n, device=device, dtype=dtype)
     ta = torch.randn(n, n, device=device).to(dtype)
     tb = torch.randn(n, n, device=device).to(dtype)
@@ -314,7 +354,7 @@ def run_bench(workloads: Sequence[str], sizes: Sequence[int], devices: Sequence[
                     continue
                 sync = sync_for(backend)
                 timing = measure(work.run, sync, repeats=repeats)
-                kind = "bandwidth" if work.bytes else "conv" if name == "conv" else "flops"
+                kind = "bandwidth" if work.bytes else "conv" if name in CONV_WORKLOADS else "flops"
                 key = (kind, backend, n)
                 if key not in ceilings:
                     ceil = ceiling_workload(name, n, dtype, backend)

@@ -6,7 +6,6 @@ and the benchmarks sweep :data:`CASES`.
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import partial
@@ -344,11 +343,6 @@ def _conv_classifier_torch(conv_weight: torch.Tensor, conv_bias: torch.Tensor, f
     return F.cross_entropy(F.linear(pooled.flatten(1), fc_weight, fc_bias), target)
 
 
-def _has_conv_reference() -> bool:
-    """Whether ``reference/conv.py`` (the convolution references, merged separately) is present."""
-    return importlib.util.find_spec("gradcheck_lab.reference.conv") is not None
-
-
 def _call(name: str, kwargs: Mapping[str, Any]) -> str:
     return f"{name}(x{''.join(f', {k}={v!r}' for k, v in kwargs.items())})"
 
@@ -396,9 +390,8 @@ def _activation_cases() -> list[Case]:
              constants=(1,), description="embedding lookup with repeated indices, through <embedding, grad_out>"),
         Case("mlp_classifier", models.mlp_classifier, _mlp_torch, _mlp_inputs(), constants=(5,),
              description="Linear -> ReLU -> Linear -> cross-entropy (class indices, mean)"),
-        *([Case("conv_classifier", models.conv_classifier, _conv_classifier_torch, _conv_classifier_inputs(),
-                constants=(5,), description="3x3 conv (padding 1) -> ReLU -> 2x2 max pool -> Linear -> cross-entropy")]
-          if _has_conv_reference() else []),
+        Case("conv_classifier", models.conv_classifier, _conv_classifier_torch, _conv_classifier_inputs(),
+             constants=(5,), description="3x3 conv (padding 1) -> ReLU -> 2x2 max pool -> Linear -> cross-entropy"),
     ]
 
 

@@ -10,6 +10,7 @@ import numpy as np
 
 from ._arrays import as_float, sum_to_shape
 from .activations import relu, relu_backward, sigmoid, sigmoid_backward
+from .conv import conv2d, conv2d_backward, max_pool2d, max_pool2d_backward
 from .linear import linear, linear_backward
 from .losses import cross_entropy, cross_entropy_backward, mse, mse_backward
 
@@ -123,10 +124,6 @@ def conv_classifier(
 
     Returns ``(loss, (grad_conv_weight, grad_conv_bias, grad_fc_weight, grad_fc_bias, grad_x))``.
     """
-    # conv.py comes with the normalization/convolution references; imported here so that this module
-    # (and the models that do not need it) import without it.
-    from .conv import conv2d, conv2d_backward, max_pool2d, max_pool2d_backward
-
     conv_weight, conv_bias, fc_weight, fc_bias, x = (as_float(a) for a in (conv_weight, conv_bias, fc_weight,
                                                                           fc_bias, x))
     h = conv2d(x, conv_weight, conv_bias, padding=1)
