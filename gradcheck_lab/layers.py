@@ -171,11 +171,26 @@ def layer_pair(layer: Any, torch_module: torch.nn.Module, n_x: int, params: Mapp
     ``static`` are the positions of settings among the inputs (a ``train`` flag, a dict): no gradient.
     """
     named_params = dict(torch_module.named_parameters())
+    lazy = sorted(n for n, p in named_params.items() if isinstance(p, torch.nn.parameter.UninitializedParameter))
+    if lazy:
+        raise InvalidInputError(f"the torch module's parameters {lazy} are not initialized yet (a lazy module): "
+                                "call it once on an input, e.g. module(x), so that their shapes exist")
+    defaulted = params is None
     params = dict(params) if params is not None else {name: name for name in named_params}
     unknown = sorted(set(params) - set(named_params))
     if unknown:
         raise InvalidInputError(f"params= names {unknown}, which the torch module does not have; "
                                 f"it has {sorted(named_params)}")
+    # By default the layer keeps each parameter under torch's name; where it does not, say so now
+    # (named explicitly, a path may be new: a layer that starts with an empty params dict).
+    missing = [name for name, path in params.items() if not has_path(layer, path)] if defaulted else []
+    if missing:
+        arrays = sorted(k for k, v in vars(layer).items() if isinstance(v, np.ndarray)) if hasattr(layer, "__dict__") \
+            else []
+        raise InvalidInputError(
+            f"the layer has no attribute {missing} named like the torch parameter(s): pass "
+            f"params={{torch name: the layer's attribute}}, e.g. params={{{missing[0]!r}: 'W'}}"
+            + (f"; the layer's array attributes are {arrays}" if arrays else ""))
     transforms = dict(transforms or {})
     grad_paths: dict[str, Path] = {} if param_grads is None or callable(param_grads) else dict(param_grads)
     torch_names = list(params)

@@ -378,6 +378,20 @@ def test_layer_defaults_guess_parameters_and_gradients_and_a_callable_reads_them
         gl.check_layer(Hidden(), LINEAR, X, params=renamed)
 
 
+def test_a_layer_without_torch_s_parameter_names_is_told_which_params_to_pass():
+    """Default params= are torch's names; a layer keeping W and b hears that, and what it has, before anything runs."""
+    layer = Dense()
+    layer.W, layer.b = np.zeros((4, 3)), np.zeros(4)
+    told = r"no attribute \['weight', 'bias'\].*array attributes are \['W', 'b'\]"
+    with pytest.raises(gl.InvalidInputError, match=told):
+        gl.check_layer(layer, LINEAR, X)
+
+
+def test_a_lazy_torch_module_is_asked_to_run_once_first():
+    with pytest.raises(gl.InvalidInputError, match=r"not initialized yet \(a lazy module\)"):
+        gl.check_layer(Dense(), torch.nn.LazyLinear(4), X, params={"weight": "W", "bias": "b"})
+
+
 class Embedding:
     def __init__(self):
         self.W = None
