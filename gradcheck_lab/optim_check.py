@@ -285,15 +285,19 @@ def compare_trajectories(
     free_running: bool = False,
     none_grads: bool = False,
     swap_state_at: int | None = None,
+    precision: torch.dtype | None = None,
 ) -> OptimizerReport:
     """Step two sides with the same gradients; raise :class:`OptimizerMismatch` at the first diverging step.
 
     Unless ``free_running``, each step starts the actual side from the expected side's parameters
     (teacher forcing); the states still evolve independently. ``none_grads`` drops gradients as
     :func:`none_gradients` does; after step ``swap_state_at`` each side loads the other's state
-    dict (:func:`swap_states`), so a wrong or lossy state dict shows at the next step.
+    dict (:func:`swap_states`), so a wrong or lossy state dict shows at the next step. The
+    gradients are rounded to ``dtype``; ``precision`` names the dtype the sides compute in where
+    it differs (:func:`math_precision`).
     """
-    report = OptimizerReport(True, steps, str(device), dtype_name(dtype), tol)
+    name = dtype_name(dtype) + ("" if precision in (None, dtype) else f" ({dtype_name(precision)} math)")
+    report = OptimizerReport(True, steps, str(device), name, tol)
     history: dict[tuple[int, str], float] = {}
     for step, drawn in enumerate(gradient_sequence(shapes, steps, seed), start=1):
         rounded = [round_to_dtype(g, dtype) for g in drawn]
@@ -323,14 +327,14 @@ def compare_trajectories(
         failing = {key: c for key, c in results.items() if not c.passed}
         if failing:
             report.passed = False
-            raise _mismatch(step, failing, grads, report, labels)
+            raise _mismatch(step, failing, grads, report, labels, precision or dtype)
         if step == swap_state_at:
-            swap_states(expected_side, actual_side, dtype=dtype, device=device)
+            swap_states(expected_side, actual_side, dtype=precision or dtype, device=device)
     return report
 
 
 def _mismatch(step: int, failing: dict[tuple[int, str], Comparison], grads: list[np.ndarray | None],
-              report: OptimizerReport, labels: tuple[str, str]) -> OptimizerMismatch:
+              report: OptimizerReport, labels: tuple[str, str], precision: torch.dtype) -> OptimizerMismatch:
     # Name a parameter entry first when one diverges: state differences explain, parameters show.
     (param, entry), c = min(failing.items(), key=lambda kv: (kv[0][1] != "param", -kv[1].ratio))
     where = (f"learning rate of the group holding parameter {param}" if entry == "lr"
@@ -338,6 +342,11 @@ def _mismatch(step: int, failing: dict[tuple[int, str], Comparison], grads: list
     lines = [f"optimizer diverges at step {step} on {report.device}/{report.dtype}: {where}"]
     if c.nonfinite:
         lines.append(f"  {c.nonfinite}")
+        if "both sides" in c.nonfinite:
+            finfo = torch.finfo(precision)
+            lines.append(f"  {labels[0]} is not finite there either: this configuration overflows or divides by zero "
+                         f"in {dtype_name(precision)} (a hyperparameter below {finfo.tiny * finfo.eps:.2g}, such as "
+                         "eps=1e-8 in float16, rounds to 0), so there is nothing to compare")
     else:
         g = grads[param]
         grad_here = ("None (skipped)" if g is None
@@ -351,6 +360,20 @@ def _mismatch(step: int, failing: dict[tuple[int, str], Comparison], grads: list
         lines.append("  also diverging at this step: " + ", ".join(others))
     lines.append(f"  tolerance: {report.tolerance.describe()} (for {report.steps} steps)")
     return OptimizerMismatch("\n".join(lines), step=step, param=param, entry=entry, report=report)
+
+
+def math_precision(dtype: torch.dtype) -> torch.dtype | None:
+    """float32 for float16 and bfloat16, else None: the precision of a low-precision check's decisive run.
+
+    In float16 or bfloat16 a parameter rounds to 2^-11 or 2^-8 of itself each step, so an update
+    rule off by a third of a 1e-2 step (a bias correction a step late) or one that only differs
+    at tiny gradients (eps inside the square root) cannot show in the trajectory. The decisive
+    run therefore starts from the same dtype-representable parameters and takes the same
+    dtype-rounded gradients, with both sides computing in float32: a wrong rule shows at float32
+    resolution, as :func:`~gradcheck_lab.check.check_gradients` compares the math in float64.
+    The run in the dtype itself follows, with its own (wider) bound.
+    """
+    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else None
 
 
 def check_optimizer(
@@ -392,23 +415,32 @@ def check_optimizer(
     ``scheduler`` (:class:`Schedule`, or a tuple of its fields) built on each side's optimizer
     and stepped after each optimizer step, its group learning rates compared as state entry
     ``"lr"``; ``none_grads`` (see :func:`none_gradients`); ``swap_state_at``, a step after which
-    each side continues from the other's ``state_dict()``. float16 and bfloat16 run the NumPy
-    side in float16 and float32.
+    each side continues from the other's ``state_dict()``.
+
+    float16 and bfloat16 are checked twice (:func:`math_precision`): first both sides in float32
+    on dtype-representable parameters and gradients (decisive, at float32 resolution), then in
+    the dtype itself (the NumPy side in float16, or float32 for bfloat16, which NumPy lacks);
+    the report is the second run's.
     """
     torch_dtype, torch_device, shape_list, params = _setup(shapes, steps, seed, device, dtype)
     hyper = dict(hyper or {})
     groups = _checked_groups(param_groups, len(shape_list))
     schedule = Schedule(*scheduler) if isinstance(scheduler, tuple) else scheduler
-    tol = trajectory_tolerance(torch_dtype, steps, rtol=rtol, atol=atol)
+    math = math_precision(torch_dtype)
+    report = None
     with preserved_torch_state(torch_device):
-        _match_default_dtype(torch_dtype)
-        expected = _TorchSide(torch_cls, params, {**hyper, **(torch_hyper or {})}, torch_device, torch_dtype,
-                              groups, schedule)
-        actual = _NumpySide(numpy_cls, params, hyper, _NUMPY_DTYPES[torch_dtype], groups, schedule)
-        return compare_trajectories(expected, actual, shape_list, steps=steps, seed=seed, device=torch_device,
-                                    dtype=torch_dtype, tol=tol, free_running=free_running, none_grads=none_grads,
-                                    swap_state_at=swap_state_at,
-                                    labels=(f"torch {torch_cls.__name__}", f"numpy {numpy_cls.__name__}"))
+        for precision in ((math,) if math else ()) + (torch_dtype,):
+            _match_default_dtype(precision)
+            expected = _TorchSide(torch_cls, params, {**hyper, **(torch_hyper or {})}, torch_device, precision,
+                                  groups, schedule)
+            actual = _NumpySide(numpy_cls, params, hyper, _NUMPY_DTYPES[precision], groups, schedule)
+            report = compare_trajectories(
+                expected, actual, shape_list, steps=steps, seed=seed, device=torch_device, dtype=torch_dtype,
+                tol=trajectory_tolerance(precision, steps, rtol=rtol, atol=atol), free_running=free_running,
+                none_grads=none_grads, swap_state_at=swap_state_at, precision=precision,
+                labels=(f"torch {torch_cls.__name__}", f"numpy {numpy_cls.__name__}"))
+    assert report is not None
+    return report
 
 
 def _checked_groups(groups: Groups, n: int) -> Groups:

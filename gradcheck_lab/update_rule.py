@@ -18,7 +18,15 @@ import torch
 
 from gradcheck_lab._torch_state import preserved_torch_state
 from gradcheck_lab.errors import OptimizerMismatch, ReferenceContractError
-from gradcheck_lab.optim_check import _NUMPY_DTYPES, OptimizerReport, Snapshot, _setup, _TorchSide, compare_trajectories
+from gradcheck_lab.optim_check import (
+    _NUMPY_DTYPES,
+    OptimizerReport,
+    Snapshot,
+    _setup,
+    _TorchSide,
+    compare_trajectories,
+    math_precision,
+)
 from gradcheck_lab.tolerances import trajectory_tolerance
 
 UpdateRule = Callable[[np.ndarray, np.ndarray, dict[str, Any]], tuple[np.ndarray, dict[str, Any]]]
@@ -122,25 +130,31 @@ def check_update_rule(
     ``config``'s own entries win). After every step the parameters are compared, and the config
     entries ``state_keys`` maps to torch state entries (default :data:`STATE_KEYS` for the class,
     e.g. Adam's ``m``/``v``/``t`` to ``exp_avg``/``exp_avg_sq``/``step``). Raises
-    :class:`~gradcheck_lab.errors.OptimizerMismatch` at the first step that differs.
+    :class:`~gradcheck_lab.errors.OptimizerMismatch` at the first step that differs. float16 and
+    bfloat16 run twice, float32 math first (see :func:`~gradcheck_lab.optim_check.math_precision`).
     """
     __tracebackhide__ = True
     torch_dtype, torch_device, shape_list, params = _setup(shapes, steps, seed, device, dtype)
     hyper = dict(hyper or {})
     keys = STATE_KEYS.get(torch_optimizer_cls.__name__, {}) if state_keys is None else state_keys
-    tol = trajectory_tolerance(torch_dtype, steps, rtol=rtol, atol=atol)
     name = getattr(update, "__name__", "update rule")
+    math = math_precision(torch_dtype)
     with preserved_torch_state(torch_device):
         default = torch.get_default_dtype()
         if torch_dtype == torch.float64:
             torch.set_default_dtype(torch.float64)  # torch keeps some optimizer scalars in the default dtype
         try:
-            expected = _TorchSide(torch_optimizer_cls, params, hyper, torch_device, torch_dtype)
-            actual = _RuleSide(update, params, config_from_hyper(hyper, config or {}), keys,
-                               _NUMPY_DTYPES[torch_dtype])
-            return compare_trajectories(expected, actual, shape_list, steps=steps, seed=seed, device=torch_device,
-                                        dtype=torch_dtype, tol=tol, free_running=free_running,
-                                        labels=(f"torch {torch_optimizer_cls.__name__}", f"rule {name}"))
+            report = None
+            for precision in ((math,) if math else ()) + (torch_dtype,):  # float32 math first below float32
+                expected = _TorchSide(torch_optimizer_cls, params, hyper, torch_device, precision)
+                actual = _RuleSide(update, params, config_from_hyper(hyper, config or {}), keys,
+                                   _NUMPY_DTYPES[precision])
+                report = compare_trajectories(
+                    expected, actual, shape_list, steps=steps, seed=seed, device=torch_device, dtype=torch_dtype,
+                    tol=trajectory_tolerance(precision, steps, rtol=rtol, atol=atol), free_running=free_running,
+                    precision=precision, labels=(f"torch {torch_optimizer_cls.__name__}", f"rule {name}"))
+            assert report is not None
+            return report
         except OptimizerMismatch as exc:  # raised here, where pytest hides the frame: the message comes first
             raise OptimizerMismatch(str(exc), step=exc.step, param=exc.param, entry=exc.entry,
                                     report=exc.report) from None

@@ -282,6 +282,30 @@ def test_planted_adam_bug_is_caught_at_its_first_diverging_step(bug, dtype):
     assert f"step {first_step}" in str(info.value)
 
 
+@pytest.mark.parametrize("low", ["float16", "bfloat16"])
+def test_planted_bugs_are_caught_below_float32_by_the_float32_math_run(low):
+    """A parameter rounds to 2^-11 (float16) or 2^-8 (bfloat16) of itself each step, below what a
+    bias correction a step late or eps inside the square root change: the float32 run catches them."""
+    for bug, (torch_cls, hyper, first_step) in ADAM_BUGS.items():
+        with pytest.raises(gl.OptimizerMismatch, match=r"\(float32 math\)") as info:
+            gl.check_optimizer(_adam(bug), torch_cls, hyper=hyper, steps=50, dtype=low)
+        assert info.value.step == first_step, (bug, str(info.value))
+    for bug, (hyper, first_step) in SGD_BUGS.items():
+        with pytest.raises(gl.OptimizerMismatch, match=r"\(float32 math\)") as info:
+            gl.check_optimizer(_sgd(bug), torch.optim.SGD, hyper=hyper, steps=30, dtype=low)
+        assert info.value.step == first_step, (bug, str(info.value))
+    report = gl.check_optimizer(_adam(None), torch.optim.Adam, hyper={"lr": 1e-3, "eps": 1e-4, "amsgrad": True},
+                                dtype=low)
+    assert report.passed and report.dtype == low  # the run in the dtype itself passed too
+
+
+def test_a_configuration_that_is_not_finite_in_float16_says_so():
+    """eps = 1e-8 rounds to 0 in float16: both sides divide 0 by 0 where a gradient is zero."""
+    with np.errstate(divide="ignore", invalid="ignore"), \
+            pytest.raises(gl.OptimizerMismatch, match=r"is not finite there either.*rounds to 0"):
+        gl.check_optimizer(_adam(None), torch.optim.Adam, hyper={"lr": 1e-3}, dtype="float16")
+
+
 def test_adamw_decay_applied_as_l2_is_caught():
     with pytest.raises(gl.OptimizerMismatch) as info:
         gl.check_optimizer(_adam("decay coupled wrongly", decoupled=True), torch.optim.AdamW,
