@@ -186,13 +186,24 @@ class Table:
 
 # --- user cases ---------------------------------------------------------------------------------
 
+class CaseLoadError(Exception):
+    """A user's case module or entry point could not be loaded (a usage error: nothing was checked)."""
+
+
 def load_entry_point_cases() -> list[str]:
-    """Import every module registered under the ``gradcheck_lab.cases`` entry-point group; their names."""
+    """Import every module registered under the ``gradcheck_lab.cases`` entry-point group; their names.
+
+    One that fails raises :class:`CaseLoadError` naming it: skipping it would let a run pass without its cases.
+    """
     loaded = []
     for ep in entry_points(group=ENTRY_POINT_GROUP):
-        target = ep.load()
-        if callable(target):  # a function that registers cases when called
-            target()
+        try:
+            target = ep.load()
+            if callable(target):  # a function that registers cases when called
+                target()
+        except Exception as exc:
+            raise CaseLoadError(f"the {ENTRY_POINT_GROUP} entry point {ep.name!r} ({ep.value}) failed to load: "
+                                f"{type(exc).__name__}: {exc}") from exc
         loaded.append(ep.value)
     return loaded
 
@@ -204,7 +215,14 @@ def load_case_module(name: str) -> list[str]:
     before = set(CASES) | set(OPTIMIZER_CASES)
     if os.getcwd() not in sys.path and "" not in sys.path:
         sys.path.insert(0, os.getcwd())  # like `python -m`: a module in the current folder is found
-    importlib.import_module(name)
+    try:
+        importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and name.startswith(exc.name):
+            raise CaseLoadError(f"--cases: no module named {name!r} (from the current folder or sys.path)") from exc
+        raise CaseLoadError(f"--cases {name}: importing it failed: {type(exc).__name__}: {exc}") from exc
+    except Exception as exc:
+        raise CaseLoadError(f"--cases {name}: importing it failed: {type(exc).__name__}: {exc}") from exc
     return [n for n in [*CASES, *OPTIMIZER_CASES] if n not in before]
 
 
@@ -235,13 +253,13 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     from gradcheck_lab.cases import CASES, OPTIMIZER_CASES
     from gradcheck_lab.devices import resolve_devices
 
-    load_entry_point_cases()
+    try:
+        load_entry_point_cases()
+        added = [n for module in args.cases or [] for n in load_case_module(module)]
+    except CaseLoadError as exc:
+        return _usage(args, str(exc))
     names: list[str] | None = args.case
     if args.cases:
-        try:
-            added = [n for module in args.cases for n in load_case_module(module)]
-        except ImportError as exc:
-            return _usage(args, f"--cases: cannot import {exc.name or exc}: {exc}")
         if not added:
             return _usage(args, f"--cases {' '.join(args.cases)}: registered no case (call gradcheck_lab.register)")
         names = args.case or added
@@ -306,9 +324,12 @@ def _usage(args: argparse.Namespace, message: str) -> int:
 def _cmd_list(args: argparse.Namespace) -> int:
     from gradcheck_lab.cases import CASES, OPTIMIZER_CASES
 
-    load_entry_point_cases()
-    for module in args.cases or []:
-        load_case_module(module)
+    try:
+        load_entry_point_cases()
+        for module in args.cases or []:
+            load_case_module(module)
+    except CaseLoadError as exc:
+        return _usage(args, str(exc))
     rows = [(c.name, "gradient", ",".join(c.dtypes), c.description) for c in CASES.values()]
     rows += [(c.name, "optimizer", ",".join(c.dtypes), c.description) for c in OPTIMIZER_CASES.values()]
     if args.json:

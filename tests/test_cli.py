@@ -230,8 +230,10 @@ def user_cases(tmp_path, monkeypatch, request):
     tag = request.node.name.replace("[", "_").replace("]", "_")
     (tmp_path / f"my_cases_{tag}.py").write_text(USER_CASES.format(tag=tag))
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr(gl.cases, "CASES", dict(gl.CASES))
-    monkeypatch.setattr(gl, "CASES", gl.cases.CASES)
+    import gradcheck_lab.cases as registry  # (a plain attribute only once imported: the package imports lazily)
+
+    monkeypatch.setattr(registry, "CASES", dict(registry.CASES))
+    monkeypatch.setattr(gl, "CASES", registry.CASES)
     return f"my_cases_{tag}", f"user_cube_{tag}"
 
 
@@ -253,6 +255,30 @@ def test_entry_point_group_adds_cases(user_cases, monkeypatch, capsys):
     monkeypatch.setattr(cli, "entry_points", lambda group: [ep] if group == cli.ENTRY_POINT_GROUP else [])
     assert cli.main(["list"]) == 0
     assert name in capsys.readouterr().out
+
+
+def test_a_case_module_or_entry_point_that_fails_to_load_is_a_usage_error(tmp_path, monkeypatch, capsys):
+    """No traceback and no partial run: the message names the module or entry point and the error."""
+    from types import SimpleNamespace
+
+    (tmp_path / "broken_cases_xyz.py").write_text("import gradcheck_lab as gl\ngl.register(undefined_name)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for command in (["verify"], ["list"]):
+        assert cli.main([*command, "--cases", "broken_cases_xyz"]) == 2
+        err = capsys.readouterr().err
+        assert "broken_cases_xyz: importing it failed: NameError" in err and "Traceback" not in err
+    assert cli.main(["list", "--cases", "no_such_module_xyz"]) == 2
+    assert "no module named 'no_such_module_xyz'" in capsys.readouterr().err
+
+    def fails():
+        raise ImportError("No module named 'their_dependency'")
+
+    ep = SimpleNamespace(name="theirs", value="their_pkg.cases", load=fails)
+    monkeypatch.setattr(cli, "entry_points", lambda group: [ep] if group == cli.ENTRY_POINT_GROUP else [])
+    for command in (["verify"], ["list"]):
+        assert cli.main(command) == 2
+        err = capsys.readouterr().err
+        assert "entry point 'theirs' (their_pkg.cases) failed to load: ImportError" in err
 
 
 # --- benchmark reporting ------------------------------------------------------------------------
