@@ -255,9 +255,8 @@ def oracle_votes(
     confirmed at wider, Richardson-extrapolated steps (:func:`_confirm`) before it counts. A direction
     the estimate cannot resolve abstains instead of voting. ``value_at`` is called on points whose
     moving inputs are arrays made for that call alone; ``reference_magnitudes`` are the reference
-    gradients' absolute values. ``torch_slack(|v|)`` is the torch gradient's
-    own comparison bound carried through the direction, sum_k <bound_k, |v_k|>, given
-    sum_k <|reference_k|, |v_k|> (the bound's relative term).
+    gradients' absolute values. ``torch_slack(|v|, sum_k <|reference_k|, |v_k|>)`` is the torch
+    gradient's own comparison bound carried through the direction, sum_k <bound_k, |v_k|>.
     """
     moving = [inputs[k] for k in variables]
 

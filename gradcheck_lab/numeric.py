@@ -57,8 +57,8 @@ def relative_directions(inputs: Sequence[np.ndarray], count: int,
                         seed: int = 0) -> tuple[list[list[np.ndarray]], list[np.ndarray]]:
     """:func:`relative_direction` of each of :func:`random_directions`, and their common magnitude.
 
-    Entry i of every such direction is +-m_i with m_i = max(|x_i|, 1 where x_i = 0) / sqrt(N): only
-    the signs are random. So ``|v|`` is computed once and each direction costs one product (the
+    Entry i of every such direction is +-m_i, with m_i = |x_i| / sqrt(N) (1 / sqrt(N) where x_i = 0):
+    only the signs are random. So ``|v|`` is computed once and each direction costs one product (the
     same values, from the same bits, as the two functions composed).
     """
     rng = np.random.default_rng(seed)
