@@ -15,7 +15,7 @@ import torch
 from gradcheck_lab._torch_state import preserved_torch_state
 from gradcheck_lab.comparison import all_finite, finite_or_zero
 from gradcheck_lab.devices import resolve_device
-from gradcheck_lab.diagnosis import diagnose_mismatch
+from gradcheck_lab.diagnosis import diagnose_mismatch, diagnose_value, input_shapes
 from gradcheck_lab.dtypes import dtype_name, resolve_dtype, round_to_dtype
 from gradcheck_lab.errors import (
     GradientMismatch,
@@ -493,9 +493,14 @@ def _judge(runner: _Runner, rounded: list[np.ndarray], variables: list[int], nam
                 or (shown is not deciding and shown.nonfinite and not shown.passed)
                 or (votes is not None and votes.shared_mistake))
     verdict: Verdict = "mismatch" if mismatch else "inconclusive" if any(u.any() for u in unresolved) else "passed"
-    pattern = None if verdict != "mismatch" or deciding.nonfinite else diagnose_mismatch(
-        names, deciding.expected[1:], deciding.actual[1:], beyond[1:], [(f.tensor, f.index) for f in findings],
-        rounded, variables)
+    pattern = None
+    if verdict == "mismatch" and not deciding.nonfinite:
+        value = diagnose_value(float(deciding.expected[0]), float(deciding.actual[0]),
+                               not any(b.any() for b in beyond[1:]), input_shapes(names, rounded, variables)
+                               ) if beyond[0].any() else None
+        gradients = diagnose_mismatch(names, deciding.expected[1:], deciding.actual[1:], beyond[1:],
+                                      [(f.tensor, f.index) for f in findings], rounded, variables)
+        pattern = "; ".join(t for t in (value, gradients) if t) or None
     report = _build_report(device, dtype, verdict, shown, deciding, votes, reference, findings, notes, pattern)
     extra = [f.describe() for f in findings[:3]]
     if len(findings) > 3:

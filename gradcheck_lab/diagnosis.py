@@ -148,6 +148,28 @@ def diagnose(reference: Sequence[np.ndarray], truth: Sequence[np.ndarray], names
     return "; ".join(found[:3]) or None
 
 
+def diagnose_value(reference: float, truth: float, gradients_agree: bool,
+                   shapes: Sequence[tuple[str, tuple[int, ...]]]) -> str | None:
+    """How the reference's value (its forward) is wrong: a named factor, and whether the gradients agree.
+
+    A value off while every gradient agrees means the forward returns something other than the
+    function its backward differentiates (a term or factor that does not change the gradient, or a
+    forward edited after the backward was derived).
+    """
+    if not (math.isfinite(reference) and math.isfinite(truth)) or truth == 0.0:
+        return None
+    c = reference / truth
+    hint = None if _near(c, 1.0) or _near(c, -1.0) else _dimension_hint(c, shapes) or (
+        "a factor 2 too many (a 1/2 missing?)" if _near(c, 2.0)
+        else "a factor 2 missing (a 1/2 too many?)" if _near(c, 0.5) else None)
+    factor = ("the sign is flipped (a factor of -1)" if _near(c, -1.0)
+              else f"{c:.6g} times torch's: {hint}" if hint else None)
+    agree = ("every gradient agrees, so the forward computes a different function than the one its backward "
+             "differentiates") if gradients_agree else None
+    text = ", and ".join(t for t in (factor, agree) if t)
+    return f"the value (forward): {text}" if text else None
+
+
 def diagnose_mismatch(labels: Sequence[str], reference: Sequence[np.ndarray], truth: Sequence[np.ndarray],
                       beyond: Sequence[np.ndarray], kinks: Sequence[tuple[str, tuple[int, ...]]],
                       inputs: Sequence[np.ndarray], variables: Sequence[int]) -> str | None:
@@ -160,6 +182,11 @@ def diagnose_mismatch(labels: Sequence[str], reference: Sequence[np.ndarray], tr
     for name, index in kinks:
         if name in labels:
             wrong[list(labels).index(name)][index] = False
+    return diagnose(reference, truth, labels, wrong, input_shapes(labels, inputs, variables))
+
+
+def input_shapes(labels: Sequence[str], inputs: Sequence[np.ndarray],
+                 variables: Sequence[int]) -> list[tuple[str, tuple[int, ...]]]:
+    """Every input's name (the gradients' ``labels`` for the differentiated ones) and shape."""
     names = {k: labels[i] for i, k in enumerate(variables)}
-    shapes = [(names.get(k, f"input {k}"), tuple(np.shape(x))) for k, x in enumerate(inputs)]
-    return diagnose(reference, truth, labels, wrong, shapes)
+    return [(names.get(k, f"input {k}"), tuple(np.shape(x))) for k, x in enumerate(inputs)]

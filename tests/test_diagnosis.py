@@ -65,6 +65,36 @@ def test_each_kind_of_planted_bug_gets_its_diagnosis(change, expected, dtype):
     assert expected in _diagnosis(planted(change), dtype=dtype)
 
 
+def _forward(change):
+    """affine_tanh with its value (the forward) changed and its gradients right."""
+    def reference(x, w, b):
+        value, grads = affine_tanh(x, w, b)
+        return change(value), grads
+
+    return reference
+
+
+@pytest.mark.parametrize(("change", "expected"), [
+    (lambda v: v / 8, "the value (forward): 0.125 times torch's: averaged over axis 0 of 'x' (input 0) (8) instead "
+                      "of summed?, and every gradient agrees"),
+    (lambda v: 2 * v, "the value (forward): 2 times torch's: a factor 2 too many"),
+    (lambda v: -v, "the value (forward): the sign is flipped"),
+    (lambda v: v + 0.25, "the value (forward): every gradient agrees, so the forward computes a different function"),
+])
+def test_a_wrong_forward_is_diagnosed_as_the_value_with_right_gradients(change, expected, dtype):
+    assert expected in _diagnosis(_forward(change), dtype=dtype)
+
+
+def test_a_value_and_gradients_off_by_the_same_factor_name_both():
+    def summed(x, w, b):  # the loss summed over the batch where torch averages: value and gradients 8x
+        value, grads = affine_tanh(x, w, b)
+        return value, grads
+
+    text = _diagnosis(summed, torch_fn=lambda x, w, b: torch_affine_tanh(x, w, b) / 8)
+    assert text.startswith("the value (forward): 8 times torch's: summed over axis 0 of 'x' (input 0) (8)")
+    assert "every gradient agrees" not in text and "the gradient of 'w' (input 1): 8 times torch's" in text
+
+
 def test_transposed_and_axes_permuted():
     def square(w, v):
         return np.sum(np.sin(w) * v), (np.cos(w).T * v.T, np.sin(w))
