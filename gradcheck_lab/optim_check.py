@@ -30,18 +30,19 @@ _NUMPY_DTYPES = {torch.float64: np.float64, torch.float32: np.float32,
 Snapshot = tuple[list[np.ndarray], dict[tuple[int, str], np.ndarray] | None]
 
 
-def gradient_sequence(shapes: Sequence[tuple[int, ...]], steps: int, seed: int = 0) -> Iterator[list[np.ndarray]]:
+def gradient_sequence(shapes: Sequence[tuple[int, ...]], steps: int, seed: int = 0,
+                      largest: float = _MAGNITUDES[-1]) -> Iterator[list[np.ndarray]]:
     """Gradients that exercise the regimes where optimizer bugs hide, as float64 arrays.
 
-    Each element keeps one scale from 1e-8 to 1e2 for the whole run (so the second moment of
-    small elements stays near eps**2), some elements flip sign every step, about one in ten
-    is zero at any step, and every fifth step one parameter gets an all-zero gradient.
+    Each element keeps one scale from 1e-8 to 1e2 (at most ``largest``) for the whole run (so
+    the second moment of small elements stays near eps**2), some elements flip sign every step,
+    about one in ten is zero at any step, and every fifth step one parameter gets an all-zero gradient.
     """
     rng = np.random.default_rng(seed)
     scales, flips = [], []
     for shape in shapes:
         size = math.prod(shape)
-        levels = np.resize(np.array(_MAGNITUDES), size)
+        levels = np.resize(np.minimum(np.array(_MAGNITUDES), largest), size)
         scales.append(rng.permutation(levels).reshape(shape))
         flips.append(rng.random(shape) < 0.5)
     for step in range(steps):
@@ -271,6 +272,19 @@ def _setup(shapes: Sequence[Sequence[int]], steps: int, seed: int, device: str |
     return torch_dtype, torch_device, shape_list, params
 
 
+def largest_gradient(dtype: torch.dtype, steps: int) -> float:
+    """The largest gradient scale a trajectory check in ``dtype`` draws: 1e2, or less where a sum of
+    ``steps`` squared gradients (Adagrad's state) would overflow the dtype.
+
+    A squared gradient averages 1.2 scale^2 (``|N(0, 1)| + 0.1`` squared); the bound keeps the sum
+    of ``steps`` of them 8x below the dtype's largest value. float16 (65504) gets 12.8 at 50 steps:
+    with 1e2 its accumulators overflowed within seven steps, on both sides alike, so a right
+    optimizer could not pass. Other dtypes keep 1e2.
+    """
+    room = math.sqrt(torch.finfo(dtype).max / (8 * max(steps, 1)))
+    return min(_MAGNITUDES[-1], room)
+
+
 def compare_trajectories(
     expected_side: Any,
     actual_side: Any,
@@ -299,7 +313,7 @@ def compare_trajectories(
     name = dtype_name(dtype) + ("" if precision in (None, dtype) else f" ({dtype_name(precision)} math)")
     report = OptimizerReport(True, steps, str(device), name, tol)
     history: dict[tuple[int, str], float] = {}
-    for step, drawn in enumerate(gradient_sequence(shapes, steps, seed), start=1):
+    for step, drawn in enumerate(gradient_sequence(shapes, steps, seed, largest_gradient(dtype, steps)), start=1):
         rounded = [round_to_dtype(g, dtype) for g in drawn]
         grads = none_gradients(rounded, step) if none_grads else list[np.ndarray | None](rounded)
         if step > 1 and not free_running:
