@@ -440,10 +440,10 @@ def check_optimizer(
     hyper = dict(hyper or {})
     groups = _checked_groups(param_groups, len(shape_list))
     schedule = Schedule(*scheduler) if isinstance(scheduler, tuple) else scheduler
-    math = math_precision(torch_dtype)
+    math_run = math_precision(torch_dtype)
     report = None
     with preserved_torch_state(torch_device):
-        for precision in ((math,) if math else ()) + (torch_dtype,):
+        for precision in ((math_run,) if math_run else ()) + (torch_dtype,):
             _match_default_dtype(precision)
             expected = _TorchSide(torch_cls, params, {**hyper, **(torch_hyper or {})}, torch_device, precision,
                                   groups, schedule)

@@ -138,14 +138,14 @@ def check_update_rule(
     hyper = dict(hyper or {})
     keys = STATE_KEYS.get(torch_optimizer_cls.__name__, {}) if state_keys is None else state_keys
     name = getattr(update, "__name__", "update rule")
-    math = math_precision(torch_dtype)
+    math_run = math_precision(torch_dtype)
     with preserved_torch_state(torch_device):
         default = torch.get_default_dtype()
         if torch_dtype == torch.float64:
             torch.set_default_dtype(torch.float64)  # torch keeps some optimizer scalars in the default dtype
         try:
             report = None
-            for precision in ((math,) if math else ()) + (torch_dtype,):  # float32 math first below float32
+            for precision in ((math_run,) if math_run else ()) + (torch_dtype,):  # float32 math first below float32
                 expected = _TorchSide(torch_optimizer_cls, params, hyper, torch_device, precision)
                 actual = _RuleSide(update, params, config_from_hyper(hyper, config or {}), keys,
                                    _NUMPY_DTYPES[precision])
