@@ -5,6 +5,7 @@ For a wrong gradient :math:`r` against the right one :math:`t` (NumPy only, floa
 - all zeros: :math:`r = 0 \ne t` (a gradient never written, a branch of backward missing);
 - another input's gradient: :math:`r \approx t_j` for another input :math:`j` (returned in the wrong order);
 - transposed: :math:`r \approx t^\top` (or another permutation of the axes) where :math:`t \ne t^\top`;
+- reversed along some axes (a kernel flipped: convolution for correlation);
 - a constant factor: :math:`r \approx c\,t` with :math:`c = \langle r, t\rangle / \langle t, t\rangle`,
   named when :math:`c` is :math:`-1`, :math:`2`, :math:`1/2`, or a dimension :math:`n` (or size) of an
   input or its reciprocal (averaged instead of summed, or the reverse);
@@ -91,6 +92,24 @@ def transposed(r: np.ndarray, t: np.ndarray) -> str | None:
     return None
 
 
+def reversed_axes(r: np.ndarray, t: np.ndarray) -> str | None:
+    """``r`` is ``t`` read backwards along some axes (and ``t`` is not symmetric that way): for a
+    kernel's last two axes, the classic convolution-for-correlation mistake."""
+    if r.shape != t.shape or r.ndim < 1 or r.ndim > 4:
+        return None
+    for count in range(1, r.ndim + 1):
+        for axes in itertools.combinations(range(r.ndim), count):
+            if any(r.shape[a] < 2 for a in axes):
+                continue
+            moved = np.flip(t, axes)
+            if _close(r, moved) and not _close(t, moved):
+                where = f"axis {axes[0]}" if count == 1 else f"axes {axes}"
+                hint = (": a convolution where torch computes a correlation (the kernel flipped), or the reverse?"
+                        if r.ndim >= 2 and axes == (r.ndim - 2, r.ndim - 1) else "")
+                return f"reversed along {where}{hint}"
+    return None
+
+
 def partial(r: np.ndarray, wrong: np.ndarray) -> str | None:
     """Only some elements are wrong: their count, fraction and first places."""
     k, n = int(wrong.sum()), wrong.size
@@ -128,7 +147,7 @@ def diagnose_one(k: int, reference: Sequence[np.ndarray], truth: Sequence[np.nda
         if j != k and np.shape(other) == r.shape and _close(r, np.asarray(other)) and not _close(t, np.asarray(other)):
             return f"it equals torch's gradient of {names[j]}: swapped (returned in the wrong order)?"
     own = [(names[k], r.shape)] + [s for s in shapes if s[0] != names[k]]
-    return transposed(r, t) or constant_factor(r, t, own) or partial(r, wrong)
+    return transposed(r, t) or reversed_axes(r, t) or constant_factor(r, t, own) or partial(r, wrong)
 
 
 def diagnose(reference: Sequence[np.ndarray], truth: Sequence[np.ndarray], names: Sequence[str],

@@ -109,6 +109,22 @@ def test_transposed_and_axes_permuted():
     assert "axes permuted as (0, 2, 1)" in _diagnosis(cube, (t,), lambda t: (t**3).sum())
 
 
+def test_a_flipped_kernel_gradient_is_named_a_convolution_for_a_correlation():
+    from gradcheck_lab.reference import conv
+
+    x, w = rng.standard_normal((2, 3, 6, 6)), rng.standard_normal((4, 3, 3, 3))
+
+    def backward(grad_out, x, w):
+        grad_x, grad_w, _ = conv.conv2d_backward(grad_out, x, w, has_bias=False, padding=1)
+        return grad_x, grad_w[:, :, ::-1, ::-1]  # the weight gradient as a convolution
+
+    with pytest.raises(gl.GradientMismatch) as exc:
+        gl.check_vjp(lambda x, w: conv.conv2d(x, w, padding=1), backward,
+                     lambda x, w: torch.nn.functional.conv2d(x, w, padding=1), (x, w))
+    assert "the gradient of 'w' (input 1): reversed along axes (2, 3): a convolution where torch computes a " \
+           "correlation" in exc.value.report.diagnosis
+
+
 def test_swapped_gradients():
     def product(a, b):
         return np.sum(a * b), (a, b)  # d/da = b and d/db = a, returned the other way round
