@@ -6,6 +6,7 @@ For a wrong gradient :math:`r` against the right one :math:`t` (NumPy only, floa
 - another input's gradient: :math:`r \approx t_j` for another input :math:`j` (returned in the wrong order);
 - transposed: :math:`r \approx t^\top` (or another permutation of the axes) where :math:`t \ne t^\top`;
 - reversed along some axes (a kernel flipped: convolution for correlation);
+- shifted by one or two places along an axis, or the last two (padding cropped from the wrong side);
 - a constant factor: :math:`r \approx c\,t` with :math:`c = \langle r, t\rangle / \langle t, t\rangle`,
   named when :math:`c` is :math:`-1`, :math:`2`, :math:`1/2`, or a dimension :math:`n` (or size) of an
   input or its reciprocal (averaged instead of summed, or the reverse);
@@ -110,6 +111,28 @@ def reversed_axes(r: np.ndarray, t: np.ndarray) -> str | None:
     return None
 
 
+def shifted(r: np.ndarray, t: np.ndarray) -> str | None:
+    """``r`` is ``t`` moved by one or two places along an axis, or along the last two together (where the
+    two overlap): an off-by-one, or padding cropped from the wrong side."""
+    if r.shape != t.shape or r.ndim < 1:
+        return None
+    last_two: list[tuple[tuple[int, ...], int]] = [((r.ndim - 2, r.ndim - 1), k) for k in (1, -1, 2, -2)]
+    moves = (last_two if r.ndim >= 2 else []) + [((a,), k) for a in range(r.ndim) for k in (1, -1, 2, -2)]
+    for axes, k in moves:
+        if any(r.shape[a] <= 2 * abs(k) for a in axes):  # too little overlap to tell
+            continue
+        dst = [slice(None)] * r.ndim
+        src = [slice(None)] * r.ndim
+        for a in axes:
+            dst[a], src[a] = (slice(k, None), slice(None, -k)) if k > 0 else (slice(None, k), slice(-k, None))
+        part, moved, stays = r[tuple(dst)], t[tuple(src)], t[tuple(dst)]
+        if np.any(moved) and _close(part, moved) and not _close(stays, moved):
+            where = f"axis {axes[0]}" if len(axes) == 1 else f"axes {axes}"
+            return (f"torch's shifted by {k:+d} along {where} (where they overlap): an off-by-one, or padding "
+                    "cropped from the wrong side?")
+    return None
+
+
 def partial(r: np.ndarray, wrong: np.ndarray) -> str | None:
     """Only some elements are wrong: their count, fraction and first places."""
     k, n = int(wrong.sum()), wrong.size
@@ -147,7 +170,8 @@ def diagnose_one(k: int, reference: Sequence[np.ndarray], truth: Sequence[np.nda
         if j != k and np.shape(other) == r.shape and _close(r, np.asarray(other)) and not _close(t, np.asarray(other)):
             return f"it equals torch's gradient of {names[j]}: swapped (returned in the wrong order)?"
     own = [(names[k], r.shape)] + [s for s in shapes if s[0] != names[k]]
-    return transposed(r, t) or reversed_axes(r, t) or constant_factor(r, t, own) or partial(r, wrong)
+    return (transposed(r, t) or reversed_axes(r, t) or constant_factor(r, t, own) or shifted(r, t)
+            or partial(r, wrong))
 
 
 def diagnose(reference: Sequence[np.ndarray], truth: Sequence[np.ndarray], names: Sequence[str],

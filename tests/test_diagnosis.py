@@ -60,6 +60,8 @@ def _set(k, value):
     (_set(0, lambda g: g / 24), "divided by the size of 'x' (input 0) (24) once too often?"),
     (_set(0, np.zeros_like), "'x' (input 0): all zeros where torch's is not"),
     (_set(2, lambda g: g * 1.37), "'b' (input 2): 1.37 times torch's"),
+    (_set(0, lambda g: np.concatenate([np.zeros_like(g[:1]), g[:-1]])),
+     "'x' (input 0): torch's shifted by +1 along axis 0 (where they overlap): an off-by-one"),
 ])
 def test_each_kind_of_planted_bug_gets_its_diagnosis(change, expected, dtype):
     assert expected in _diagnosis(planted(change), dtype=dtype)
@@ -109,7 +111,7 @@ def test_transposed_and_axes_permuted():
     assert "axes permuted as (0, 2, 1)" in _diagnosis(cube, (t,), lambda t: (t**3).sum())
 
 
-def test_a_flipped_kernel_gradient_is_named_a_convolution_for_a_correlation():
+def test_a_flipped_kernel_and_an_uncropped_padding_are_named():
     from gradcheck_lab.reference import conv
 
     x, w = rng.standard_normal((2, 3, 6, 6)), rng.standard_normal((4, 3, 3, 3))
@@ -123,6 +125,16 @@ def test_a_flipped_kernel_gradient_is_named_a_convolution_for_a_correlation():
                      lambda x, w: torch.nn.functional.conv2d(x, w, padding=1), (x, w))
     assert "the gradient of 'w' (input 1): reversed along axes (2, 3): a convolution where torch computes a " \
            "correlation" in exc.value.report.diagnosis
+
+    def uncropped(grad_out, x, w):  # the input gradient read from the padded grid's corner, not its middle
+        grad_x, grad_w, _ = conv.conv2d_backward(grad_out, x, w, has_bias=False, padding=1)
+        padded = np.pad(grad_x, ((0, 0), (0, 0), (1, 1), (1, 1)))
+        return padded[:, :, :6, :6], grad_w
+
+    with pytest.raises(gl.GradientMismatch) as exc:
+        gl.check_vjp(lambda x, w: conv.conv2d(x, w, padding=1), uncropped,
+                     lambda x, w: torch.nn.functional.conv2d(x, w, padding=1), (x, w))
+    assert "the gradient of 'x' (input 0): torch's shifted by +1 along axes (2, 3)" in exc.value.report.diagnosis
 
 
 def test_swapped_gradients():
