@@ -4,7 +4,8 @@ Planted bugs on Linear -> sigmoid -> MSE (W n x n, n = 8, 64, 256): zeroed, doub
 transposed, sign-flipped, bias averaged instead of summed, one element off by the dtype's resolution
 times max|g|, every element off by that relative amount; each must raise ``GradientMismatch``.
 Correct gradients on inputs of magnitudes 1e-4..1e4, mixed scales across tensors and products that
-cancel to ~1e-7, with and without the oracle; none may raise. The counts are printed per dtype.
+cancel to ~1e-7, with and without the oracle; none may raise. The counts are printed per dtype, then
+the oracle's verdicts on functions that lose an input to rounding (none may be a mismatch).
 """
 
 from __future__ import annotations
@@ -65,6 +66,25 @@ def outcome(reference, torch_fn, inputs, dtype: str, **kwargs) -> str:
         return "non-finite"
 
 
+def swallowed_input_alarms(draws: int, seed: int = 0) -> Counter[str]:
+    """The oracle on ``x0 + c - c`` (c = 1e6..1e12) plus a sum of squares, inputs 1e-4..1e2, float64:
+    both gradients are right, and rounding may swallow x0 whole; any "mismatch" is a false alarm."""
+    rng = np.random.default_rng(seed)
+    verdicts = Counter[str]()
+    for _ in range(draws):
+        offset = 10.0 ** int(rng.integers(6, 13))
+        x = rng.standard_normal(6) * 10.0 ** rng.uniform(-4, 2)
+
+        def reference(x: np.ndarray, offset: float = offset) -> tuple[float, tuple[np.ndarray]]:
+            return (x[0] + offset) - offset + np.sum(x[1:] ** 2), (np.concatenate([[1.0], 2 * x[1:]]),)
+
+        def torch_fn(t: torch.Tensor, offset: float = offset) -> torch.Tensor:
+            return (t[0] + offset) - offset + (t[1:] ** 2).sum()
+
+        verdicts[outcome(reference, torch_fn, (x,), "float64", finite_differences=True)] += 1
+    return verdicts
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=20)
@@ -87,6 +107,8 @@ def main() -> None:
                     alarms[outcome(reference, torch_fn, inputs, dtype, finite_differences=oracle, seed=seed)] += 1
         print(f"{dtype:>9}: planted bugs (d = {d:g}) reported {caught['mismatch']}/{total} {dict(caught)}; "
               f"correct gradients {dict(alarms)}", flush=True)
+    swallowed = swallowed_input_alarms(20 * args.seeds)
+    print(f"oracle on inputs swallowed by rounding (x0 + 1e6..1e12 - same): {dict(swallowed)}")
 
 
 if __name__ == "__main__":

@@ -233,6 +233,73 @@ def _confirm(along: Callable[..., float], moving: list[np.ndarray], v: list[np.n
     return None, wider
 
 
+SWALLOW_PROBES = 3
+"""Elements probed by :func:`_swallowed` for each of its two orders (largest, and closest to the discrepancy)."""
+SWALLOW_REACH = 16.0
+"""How far :func:`_swallowed` moves an element: up to this many times its tensor's largest magnitude."""
+
+
+def _swallowed(along: Callable[..., float], moving: list[np.ndarray], v: list[np.ndarray],
+               grads: Sequence[np.ndarray], gap: float) -> str | None:
+    """Why a confirmed discrepancy may be rounding that swallows an input whole, or None.
+
+    ``x0 + 1e12 - 1e12`` with ``x0 ~ 1e-4`` loses ``x0`` to rounding: at every step the differences
+    take (all far below the ulp of 1e12) the value does not move at all, no error estimate sees
+    noise, and the gradients' slope of 1 looks like a shared mistake. Moving the element alone, by
+    steps growing 4x from the differences' up to :data:`SWALLOW_REACH` times its tensor's largest
+    magnitude, tells it apart: the value stays exactly constant (or moves at once, next to a grid
+    point), jumps, and is exactly constant again just past the jump, by more than its rounding could
+    hide: a staircase, rounding to a grid. A function that truly ignores the element never moves;
+    one with a kink ahead (a flat stretch, then a slope) or that depends on the element keeps
+    moving past the first change. Only the staircase abstains.
+    """
+    # A wholly swallowed element's predicted contribution |g_i v_i| is about the discrepancy ``gap``
+    # (the differences see none of it); a partly swallowed one's is larger (they see it with an error).
+    # So the probes are the largest contributions, and those closest to the gap on a log scale.
+    largest: list[tuple[float, int, int]] = []
+    closest: list[tuple[float, int, int]] = []
+    for k, (g, d) in enumerate(zip(grads, v, strict=True)):
+        contribution = np.abs(g * d).ravel()
+        largest += [(-float(contribution[i]), k, int(i)) for i in np.argsort(contribution)[-SWALLOW_PROBES:]]
+        with np.errstate(divide="ignore"):
+            distance = np.where(contribution >= abs(gap) / 4, np.abs(np.log(contribution / abs(gap))), np.inf)
+        closest += [(float(distance[i]), k, int(i)) for i in np.argsort(distance)[:SWALLOW_PROBES]
+                    if np.isfinite(distance[i])]
+    candidates = list(dict.fromkeys((k, i) for _, k, i in sorted(largest)[:SWALLOW_PROBES] + sorted(closest)[
+        :SWALLOW_PROBES]))
+
+    def moved_by(k: int, i: int, step: float) -> float:
+        moved = np.array(moving[k], copy=True)
+        moved.flat[i] += step
+        return along(*[moved if j == k else m for j, m in enumerate(moving)])
+
+    base = along(*moving)
+    for k, i in candidates:
+        first = abs(float(v[k].flat[i])) * numeric.RELATIVE_FD_STEP
+        if first == 0.0:
+            continue
+        step, slope = first, abs(float(grads[k].flat[i]))
+        limit = SWALLOW_REACH * max(largest_magnitude(moving[k]), first)
+        while step <= limit and (value := moved_by(k, i, step)) == base:
+            step *= 4
+        if step > limit:
+            continue  # never moves: the function ignores the element, and the discrepancy stands
+        for _ in range(3):  # flat just past the first change, or a level or two on (it may sit at a cell's edge)
+            past = step * (1 + 2.0**-8)
+            resolvable = slope * (past - step) > 64 * float(np.finfo(np.float64).eps) * max(abs(base), abs(value))
+            if resolvable and moved_by(k, i, past) == value:
+                index = [int(a) for a in np.unravel_index(i, moving[k].shape)]
+                return (f"the value is a staircase in element {index} of a moving input: exactly constant over a "
+                        f"step of {past - step:.3g} at {step:.3g} where the gradients predict a change of "
+                        f"{slope * (past - step):.3g}. Rounding inside the function (an intermediate far larger "
+                        "than the input) swallows the input at the differences' steps: not a shared mistake")
+            step *= 4
+            if step > limit:
+                break
+            value = moved_by(k, i, step)
+    return None
+
+
 def oracle_votes(
     value_at: Callable[[list[np.ndarray]], float],
     inputs: list[np.ndarray],
@@ -289,6 +356,7 @@ def oracle_votes(
         if not ref_agrees and not torch_agrees:
             reason, wider = _confirm(along, moving, v, estimate.value - predicted_ref, predicted_ref, norm, condition,
                                      f0)
+            reason = reason or _swallowed(along, moving, v, reference_grads, estimate.value - predicted_ref)
             if reason:
                 reasons.append(reason)
                 continue

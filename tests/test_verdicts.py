@@ -260,6 +260,49 @@ def test_the_oracle_abstains_where_rounding_hides_inside_the_function():
     assert reasons and all(r.startswith("finite differences abstain") for r in reasons)
 
 
+@pytest.mark.parametrize("seed", range(8))
+def test_the_oracle_does_not_take_an_input_swallowed_by_rounding_for_a_shared_mistake(seed):
+    """x0 + 1e12 - 1e12 with x0 ~ 1e-4: the value never moves at the differences' steps, whatever
+    their size, while both gradients say 1. 36 in 400 such draws raised "shared mistake" before the
+    staircase probe; the same probe still lets a real one through (a wrong slope in a flat stretch)."""
+    rng = np.random.default_rng(seed)
+    offsets = [1e10, 1e11, 1e12, 1e12, 1e12]
+    for k, offset in enumerate(offsets):
+        x = rng.standard_normal(6) * 10.0 ** rng.uniform(-4.3, -3.5)
+
+        def swallowed(x, offset=offset):
+            return (x[0] + offset) - offset + np.sum(x[1:] ** 2), (np.concatenate([[1.0], 2 * x[1:]]),)
+
+        report = gl.check_gradients(swallowed, lambda t, offset=offset: (t[0] + offset) - offset + (t[1:] ** 2).sum(),
+                                    (x,), finite_differences=True, seed=seed * 10 + k)
+        assert report.passed, report.oracle
+
+    class FlatSlope(torch.autograd.Function):
+        """relu(x0 - 0.4) + sum(x[1:]**2) with slope 1 claimed for x0 in the flat stretch, as the reference does."""
+
+        @staticmethod
+        def forward(ctx, t):
+            ctx.save_for_backward(t)
+            return torch.relu(t[0] - 0.4) + (t[1:] ** 2).sum()
+
+        @staticmethod
+        def backward(ctx, g):
+            (t,) = ctx.saved_tensors
+            grad = 2 * t.clone()
+            grad[0] = 1.0
+            return g * grad
+
+    x = np.concatenate([[rng.uniform(0.1, 0.3)], rng.standard_normal(4) * 1e-2])
+
+    def flat_slope(x):
+        grad = 2 * x.copy()
+        grad[0] = 1.0
+        return max(x[0] - 0.4, 0.0) + np.sum(x[1:] ** 2), (grad,)
+
+    with pytest.raises(gl.GradientMismatch, match="finite differences"):
+        gl.check_gradients(flat_slope, FlatSlope.apply, (x,), finite_differences=True, seed=seed)
+
+
 def test_the_oracle_still_catches_a_mistake_both_sides_share():
     class CubeWrong(torch.autograd.Function):
         @staticmethod
