@@ -10,7 +10,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gradcheck_lab import bench, verification_speed
+from gradcheck_lab.bench import run as bench
+from gradcheck_lab.bench import verification as verification_speed
 
 SIZES = (64, 256)
 DEVICES = ["cpu"] + [f"cuda:{i}" for i in range(torch.cuda.device_count() if torch.cuda.is_available() else 0)]

@@ -33,7 +33,7 @@ from test_verdicts import (
 )
 
 import gradcheck_lab as gl
-from gradcheck_lab.tolerances import RESOLUTION
+from gradcheck_lab.core.tolerances import RESOLUTION
 
 DTYPES = ("float64", "float32", "float16", "bfloat16")
 

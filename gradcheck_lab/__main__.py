@@ -2,6 +2,6 @@
 
 import sys
 
-from gradcheck_lab.cli import main
+from gradcheck_lab.cli.commands import main
 
 sys.exit(main())

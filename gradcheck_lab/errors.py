@@ -36,7 +36,7 @@ class DeviceError(GradcheckError, RuntimeError, ValueError):
 class GradientMismatch(GradcheckError, AssertionError):
     """The reference and torch.autograd disagree beyond tolerance.
 
-    ``report`` holds the full :class:`~gradcheck_lab.report.Report`; ``inputs`` the
+    ``report`` holds the full :class:`~gradcheck_lab.core.report.Report`; ``inputs`` the
     inputs (as given) that show the disagreement.
     """
 
@@ -49,8 +49,8 @@ class GradientMismatch(GradcheckError, AssertionError):
 class InconclusiveWarning(UserWarning):
     """A check could not tell right from wrong: float64 rounding at these inputs explains the disagreement.
 
-    The check returns its :class:`~gradcheck_lab.report.Report` with ``verdict == "inconclusive"``
-    (and ``passed`` False); :func:`~gradcheck_lab.search.verify` does not count such inputs as evidence.
+    The check returns its :class:`~gradcheck_lab.core.report.Report` with ``verdict == "inconclusive"``
+    (and ``passed`` False); :func:`~gradcheck_lab.gradients.search.verify` does not count such inputs as evidence.
     """
 
 

@@ -42,13 +42,13 @@ class DeviceParam:
 
 # Thin wrappers: the torch-importing modules load on first call, not with the plugin.
 def cuda_device_count() -> int:
-    from gradcheck_lab.devices import cuda_device_count as count
+    from gradcheck_lab.core.devices import cuda_device_count as count
 
     return count()
 
 
 def resolve_devices(spec: str) -> list[str]:
-    from gradcheck_lab.devices import resolve_devices as resolve
+    from gradcheck_lab.core.devices import resolve_devices as resolve
 
     return resolve(spec)
 
@@ -62,7 +62,7 @@ def no_cuda_reason() -> str:
 
 def device_params(spec: str | None, worker_id: str | None = None) -> list[DeviceParam]:
     """The device parametrization for a ``--gradcheck-device`` value (None: cpu, plus cuda or its skip)."""
-    from gradcheck_lab.devices import worker_device
+    from gradcheck_lab.core.devices import worker_device
 
     count = cuda_device_count()
     if spec is None:
@@ -82,7 +82,7 @@ def _requested(spec: str) -> list[str]:
 def dtype_params(spec: str | None) -> list[str]:
     if spec is None:
         return list(DEFAULT_DTYPES)
-    from gradcheck_lab.dtypes import dtype_name, resolve_dtype
+    from gradcheck_lab.core.dtypes import dtype_name, resolve_dtype
 
     return [dtype_name(resolve_dtype(s.strip())) for s in spec.split(",") if s.strip()]
 

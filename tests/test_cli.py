@@ -11,7 +11,8 @@ import pytest
 import torch
 
 import gradcheck_lab as gl
-from gradcheck_lab import bench, cli
+from gradcheck_lab.bench import run as bench
+from gradcheck_lab.cli import commands as cli
 
 
 def test_list_names_every_case(capsys):
@@ -95,7 +96,7 @@ def test_console_script_and_module_entry_point():
     ([(16, 0.5), (64, 0.9)], None),
 ])
 def test_crossover_is_where_the_gpu_stays_faster(points, expected):
-    from gradcheck_lab.bench import crossover
+    from gradcheck_lab.bench.run import crossover
 
     assert crossover(points) == expected
 
@@ -152,7 +153,7 @@ def test_a_selection_that_checks_nothing_is_an_error(capsys):
     ["verify", "--json", "/no/such/folder/out.json"], ["bench", "--json", "/no/such/folder/out.json"],
 ])
 def test_bad_arguments_are_usage_errors_before_any_work(monkeypatch, capsys, argv):
-    from gradcheck_lab import bench
+    from gradcheck_lab.bench import run as bench
 
     def no_work(*args, **kwargs):
         raise AssertionError("work started")
@@ -203,7 +204,7 @@ def test_a_closed_pipe_is_no_traceback():
 def test_inconclusive_count_comes_from_the_summary(monkeypatch, capsys):
     from types import SimpleNamespace
 
-    from gradcheck_lab import search
+    from gradcheck_lab.gradients import search
 
     summary = SimpleNamespace(examples=4, max_abs_error=1e-9, max_rel_error=1e-8, tolerance=None, inconclusive=3)
     monkeypatch.setattr(search, "verify", lambda *a, **k: SimpleNamespace(summaries=[summary]))
@@ -230,7 +231,7 @@ def user_cases(tmp_path, monkeypatch, request):
     tag = request.node.name.replace("[", "_").replace("]", "_")
     (tmp_path / f"my_cases_{tag}.py").write_text(USER_CASES.format(tag=tag))
     monkeypatch.syspath_prepend(str(tmp_path))
-    import gradcheck_lab.cases as registry  # (a plain attribute only once imported: the package imports lazily)
+    import gradcheck_lab.cases.registry as registry  # a plain attribute only once imported
 
     monkeypatch.setattr(registry, "CASES", dict(registry.CASES))
     monkeypatch.setattr(gl, "CASES", registry.CASES)
@@ -284,7 +285,7 @@ def test_a_case_module_or_entry_point_that_fails_to_load_is_a_usage_error(tmp_pa
 # --- benchmark reporting ------------------------------------------------------------------------
 
 def _bench_result():
-    from gradcheck_lab.bench import BenchResult, BenchRow
+    from gradcheck_lab.bench.run import BenchResult, BenchRow
 
     rows = [BenchRow("linear", backend, "float32", n, t, spread, 10.0, "GFLOP/s", 20.0, pct, q1_s=t * 0.9, q3_s=t * 1.2)
             for backend, n, t, spread, pct in [("numpy", 16, 1e-5, 0.05, 50.0), ("numpy", 64, 1e-4, 9.67, 50.0),
@@ -295,7 +296,7 @@ def _bench_result():
 
 
 def test_bench_flags_noisy_rows_and_rates_above_the_ceiling():
-    from gradcheck_lab.bench import format_table
+    from gradcheck_lab.bench.run import format_table
 
     result = _bench_result()
     assert [len(r.warnings) for r in result.rows] == [0, 1, 1, 0, 0]
@@ -309,7 +310,7 @@ def test_bench_plot_marks_every_size_with_spread_on_a_shared_scale(tmp_path, mon
     pytest.importorskip("matplotlib")
     import matplotlib.pyplot as plt
 
-    from gradcheck_lab import bench
+    from gradcheck_lab.bench import run as bench
 
     figures = []
     monkeypatch.setattr(plt, "close", figures.append)  # keep the figure to inspect it
@@ -326,7 +327,8 @@ def test_bench_plot_marks_every_size_with_spread_on_a_shared_scale(tmp_path, mon
 
 
 def test_bench_uses_a_thread_budget_by_default(monkeypatch, tmp_path, capsys):
-    from gradcheck_lab import bench, threads
+    from gradcheck_lab.bench import run as bench
+    from gradcheck_lab.core import threads
 
     seen = []
     real = bench.run_bench

@@ -9,8 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import gradcheck_lab as gl
-from gradcheck_lab.check import input_names, prepare_inputs, run_torch
-from gradcheck_lab.tolerances import gradient_tolerance
+from gradcheck_lab.core.tolerances import gradient_tolerance
+from gradcheck_lab.gradients.check import input_names, prepare_inputs, run_torch
 
 pytestmark = pytest.mark.gradcheck_cuda
 

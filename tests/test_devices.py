@@ -6,7 +6,8 @@ import pytest
 import torch
 
 import gradcheck_lab as gl
-from gradcheck_lab import devices, pytest_plugin
+from gradcheck_lab import pytest_plugin
+from gradcheck_lab.core import devices
 
 
 def test_cpu_is_always_available_and_all_includes_it():

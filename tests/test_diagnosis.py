@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import gradcheck_lab as gl
-from gradcheck_lab.diagnosis import diagnose
+from gradcheck_lab.core.diagnosis import diagnose
 
 rng = np.random.default_rng(5)
 X, W, B = rng.standard_normal((8, 3)), rng.standard_normal((3, 5)), rng.standard_normal(5)

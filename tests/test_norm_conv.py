@@ -15,9 +15,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import gradcheck_lab as gl
-from gradcheck_lab.comparison import compare
-from gradcheck_lab.dtypes import resolve_dtype
-from gradcheck_lab.tolerances import gradient_tolerance
+from gradcheck_lab.core.comparison import compare
+from gradcheck_lab.core.dtypes import resolve_dtype
+from gradcheck_lab.core.tolerances import gradient_tolerance
 
 pairs = st.tuples(st.integers(1, 3), st.integers(1, 3))
 

@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import gradcheck_lab as gl
-from gradcheck_lab.optim_check import Schedule
+from gradcheck_lab.optim.check import Schedule
 
 
 @pytest.fixture

@@ -11,9 +11,9 @@ from gradcheck_lab.reference import normalization as norm
 from gradcheck_lab.reference.activations import sigmoid, sigmoid_backward
 
 import gradcheck_lab as gl
-from gradcheck_lab.comparison import compare
-from gradcheck_lab.strategies import same_shape
-from gradcheck_lab.tolerances import gradient_tolerance
+from gradcheck_lab.core.comparison import compare
+from gradcheck_lab.core.tolerances import gradient_tolerance
+from gradcheck_lab.gradients.strategies import same_shape
 
 rng = np.random.default_rng(7)
 

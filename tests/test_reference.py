@@ -13,7 +13,7 @@ import torch
 from gradcheck_lab.reference import activations, embedding, linear, losses, models, optim, tutorial
 from hypothesis import given
 
-from gradcheck_lab.strategies import arrays, shapes
+from gradcheck_lab.gradients.strategies import arrays, shapes
 
 
 def test_importing_reference_does_not_import_torch():

@@ -623,7 +623,7 @@ def test_verify_vjp_passes_and_shrinks_a_failure():
 def test_verify_layer_passes_and_shrinks_a_failure():
     from hypothesis import strategies as st
 
-    from gradcheck_lab import strategies as gst
+    from gradcheck_lab.gradients import strategies as gst
 
     assert gl.verify_layer(Dense(), LINEAR, shapes=[(2, 3)], params={"weight": "W", "bias": "b"},
                            max_examples=3, seed=0).summaries[0].examples == 3
@@ -652,7 +652,7 @@ def test_labels_strategy_and_one_element_strategy_per_input():
     from hypothesis import given, settings
     from hypothesis import strategies as st
 
-    from gradcheck_lab import strategies as gst
+    from gradcheck_lab.gradients import strategies as gst
 
     @settings(max_examples=10, database=None)
     @given(gst.labels((6,), 4))

@@ -7,7 +7,7 @@ import os
 import pytest
 import torch
 
-from gradcheck_lab import threads
+from gradcheck_lab.core import threads
 
 
 def test_available_cores_is_the_affinity_capped_by_the_quota(monkeypatch, tmp_path):
@@ -84,7 +84,7 @@ def test_a_check_runs_with_its_share_of_threads_and_one_blas_thread_and_restores
     import numpy as np
 
     import gradcheck_lab as gl
-    from gradcheck_lab import threads
+    from gradcheck_lab.core import threads
 
     seen = {}
 

@@ -21,8 +21,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import gradcheck_lab as gl
-from gradcheck_lab.comparison import largest_magnitude
-from gradcheck_lab.tolerances import RESOLUTION
+from gradcheck_lab.core.comparison import largest_magnitude
+from gradcheck_lab.core.tolerances import RESOLUTION
 
 DTYPES = ["float64", "float32", "float16", "bfloat16"]
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import gradcheck_lab as gl
-from gradcheck_lab.strategies import input_tuples
+from gradcheck_lab.gradients.strategies import input_tuples
 
 
 def cube(x, w):

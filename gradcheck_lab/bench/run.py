@@ -26,9 +26,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from gradcheck_lab.devices import resolve_devices
-from gradcheck_lab.dtypes import resolve_dtype
-from gradcheck_lab.machine import machine_info
+from gradcheck_lab.core.devices import resolve_devices
+from gradcheck_lab.core.dtypes import resolve_dtype
+from gradcheck_lab.core.machine import machine_info
 from gradcheck_lab.reference import conv as ref_conv
 from gradcheck_lab.reference import linear as ref_linear
 from gradcheck_lab.reference import models
@@ -471,7 +471,7 @@ def plot(result: BenchResult, path: str) -> None:
 # --- command line -----------------------------------------------------------------------------
 
 def add_parser(sub: Any, formatter_class: Any = argparse.HelpFormatter) -> None:
-    from gradcheck_lab.argtypes import output_path, plot_path, positive_int, size_list
+    from gradcheck_lab.cli.argtypes import output_path, plot_path, positive_int, size_list
 
     p = sub.add_parser("bench", help="CPU vs GPU gradient speed against the same run's hardware ceiling",
                        formatter_class=formatter_class,
@@ -513,7 +513,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         else:
             print(line, file=sys.stderr, flush=True)
 
-    from gradcheck_lab.threads import thread_budget
+    from gradcheck_lab.core.threads import thread_budget
 
     with thread_budget(args.threads):
         result = run_bench(args.workload or WORKLOADS, sizes, devices, dtype, args.repeats, progress)
@@ -524,7 +524,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
                                "rows": [{**asdict(r), "warnings": r.warnings} for r in result.rows],
                                "crossovers": result.crossovers}
     if args.verification:
-        from gradcheck_lab import verification_speed
+        from gradcheck_lab.bench import verification as verification_speed
 
         with thread_budget(args.threads):
             rows = verification_speed.measure_verification(args.verification_sizes, repeats=args.repeats)

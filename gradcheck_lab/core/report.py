@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from gradcheck_lab.comparison import Comparison
-from gradcheck_lab.tolerances import Tolerance
+from gradcheck_lab.core.comparison import Comparison
+from gradcheck_lab.core.tolerances import Tolerance
 
 Verdict = Literal["passed", "inconclusive", "mismatch"]
 

@@ -13,13 +13,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
 
-from gradcheck_lab.check import ReferenceFn, TorchFn, check_gradients
-from gradcheck_lab.devices import resolve_devices
-from gradcheck_lab.dtypes import dtype_name, resolve_dtype
+from gradcheck_lab.core.devices import resolve_devices
+from gradcheck_lab.core.dtypes import dtype_name, resolve_dtype
+from gradcheck_lab.core.report import Report
+from gradcheck_lab.core.tolerances import Tolerance
 from gradcheck_lab.errors import GradientMismatch, InconclusiveWarning, InvalidInputError, NonFiniteError
-from gradcheck_lab.report import Report
-from gradcheck_lab.strategies import DEFAULT_BOUND, ElementSpec, input_tuples
-from gradcheck_lab.tolerances import Tolerance
+from gradcheck_lab.gradients.check import ReferenceFn, TorchFn, check_gradients
+from gradcheck_lab.gradients.strategies import DEFAULT_BOUND, ElementSpec, input_tuples
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 The workload is Linear -> sigmoid -> MSE with W of n x n and a batch of n, in float64 (what
 gradcheck needs). Every method is timed in the same run on the same inputs, under the thread pools
-a check uses (:func:`gradcheck_lab.threads.check_threads`), and quoted as a ratio to the
+a check uses (:func:`gradcheck_lab.core.threads.check_threads`), and quoted as a ratio to the
 *baseline*, the least any check must do: one reference call and one autograd pass.
 
 - ``plain``: ``check_gradients`` (reference vs autograd, float64 math comparison);
@@ -24,10 +24,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from gradcheck_lab.bench import Timing, measure
-from gradcheck_lab.check import check_gradients
+from gradcheck_lab.bench.run import Timing, measure
+from gradcheck_lab.core.threads import check_threads
+from gradcheck_lab.gradients.check import check_gradients
 from gradcheck_lab.reference import models
-from gradcheck_lab.threads import check_threads
 
 METHODS = ("plain", "oracle", "gradcheck fast", "gradcheck full")
 FULL_MODE_LIMIT = 4096
@@ -117,7 +117,7 @@ def format_table(rows: Sequence[VerificationRow]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m gradcheck_lab.verification_speed",
+    parser = argparse.ArgumentParser(prog="python -m gradcheck_lab.bench.verification",
                                      description="Time check_gradients against torch.autograd.gradcheck.")
     parser.add_argument("--sizes", default="16,64,256,1024", help="comma-separated n (default: %(default)s)")
     parser.add_argument("--repeats", type=int, default=5, help="samples per timing (default: %(default)s)")

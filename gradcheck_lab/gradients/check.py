@@ -12,11 +12,22 @@ from typing import Any
 import numpy as np
 import torch
 
-from gradcheck_lab._torch_state import preserved_torch_state
-from gradcheck_lab.comparison import all_finite, finite_or_zero
-from gradcheck_lab.devices import resolve_device
-from gradcheck_lab.diagnosis import diagnose_mismatch, diagnose_value, input_shapes
-from gradcheck_lab.dtypes import dtype_name, resolve_dtype, round_to_dtype
+from gradcheck_lab.core.comparison import all_finite, finite_or_zero
+from gradcheck_lab.core.devices import resolve_device
+from gradcheck_lab.core.diagnosis import diagnose_mismatch, diagnose_value, input_shapes
+from gradcheck_lab.core.dtypes import dtype_name, resolve_dtype, round_to_dtype
+from gradcheck_lab.core.floor import rounding_floor
+from gradcheck_lab.core.report import OracleVotes, Report, Verdict, mismatch_message
+from gradcheck_lab.core.threads import check_threads
+from gradcheck_lab.core.tolerances import (
+    WIDE_MOVE,
+    conditioning_size,
+    gradient_tolerance,
+    math_tolerance,
+    perturbation_size,
+)
+from gradcheck_lab.core.torch_state import preserved_torch_state
+from gradcheck_lab.core.verdict import Judge, KinkFinding, examine_kinks, oracle_votes
 from gradcheck_lab.errors import (
     GradientMismatch,
     InconclusiveWarning,
@@ -25,17 +36,6 @@ from gradcheck_lab.errors import (
     ReferenceContractError,
     ReferenceMutationWarning,
     TorchFunctionError,
-)
-from gradcheck_lab.judging import Judge, KinkFinding, examine_kinks, oracle_votes
-from gradcheck_lab.report import OracleVotes, Report, Verdict, mismatch_message
-from gradcheck_lab.rounding import rounding_floor
-from gradcheck_lab.threads import check_threads
-from gradcheck_lab.tolerances import (
-    WIDE_MOVE,
-    conditioning_size,
-    gradient_tolerance,
-    math_tolerance,
-    perturbation_size,
 )
 
 ReferenceFn = Callable[..., tuple[Any, Sequence[Any]]]
@@ -357,7 +357,7 @@ def check_gradients(
 
     The reference is compared with torch re-run in float64 on the same inputs (the math, at float64
     resolution in every dtype) and, below float64, with torch in ``dtype`` (its own rounding), under
-    :mod:`gradcheck_lab.tolerances`. Where float64 rounding at these inputs can explain a
+    :mod:`gradcheck_lab.core.tolerances`. Where float64 rounding at these inputs can explain a
     disagreement the verdict is inconclusive: the report comes back with ``verdict ==
     "inconclusive"`` and an :class:`InconclusiveWarning`. Where an element sits on a kink (one-sided
     derivatives differ) the message says so; ``kinks="subgradient"`` accepts any value between them.

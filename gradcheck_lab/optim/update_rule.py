@@ -2,8 +2,8 @@
 
 Course code writes optimizers as pure functions with their state in a ``config`` dict, one per
 parameter. The rule is stepped beside the torch optimizer through
-:func:`~gradcheck_lab.optim_check.compare_trajectories` (same gradients, teacher forcing, the same
-trajectory tolerance as :func:`~gradcheck_lab.optim_check.check_optimizer`); the config entries that
+:func:`~gradcheck_lab.optim.check.compare_trajectories` (same gradients, teacher forcing, the same
+trajectory tolerance as :func:`~gradcheck_lab.optim.check.check_optimizer`); the config entries that
 mean the same as a torch state entry (Adam's ``m``, ``v``, ``t``) are compared too.
 """
 
@@ -16,9 +16,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from gradcheck_lab._torch_state import preserved_torch_state
+from gradcheck_lab.core.tolerances import trajectory_tolerance
+from gradcheck_lab.core.torch_state import preserved_torch_state
 from gradcheck_lab.errors import OptimizerMismatch, ReferenceContractError
-from gradcheck_lab.optim_check import (
+from gradcheck_lab.optim.check import (
     _NUMPY_DTYPES,
     OptimizerReport,
     Snapshot,
@@ -27,7 +28,6 @@ from gradcheck_lab.optim_check import (
     compare_trajectories,
     math_precision,
 )
-from gradcheck_lab.tolerances import trajectory_tolerance
 
 UpdateRule = Callable[[np.ndarray, np.ndarray, dict[str, Any]], tuple[np.ndarray, dict[str, Any]]]
 
@@ -131,7 +131,7 @@ def check_update_rule(
     entries ``state_keys`` maps to torch state entries (default :data:`STATE_KEYS` for the class,
     e.g. Adam's ``m``/``v``/``t`` to ``exp_avg``/``exp_avg_sq``/``step``). Raises
     :class:`~gradcheck_lab.errors.OptimizerMismatch` at the first step that differs. float16 and
-    bfloat16 run twice, float32 math first (see :func:`~gradcheck_lab.optim_check.math_precision`).
+    bfloat16 run twice, float32 math first (see :func:`~gradcheck_lab.optim.check.math_precision`).
     """
     __tracebackhide__ = True
     torch_dtype, torch_device, shape_list, params = _setup(shapes, steps, seed, device, dtype)

@@ -14,7 +14,7 @@ from importlib.metadata import entry_points
 from typing import Any, TextIO
 
 from gradcheck_lab import __version__
-from gradcheck_lab.argtypes import output_path, positive_int
+from gradcheck_lab.cli.argtypes import output_path, positive_int
 
 ENTRY_POINT_GROUP = "gradcheck_lab.cases"
 EXIT_INTERRUPTED = 130
@@ -54,7 +54,7 @@ def _failed_row(case: str, kind: str, device: str, dtype: str, start: float, exc
 
 def _gradient_row(case: Any, device: str, dtype: str, max_examples: int, seed: int) -> Row:
     from gradcheck_lab.errors import GradcheckError
-    from gradcheck_lab.search import verify
+    from gradcheck_lab.gradients.search import verify
 
     start = time.perf_counter()
     try:
@@ -70,9 +70,9 @@ def _gradient_row(case: Any, device: str, dtype: str, max_examples: int, seed: i
 
 
 def _optimizer_rows(case: Any, device: str, dtype: str, seed: int) -> Iterator[Row]:
-    from gradcheck_lab.cases import check_optimizer_case
+    from gradcheck_lab.cases.registry import check_optimizer_case
     from gradcheck_lab.errors import GradcheckError
-    from gradcheck_lab.optim_check import check_torch_implementations
+    from gradcheck_lab.optim.check import check_torch_implementations
 
     start = time.perf_counter()
     try:
@@ -118,8 +118,8 @@ def _selected(registry: Mapping[str, Any], kind: str, names: Sequence[str] | Non
 def plan_checks(devices: Sequence[str], dtypes: Sequence[str] | None, cases: Sequence[str] | None,
                 optimizers: bool) -> list[Check]:
     """Every selected case on every device and every dtype it supports (or the requested ones)."""
-    from gradcheck_lab.cases import CASES, OPTIMIZER_CASES
-    from gradcheck_lab.dtypes import dtype_name, resolve_dtype
+    from gradcheck_lab.cases.registry import CASES, OPTIMIZER_CASES
+    from gradcheck_lab.core.dtypes import dtype_name, resolve_dtype
 
     wanted = None if dtypes is None else {dtype_name(resolve_dtype(d)) for d in dtypes}
     checks = list(_selected(CASES, "gradient", cases, devices, wanted))
@@ -210,7 +210,7 @@ def load_entry_point_cases() -> list[str]:
 
 def load_case_module(name: str) -> list[str]:
     """Import a user's module (registering its cases as it imports); the names it added to the registries."""
-    from gradcheck_lab.cases import CASES, OPTIMIZER_CASES
+    from gradcheck_lab.cases.registry import CASES, OPTIMIZER_CASES
 
     before = set(CASES) | set(OPTIMIZER_CASES)
     if os.getcwd() not in sys.path and "" not in sys.path:
@@ -250,8 +250,8 @@ class _Output:
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
-    from gradcheck_lab.cases import CASES, OPTIMIZER_CASES
-    from gradcheck_lab.devices import resolve_devices
+    from gradcheck_lab.cases.registry import CASES, OPTIMIZER_CASES
+    from gradcheck_lab.core.devices import resolve_devices
 
     try:
         load_entry_point_cases()
@@ -303,7 +303,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         summary += f" (interrupted: {output.done} of {len(checks)} checks finished)"
     print(summary, flush=True)
     if args.json:
-        from gradcheck_lab.machine import machine_info
+        from gradcheck_lab.core.machine import machine_info
 
         payload = {"machine": machine_info(), "seconds": elapsed, "passed": not failures and not interrupted,
                    "interrupted": interrupted, "planned_checks": len(checks), "finished_checks": output.done,
@@ -322,7 +322,7 @@ def _usage(args: argparse.Namespace, message: str) -> int:
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    from gradcheck_lab.cases import CASES, OPTIMIZER_CASES
+    from gradcheck_lab.cases.registry import CASES, OPTIMIZER_CASES
 
     try:
         load_entry_point_cases()
@@ -381,7 +381,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cases", action="append", metavar="MODULE", help="also import MODULE's cases (repeatable)")
     p.set_defaults(func=_cmd_list, parser=p)
 
-    from gradcheck_lab import bench
+    from gradcheck_lab.bench import run as bench
 
     bench.add_parser(sub, HelpFormatter)
     return parser

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gradcheck_lab.tolerances import FD_RTOL, FD_SAFETY
+from gradcheck_lab.core.tolerances import FD_RTOL, FD_SAFETY
 
 ValueFn = Callable[..., float]
 NoiseFn = Callable[..., float]

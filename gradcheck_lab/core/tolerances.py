@@ -27,7 +27,7 @@ Each element passes when
   zero is not held to a precision its terms never had, and a check means the same at every scale
   (a gradient of 1e-8 is judged like one of 1); each tensor has its own :math:`S`, so mixed scales
   across tensors do not excuse each other;
-- :math:`\phi_i`, the **measured rounding floor** at that input (:mod:`gradcheck_lab.rounding`):
+- :math:`\phi_i`, the **measured rounding floor** at that input (:mod:`gradcheck_lab.core.floor`):
   the larger of how far the disagreement moves when the inputs move by a millionth (every
   intermediate re-rounded) and how far each side's result moves when the inputs move by a few
   ulps (a backward-stable computation is exact for inputs moved by a few ulps, so that is what
@@ -54,7 +54,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from gradcheck_lab.dtypes import unit_roundoff
+from gradcheck_lab.core.dtypes import unit_roundoff
 
 _U64 = unit_roundoff(torch.float64)
 
@@ -98,7 +98,7 @@ class Tolerance:
 MATH_RTOL = _U64**0.5
 MATH_NTOL = 2.0**8 * _U64
 
-# The measured floor (gradcheck_lab.rounding) is the largest change of the disagreement over three
+# The measured floor (gradcheck_lab.core.floor) is the largest change of the disagreement over three
 # moves of the inputs, pooled so no element's is below its tensor's median. For a disagreement made
 # by rounding, each moved point gives a fresh draw of it: the change is about sqrt(2) times its size,
 # and its largest of three is rarely below the disagreement itself. A factor of 4 leaves room for

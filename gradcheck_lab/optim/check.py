@@ -14,12 +14,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from gradcheck_lab._torch_state import preserved_torch_state
-from gradcheck_lab.comparison import Comparison, compare, finite_or_zero
-from gradcheck_lab.devices import resolve_device
-from gradcheck_lab.dtypes import dtype_name, resolve_dtype, round_to_dtype
+from gradcheck_lab.core.comparison import Comparison, compare, finite_or_zero
+from gradcheck_lab.core.devices import resolve_device
+from gradcheck_lab.core.dtypes import dtype_name, resolve_dtype, round_to_dtype
+from gradcheck_lab.core.tolerances import Tolerance, trajectory_tolerance
+from gradcheck_lab.core.torch_state import preserved_torch_state
 from gradcheck_lab.errors import InvalidInputError, OptimizerMismatch
-from gradcheck_lab.tolerances import Tolerance, trajectory_tolerance
 
 _MAGNITUDES = (1e-8, 1e-7, 1e-6, 1e-4, 1e-2, 1.0, 1e1, 1e2)
 """Gradient element scales, down to where Adam's eps dominates sqrt(v)."""
@@ -384,7 +384,7 @@ def math_precision(dtype: torch.dtype) -> torch.dtype | None:
     at tiny gradients (eps inside the square root) cannot show in the trajectory. The decisive
     run therefore starts from the same dtype-representable parameters and takes the same
     dtype-rounded gradients, with both sides computing in float32: a wrong rule shows at float32
-    resolution, as :func:`~gradcheck_lab.check.check_gradients` compares the math in float64.
+    resolution, as :func:`~gradcheck_lab.gradients.check.check_gradients` compares the math in float64.
     The run in the dtype itself follows, with its own (wider) bound.
     """
     return torch.float32 if dtype in (torch.float16, torch.bfloat16) else None

@@ -1,6 +1,6 @@
 r"""``check_layer``: a layer object (``forward``, ``backward``, parameter gradients) against a ``torch.nn.Module``.
 
-The torch module's parameters become inputs of :func:`~gradcheck_lab.vjp.check_vjp`: each call copies
+The torch module's parameters become inputs of :func:`~gradcheck_lab.gradients.vjp.check_vjp`: each call copies
 them into a fresh copy of the layer (by attribute, or ``"mapping.key"`` path, through an optional
 layout transform), runs ``layer.forward(*inputs)`` and ``layer.backward(grad_output)``, and reads the
 parameter gradients back. A layout transform :math:`T` (a transpose, a reshape) is linear, so the
@@ -21,13 +21,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from gradcheck_lab.check import as_input_tuple, constant_indices, prepare_inputs
-from gradcheck_lab.comparison import compare
-from gradcheck_lab.dtypes import resolve_dtype
+from gradcheck_lab.core.comparison import compare
+from gradcheck_lab.core.dtypes import resolve_dtype
+from gradcheck_lab.core.report import Report
+from gradcheck_lab.core.tolerances import gradient_tolerance
 from gradcheck_lab.errors import GradientMismatch, InvalidInputError, ReferenceContractError, TorchFunctionError
-from gradcheck_lab.report import Report
-from gradcheck_lab.tolerances import gradient_tolerance
-from gradcheck_lab.vjp import as_grads, check_vjp, is_static, plain_names
+from gradcheck_lab.gradients.check import as_input_tuple, constant_indices, prepare_inputs
+from gradcheck_lab.gradients.vjp import as_grads, check_vjp, is_static, plain_names
 
 Path = str
 Transform = Callable[[np.ndarray], np.ndarray]
@@ -151,7 +151,7 @@ def check_layer(
 
 @dataclass(frozen=True)
 class LayerPair:
-    """A layer as :func:`~gradcheck_lab.vjp.check_vjp` sees it, over ``(*inputs, *torch parameters)``."""
+    """A layer as :func:`~gradcheck_lab.gradients.vjp.check_vjp` sees it, over ``(*inputs, *torch parameters)``."""
 
     forward: Callable[..., Any]
     backward: Callable[..., Any]

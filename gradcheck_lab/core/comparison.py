@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from gradcheck_lab.tolerances import Tolerance
+from gradcheck_lab.core.tolerances import Tolerance
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,7 @@ def _terms_at(abs_expected: float, tol: Tolerance, scale: float, global_scale: f
 
 def allowed_error(expected: np.ndarray, actual: np.ndarray, tol: Tolerance, *, global_scale: float = 0.0,
                   floor: np.ndarray | None = None) -> np.ndarray:
-    """The per-element bound of :mod:`gradcheck_lab.tolerances`; non-finite entries count as zero."""
+    """The per-element bound of :mod:`gradcheck_lab.core.tolerances`; non-finite entries count as zero."""
     expected, actual = finite_or_zero(expected), finite_or_zero(actual)
     scale = max(largest_magnitude(expected), largest_magnitude(actual))
     return _bound(expected, tol, scale, global_scale, floor)
@@ -91,7 +91,7 @@ def compare(
     floor: np.ndarray | None = None,
     allow_nonfinite: bool = False,
 ) -> Comparison:
-    """Compare two same-shaped arrays element by element (see :mod:`gradcheck_lab.tolerances`).
+    """Compare two same-shaped arrays element by element (see :mod:`gradcheck_lab.core.tolerances`).
 
     ``floor`` is the measured rounding floor per element (or None). A NaN or Inf on either side
     fails (``nonfinite`` says where) unless ``allow_nonfinite`` and both sides hold the same

@@ -1,6 +1,6 @@
 """From three sets of results to a verdict: the comparisons, the measured floor, kinks and the oracle.
 
-See :mod:`gradcheck_lab.tolerances` for the error model. A :class:`Judge` holds one comparison
+See :mod:`gradcheck_lab.core.tolerances` for the error model. A :class:`Judge` holds one comparison
 (the math one, or the dtype one) over every tensor of a check (the value, then each gradient),
 measures the rounding floor only when an element exceeds the a-priori bound, and sorts the
 elements that exceed it into *beyond* (a mismatch, unless a kink excuses it) and *unresolved*
@@ -14,11 +14,11 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from gradcheck_lab import numeric
-from gradcheck_lab.comparison import Comparison, allowed_error, compare, finite_or_zero, largest_magnitude
-from gradcheck_lab.kinks import OneSided, one_sided
-from gradcheck_lab.report import OracleVotes
-from gradcheck_lab.tolerances import Tolerance
+from gradcheck_lab.core import oracle as numeric
+from gradcheck_lab.core.comparison import Comparison, allowed_error, compare, finite_or_zero, largest_magnitude
+from gradcheck_lab.core.kinks import OneSided, one_sided
+from gradcheck_lab.core.report import OracleVotes
+from gradcheck_lab.core.tolerances import Tolerance
 
 KINK_BUDGET = 64
 """The most elements whose one-sided derivatives are measured in one check (four evaluations each)."""

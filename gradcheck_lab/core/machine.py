@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from gradcheck_lab.threads import available_cores
+from gradcheck_lab.core.threads import available_cores
 
 
 def cpu_name() -> str:

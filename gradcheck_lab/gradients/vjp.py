@@ -8,7 +8,7 @@ the scalar
 
 so the pair is checked as the reference ``(s, backward(g))`` against ``(torch_op(x) * g).sum()``,
 with :math:`g` passed as a data input (``constants=``): every verdict, kink, tolerance and diagnosis
-of :func:`~gradcheck_lab.check.check_gradients` applies unchanged.
+of :func:`~gradcheck_lab.gradients.check.check_gradients` applies unchanged.
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from gradcheck_lab.check import as_input_tuple, check_gradients, constant_indices, input_names
+from gradcheck_lab.core.report import Report
 from gradcheck_lab.errors import InvalidInputError, ReferenceContractError, TorchFunctionError
-from gradcheck_lab.report import Report
+from gradcheck_lab.gradients.check import as_input_tuple, check_gradients, constant_indices, input_names
 
 GRAD_OUTPUT = "grad_output"
 
@@ -132,7 +132,7 @@ def check_vjp(
     ``grads`` holds one gradient per non-constant input (a bare array for one), or one per input with
     anything in the data inputs' slots. ``out`` may have any shape; ``torch_op(*tensors)`` returns a
     tensor of that shape. ``grad_output`` is drawn (standard normal, from ``seed``) when None. The
-    remaining arguments are :func:`~gradcheck_lab.check.check_gradients`'s; the report's inputs are the
+    remaining arguments are :func:`~gradcheck_lab.gradients.check.check_gradients`'s; the report's inputs are the
     given ones followed by ``grad_output`` (a data input).
     """
     __tracebackhide__ = True

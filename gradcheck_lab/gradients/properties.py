@@ -1,6 +1,6 @@
 """Property-based counterparts of ``check_vjp``, ``check_layer`` and ``check_update_rule``: searched, and shrunk.
 
-``verify_vjp`` and ``verify_layer`` go through :func:`~gradcheck_lab.search.verify` with the scalar
+``verify_vjp`` and ``verify_layer`` go through :func:`~gradcheck_lab.gradients.search.verify` with the scalar
 pair their checks build, drawing the upstream gradient from a seed hypothesis draws (and shrinks to
 0); a failure names the minimal inputs. ``verify_update_rule`` searches parameter shapes and gradient
 seeds and shrinks them.
@@ -18,14 +18,14 @@ from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from gradcheck_lab.check import constant_indices
 from gradcheck_lab.errors import InvalidInputError, OptimizerMismatch
-from gradcheck_lab.layers import Path, Transform, layer_pair
-from gradcheck_lab.optim_check import OptimizerReport
-from gradcheck_lab.search import VerifyResult, verify
-from gradcheck_lab.strategies import DEFAULT_BOUND, ElementSpec, input_tuples
-from gradcheck_lab.update_rule import UpdateRule, check_update_rule
-from gradcheck_lab.vjp import draw_grad_output, output_shape, vjp_pair
+from gradcheck_lab.gradients.check import constant_indices
+from gradcheck_lab.gradients.layers import Path, Transform, layer_pair
+from gradcheck_lab.gradients.search import VerifyResult, verify
+from gradcheck_lab.gradients.strategies import DEFAULT_BOUND, ElementSpec, input_tuples
+from gradcheck_lab.gradients.vjp import draw_grad_output, output_shape, vjp_pair
+from gradcheck_lab.optim.check import OptimizerReport
+from gradcheck_lab.optim.update_rule import UpdateRule, check_update_rule
 
 Inputs = st.SearchStrategy[tuple[Any, ...]]
 
@@ -57,9 +57,10 @@ def verify_vjp(
     elements: ElementSpec = None,
     **verify_kwargs: Any,
 ) -> VerifyResult:
-    """:func:`~gradcheck_lab.vjp.check_vjp` on inputs hypothesis draws (``shapes`` or ``inputs``), shrunk on failure.
+    """:func:`~gradcheck_lab.gradients.vjp.check_vjp`
+    on inputs hypothesis draws (``shapes`` or ``inputs``), shrunk on failure.
 
-    The remaining keyword arguments are :func:`~gradcheck_lab.search.verify`'s (``dtypes``,
+    The remaining keyword arguments are :func:`~gradcheck_lab.gradients.search.verify`'s (``dtypes``,
     ``max_examples``, ``seed``, ``kinks``, ...).
     """
     __tracebackhide__ = True
@@ -85,7 +86,7 @@ def verify_layer(
     elements: ElementSpec = None,
     **verify_kwargs: Any,
 ) -> VerifyResult:
-    """:func:`~gradcheck_lab.layers.check_layer` (gradients) on inputs hypothesis draws, with the module's
+    """:func:`~gradcheck_lab.gradients.layers.check_layer` (gradients) on inputs hypothesis draws, with the module's
     parameters; shrunk on failure. The remaining keyword arguments are ``verify``'s."""
     __tracebackhide__ = True
     strategy = _input_strategy(shapes, inputs, bound, elements)
@@ -123,7 +124,7 @@ def verify_update_rule(
     seed: int | None = None,
     **check_kwargs: Any,
 ) -> OptimizerReport:
-    """:func:`~gradcheck_lab.update_rule.check_update_rule` over parameter shapes and gradient seeds hypothesis
+    """:func:`~gradcheck_lab.optim.update_rule.check_update_rule` over parameter shapes and gradient seeds hypothesis
     draws; a failure is shrunk to the fewest, smallest parameters and the smallest seed, and names them.
 
     Returns the report with the largest error over the examples.

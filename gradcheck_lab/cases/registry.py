@@ -16,10 +16,11 @@ import torch
 import torch.nn.functional as F
 from hypothesis import strategies as st
 
-from gradcheck_lab import strategies as gst
-from gradcheck_lab.check import ReferenceFn, TorchFn, check_gradients
-from gradcheck_lab.dtypes import FLOAT_DTYPES, dtype_name, resolve_dtype
-from gradcheck_lab.optim_check import OptimizerReport, Schedule, check_optimizer
+from gradcheck_lab.core.dtypes import FLOAT_DTYPES, dtype_name, resolve_dtype
+from gradcheck_lab.core.report import Report
+from gradcheck_lab.gradients import strategies as gst
+from gradcheck_lab.gradients.check import ReferenceFn, TorchFn, check_gradients
+from gradcheck_lab.optim.check import OptimizerReport, Schedule, check_optimizer
 from gradcheck_lab.reference import activations as ref_activations
 from gradcheck_lab.reference import conv as ref_conv
 from gradcheck_lab.reference import embedding as ref_embedding
@@ -30,7 +31,6 @@ from gradcheck_lab.reference import models, tutorial
 from gradcheck_lab.reference import normalization as ref_norm
 from gradcheck_lab.reference import optim as ref_optim
 from gradcheck_lab.reference.activations import sigmoid, sigmoid_backward
-from gradcheck_lab.report import Report
 
 ALL_DTYPES = tuple(FLOAT_DTYPES)
 

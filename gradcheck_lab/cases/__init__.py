@@ -1,0 +1,1 @@
+"""The case registry: every built-in reference/torch pair, and the cases users register."""
