@@ -18,8 +18,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+from gradcheck_lab.core.comparison import allowed_error, finite_or_zero, largest_magnitude
+
+if TYPE_CHECKING:
+    from gradcheck_lab.core.verdict import Judge
 
 _EPS = float(np.finfo(np.float64).eps)
 STEP = 2.0**-20
@@ -89,3 +95,77 @@ def _sides(f: Callable[[list[np.ndarray]], float], inputs: Sequence[np.ndarray],
     left = 2 * (f0 - values[-h / 2]) / (h / 2) - (f0 - values[-h]) / h
     rounding = 8 * _EPS * max(abs(f0), *(abs(v) for v in values.values())) / (h / 2)
     return left, right, rounding
+
+
+KINK_BUDGET = 64
+"""The most elements whose one-sided derivatives are measured in one check (four evaluations each)."""
+
+
+@dataclass(frozen=True)
+class KinkFinding:
+    """The one-sided derivatives at one disputed element, and what the reference and torch gave there."""
+
+    tensor: str
+    index: tuple[int, ...]
+    sides: OneSided
+    reference: float
+    torch: float
+    accepted: bool
+
+    def describe(self) -> str:
+        verdict = ("accepted as a subgradient (kinks='subgradient')" if self.accepted
+                   else "kinks='subgradient' accepts any value between them" if self.sides.contains(
+                       self.reference, 1e-9 * max(abs(self.sides.left), abs(self.sides.right), 1e-300))
+                   else "the reference's value is not between them either")
+        return (f"{self.tensor} {list(self.index)} sits on a kink: {self.sides.describe()}; torch's convention "
+                f"gives {self.torch:.6g}, the reference {self.reference:.6g}; {verdict}")
+
+
+def examine_kinks(
+    judge: Judge,
+    candidates: Sequence[np.ndarray],
+    value_at: Callable[[list[np.ndarray]], float],
+    inputs: list[np.ndarray],
+    variables: Sequence[int],
+    f0: float,
+    *,
+    subgradient: bool,
+) -> list[KinkFinding]:
+    """Measure one-sided derivatives at the candidate elements (largest errors first, within the budget).
+
+    In each tensor the search stops at the first element off any kink: its disagreement stands
+    whatever the smaller ones are, so a wrong gradient costs four evaluations per tensor here.
+
+    With ``subgradient``, an element on a kink whose reference and torch values both lie between
+    the one-sided derivatives (within its bound) is excused in ``judge``.
+    """
+    findings: list[KinkFinding] = []
+    budget = KINK_BUDGET
+    for k in range(1, len(judge.names)):  # gradients only: the value has no kinks of its own
+        mask = candidates[k]
+        if not mask.any() or budget <= 0:
+            continue
+        e, a = judge.expected[k], judge.actual[k]
+        errors = np.where(mask, np.abs(finite_or_zero(a) - finite_or_zero(e)), -1.0)
+        count = min(budget, int(mask.sum()))
+        flat_errors = errors.ravel()
+        top = np.argpartition(flat_errors, flat_errors.size - count)[flat_errors.size - count:]
+        order = top[np.argsort(flat_errors[top])[::-1]]
+        scale = max(largest_magnitude(finite_or_zero(e)), largest_magnitude(finite_or_zero(a)))
+        slack = allowed_error(e, a, judge.tol)
+        for flat in order:
+            index = tuple(int(i) for i in np.unravel_index(int(flat), mask.shape))
+            budget -= 1
+            sides = one_sided(value_at, inputs, variables[k - 1], index, f0, scale)
+            if sides is None:
+                continue
+            if not sides.kink:
+                break  # a larger error off any kink decides this tensor; smaller ones cannot excuse it
+            room = float(slack[index]) + 1e-9 * max(abs(sides.left), abs(sides.right))
+            accepted = subgradient and sides.contains(float(e[index]), room) and sides.contains(float(a[index]), room)
+            if accepted:
+                judge.excuse(k, index)
+            findings.append(KinkFinding(judge.names[k], index, sides, float(e[index]), float(a[index]), accepted))
+    if any(f.accepted for f in findings):
+        judge.rejudge()
+    return findings

@@ -17,6 +17,8 @@ from gradcheck_lab.core.devices import resolve_device
 from gradcheck_lab.core.diagnosis import diagnose_mismatch, diagnose_value, input_shapes
 from gradcheck_lab.core.dtypes import dtype_name, resolve_dtype, round_to_dtype
 from gradcheck_lab.core.floor import rounding_floor
+from gradcheck_lab.core.kinks import KinkFinding, examine_kinks
+from gradcheck_lab.core.oracle import oracle_votes
 from gradcheck_lab.core.report import OracleVotes, Report, Verdict, mismatch_message
 from gradcheck_lab.core.threads import check_threads
 from gradcheck_lab.core.tolerances import (
@@ -27,7 +29,7 @@ from gradcheck_lab.core.tolerances import (
     perturbation_size,
 )
 from gradcheck_lab.core.torch_state import preserved_torch_state
-from gradcheck_lab.core.verdict import Judge, KinkFinding, examine_kinks, oracle_votes
+from gradcheck_lab.core.verdict import Judge
 from gradcheck_lab.errors import (
     GradientMismatch,
     InconclusiveWarning,
