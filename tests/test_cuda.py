@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 
 import gradcheck_lab as gl
 from gradcheck_lab.core.tolerances import gradient_tolerance
-from gradcheck_lab.gradients.check import input_names, prepare_inputs, run_torch
+from gradcheck_lab.gradients.check import run_torch
+from gradcheck_lab.gradients.inputs import input_names, prepare_inputs
 
 pytestmark = pytest.mark.gradcheck_cuda
 

@@ -19,7 +19,8 @@ from hypothesis import strategies as st
 from gradcheck_lab.core.dtypes import FLOAT_DTYPES, dtype_name, resolve_dtype
 from gradcheck_lab.core.report import Report
 from gradcheck_lab.gradients import strategies as gst
-from gradcheck_lab.gradients.check import ReferenceFn, TorchFn, check_gradients
+from gradcheck_lab.gradients.check import check_gradients
+from gradcheck_lab.gradients.inputs import ReferenceFn, TorchFn
 from gradcheck_lab.optim.check import OptimizerReport, Schedule, check_optimizer
 from gradcheck_lab.reference import activations as ref_activations
 from gradcheck_lab.reference import conv as ref_conv

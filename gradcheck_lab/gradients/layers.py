@@ -26,7 +26,7 @@ from gradcheck_lab.core.dtypes import resolve_dtype
 from gradcheck_lab.core.report import Report
 from gradcheck_lab.core.tolerances import gradient_tolerance
 from gradcheck_lab.errors import GradientMismatch, InvalidInputError, ReferenceContractError, TorchFunctionError
-from gradcheck_lab.gradients.check import as_input_tuple, constant_indices, prepare_inputs
+from gradcheck_lab.gradients.inputs import as_input_tuple, constant_indices, prepare_inputs
 from gradcheck_lab.gradients.vjp import as_grads, check_vjp, is_static, plain_names
 
 Path = str

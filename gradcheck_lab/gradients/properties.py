@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from gradcheck_lab.errors import InvalidInputError, OptimizerMismatch
-from gradcheck_lab.gradients.check import constant_indices
+from gradcheck_lab.gradients.inputs import constant_indices
 from gradcheck_lab.gradients.layers import Path, Transform, layer_pair
 from gradcheck_lab.gradients.search import VerifyResult, verify
 from gradcheck_lab.gradients.strategies import DEFAULT_BOUND, ElementSpec, input_tuples

@@ -18,7 +18,8 @@ from gradcheck_lab.core.dtypes import dtype_name, resolve_dtype
 from gradcheck_lab.core.report import Report
 from gradcheck_lab.core.tolerances import Tolerance
 from gradcheck_lab.errors import GradientMismatch, InconclusiveWarning, InvalidInputError, NonFiniteError
-from gradcheck_lab.gradients.check import ReferenceFn, TorchFn, check_gradients
+from gradcheck_lab.gradients.check import check_gradients
+from gradcheck_lab.gradients.inputs import ReferenceFn, TorchFn
 from gradcheck_lab.gradients.strategies import DEFAULT_BOUND, ElementSpec, input_tuples
 
 

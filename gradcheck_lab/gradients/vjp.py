@@ -23,7 +23,8 @@ import torch
 
 from gradcheck_lab.core.report import Report
 from gradcheck_lab.errors import InvalidInputError, ReferenceContractError, TorchFunctionError
-from gradcheck_lab.gradients.check import as_input_tuple, check_gradients, constant_indices, input_names
+from gradcheck_lab.gradients.check import check_gradients
+from gradcheck_lab.gradients.inputs import as_input_tuple, constant_indices, input_names
 
 GRAD_OUTPUT = "grad_output"
 
