@@ -49,3 +49,17 @@ def round_to_dtype(x: np.ndarray, dtype: torch.dtype) -> np.ndarray:
     """Round a float64 array to ``dtype`` (round to nearest even) and return it as float64 again."""
     # np.array (not ascontiguousarray, which makes 0-d arrays 1-d) copies into a fresh, writable array.
     return torch.from_numpy(np.array(x, dtype=np.float64, order="C")).to(dtype).double().numpy().reshape(np.shape(x))
+
+
+NUMPY_DTYPES: dict[torch.dtype, type[np.floating]] = {
+    torch.float64: np.float64,
+    torch.float32: np.float32,
+    torch.float16: np.float16,
+    torch.bfloat16: np.float32,  # NumPy has no bfloat16: its values are exact in float32
+}
+"""The one torch -> NumPy dtype table: the NumPy dtype that holds a torch dtype's values exactly."""
+
+
+def numpy_dtype(dtype: str | torch.dtype) -> type[np.floating]:
+    """The NumPy dtype a NumPy implementation computes in when checked in ``dtype`` (bfloat16: float32)."""
+    return NUMPY_DTYPES[resolve_dtype(dtype)]
