@@ -1,104 +1,147 @@
 """gradcheck-lab: prove hand-derived gradients and optimizers agree with torch.autograd and torch.optim.
 
-The package imports lazily: ``import gradcheck_lab`` (and the pytest plugin, which loads in every
-pytest run of an environment it is installed in) costs no torch import until a name below is used.
-``gradcheck_lab.reference`` (the NumPy references) never imports torch at all.
+The public names are ``__all__`` below, listed once. The package imports lazily: ``import gradcheck_lab``
+(and the pytest plugin, which loads in every pytest run of an environment it is installed in) costs no
+torch import until one of them is used. ``gradcheck_lab.reference`` (the NumPy references) never imports
+torch at all.
+
+Adding a public name is two lines: its entry in ``__all__`` and its import line in the ``TYPE_CHECKING``
+block at the end. That block is the one table of where each name lives: type checkers read it (the
+``x as x`` form is what ``mypy --strict`` needs to see an explicit re-export), and at run time
+``__getattr__`` reads it from this file's source to import the name's module on first use.
 """
 
 from __future__ import annotations
 
+import ast
+import functools
 import importlib
+import warnings
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-# Each public name and the module that defines it.
-_EXPORTS: dict[str, str] = {
-    **dict.fromkeys(("CASES", "OPTIMIZER_CASES", "Case", "OptimizerCase", "check_case", "check_optimizer_case",
-                     "register", "register_optimizer"), "cases.registry"),
-    "check_gradients": "gradients.check",
-    "check_layer": "gradients.layers",
-    "check_update_rule": "optim.update_rule",
-    "check_vjp": "gradients.vjp",
-    "diagnose": "core.diagnosis",
-    **dict.fromkeys(("verify_layer", "verify_update_rule", "verify_vjp"), "gradients.properties"),
-    **dict.fromkeys(("Comparison", "compare"), "core.comparison"),
-    **dict.fromkeys(("available_devices", "resolve_device", "resolve_devices"), "core.devices"),
-    "resolve_dtype": "core.dtypes",
-    **dict.fromkeys(("DeviceError", "GradcheckError", "GradientMismatch", "InconclusiveWarning", "InvalidInputError",
-                     "NonFiniteError", "OptimizerMismatch", "ReferenceContractError", "ReferenceMutationWarning",
-                     "TorchFunctionError", "UnknownDtypeError"), "errors"),
-    **dict.fromkeys(("central_difference", "random_directions", "taylor_test"), "core.oracle"),
-    **dict.fromkeys(("OptimizerReport", "Schedule", "check_optimizer", "check_torch_implementations",
-                     "gradient_sequence", "torch_state_dict"), "optim.check"),
-    **dict.fromkeys(("OracleVotes", "Report"), "core.report"),
-    **dict.fromkeys(("Tolerance", "gradient_tolerance", "trajectory_tolerance"), "core.tolerances"),
-    **dict.fromkeys(("VerifyResult", "VerifySummary", "verify"), "gradients.search"),
+__all__ = [  # sorted (ruff RUF022); each name's home is its import line in the TYPE_CHECKING block
+    "CASES",
+    "Case",
+    "DeviceError",
+    "GradcheckError",
+    "GradientMismatch",
+    "InconclusiveWarning",
+    "InvalidInputError",
+    "NonFiniteError",
+    "OptimizerCase",
+    "OptimizerMismatch",
+    "OptimizerReport",
+    "ReferenceContractError",
+    "ReferenceMutationWarning",
+    "Report",
+    "Schedule",
+    "TorchFunctionError",
+    "UnknownDtypeError",
+    "VerifyResult",
+    "check_case",
+    "check_gradients",
+    "check_layer",
+    "check_optimizer",
+    "check_update_rule",
+    "check_vjp",
+    "gradient_sequence",
+    "register",
+    "register_optimizer",
+    "resolve_dtype",
+    "strategies",
+    "verify",
+    "verify_layer",
+    "verify_update_rule",
+    "verify_vjp",
+]
+
+_MOVED: dict[str, str] = {
+    "Comparison": "gradcheck_lab.core.comparison",
+    "compare": "gradcheck_lab.core.comparison",
+    "available_devices": "gradcheck_lab.core.devices",
+    "resolve_device": "gradcheck_lab.core.devices",
+    "resolve_devices": "gradcheck_lab.core.devices",
+    "diagnose": "gradcheck_lab.core.diagnosis",
+    "central_difference": "gradcheck_lab.core.oracle",
+    "random_directions": "gradcheck_lab.core.oracle",
+    "taylor_test": "gradcheck_lab.core.oracle",
+    "OracleVotes": "gradcheck_lab.core.report",
+    "Tolerance": "gradcheck_lab.core.tolerances",
+    "gradient_tolerance": "gradcheck_lab.core.tolerances",
+    "trajectory_tolerance": "gradcheck_lab.core.tolerances",
+    "VerifySummary": "gradcheck_lab.gradients.search",
+    "OPTIMIZER_CASES": "gradcheck_lab.cases.registry",
+    "check_optimizer_case": "gradcheck_lab.cases.registry",
+    "check_torch_implementations": "gradcheck_lab.optim.check",
+    "torch_state_dict": "gradcheck_lab.optim.check",
 }
-
-__all__ = sorted(_EXPORTS)
-
-_SUBMODULES = {"strategies": "gradients.strategies"}
-"""Submodules reachable as attributes (``gl.strategies.labels``), imported on first use."""
+"""Names dropped from the top level in 0.2, still served (with a DeprecationWarning) until 0.3: name -> home."""
 
 
-def __getattr__(name: str) -> Any:
-    if name in _SUBMODULES:
-        return importlib.import_module(f"gradcheck_lab.{_SUBMODULES[name]}")
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'gradcheck_lab' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"gradcheck_lab.{module}"), name)
-    globals()[name] = value  # the next access skips __getattr__
-    return value
+@functools.cache
+def _homes() -> dict[str, str]:
+    """Each public name -> the module it lives in, read from the ``TYPE_CHECKING`` imports of this file."""
+    tree = ast.parse(Path(__file__).read_text(encoding="utf-8"))
+    block = next(node for node in tree.body
+                 if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING")
+    return {alias.asname or alias.name: f"{node.module}.{alias.name}" if node.module == __name__ else str(node.module)
+            for node in block.body if isinstance(node, ast.ImportFrom) for alias in node.names}
 
 
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+if not TYPE_CHECKING:  # hidden from type checkers, so that they report a misspelt gl.<name>
+
+    def __getattr__(name: str) -> Any:
+        if name in __all__:
+            home = _homes()[name]
+            if home == f"{__name__}.{name}":  # a submodule (gl.strategies)
+                return importlib.import_module(home)
+            value = getattr(importlib.import_module(home), name)
+            globals()[name] = value  # the next access skips __getattr__
+            return value
+        if name in _MOVED:
+            warnings.warn(f"gradcheck_lab.{name} is deprecated and leaves the top level in gradcheck-lab 0.3: "
+                          f"use `from {_MOVED[name]} import {name}`", DeprecationWarning, stacklevel=2)
+            return getattr(importlib.import_module(_MOVED[name]), name)
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+    def __dir__() -> list[str]:
+        return sorted({*globals(), *__all__})
 
 
-if TYPE_CHECKING:  # the eager imports, for type checkers and IDEs
-    from gradcheck_lab.cases.registry import (
-        CASES,
-        OPTIMIZER_CASES,
-        Case,
-        OptimizerCase,
-        check_case,
-        check_optimizer_case,
-        register,
-        register_optimizer,
-    )
-    from gradcheck_lab.core.comparison import Comparison, compare
-    from gradcheck_lab.core.devices import available_devices, resolve_device, resolve_devices
-    from gradcheck_lab.core.diagnosis import diagnose
-    from gradcheck_lab.core.dtypes import resolve_dtype
-    from gradcheck_lab.core.oracle import central_difference, random_directions, taylor_test
-    from gradcheck_lab.core.report import OracleVotes, Report
-    from gradcheck_lab.core.tolerances import Tolerance, gradient_tolerance, trajectory_tolerance
-    from gradcheck_lab.errors import (
-        DeviceError,
-        GradcheckError,
-        GradientMismatch,
-        InconclusiveWarning,
-        InvalidInputError,
-        NonFiniteError,
-        OptimizerMismatch,
-        ReferenceContractError,
-        ReferenceMutationWarning,
-        TorchFunctionError,
-        UnknownDtypeError,
-    )
-    from gradcheck_lab.gradients.check import check_gradients
-    from gradcheck_lab.gradients.layers import check_layer
-    from gradcheck_lab.gradients.properties import verify_layer, verify_update_rule, verify_vjp
-    from gradcheck_lab.gradients.search import VerifyResult, VerifySummary, verify
-    from gradcheck_lab.gradients.vjp import check_vjp
-    from gradcheck_lab.optim.check import (
-        OptimizerReport,
-        Schedule,
-        check_optimizer,
-        check_torch_implementations,
-        gradient_sequence,
-        torch_state_dict,
-    )
-    from gradcheck_lab.optim.update_rule import check_update_rule
+if TYPE_CHECKING:  # the home of each name in __all__ (see the module docstring); nothing here runs
+    from gradcheck_lab import strategies as strategies
+    from gradcheck_lab.cases.registry import CASES as CASES
+    from gradcheck_lab.cases.registry import Case as Case
+    from gradcheck_lab.cases.registry import OptimizerCase as OptimizerCase
+    from gradcheck_lab.cases.registry import check_case as check_case
+    from gradcheck_lab.cases.registry import register as register
+    from gradcheck_lab.cases.registry import register_optimizer as register_optimizer
+    from gradcheck_lab.core.dtypes import resolve_dtype as resolve_dtype
+    from gradcheck_lab.core.report import Report as Report
+    from gradcheck_lab.errors import DeviceError as DeviceError
+    from gradcheck_lab.errors import GradcheckError as GradcheckError
+    from gradcheck_lab.errors import GradientMismatch as GradientMismatch
+    from gradcheck_lab.errors import InconclusiveWarning as InconclusiveWarning
+    from gradcheck_lab.errors import InvalidInputError as InvalidInputError
+    from gradcheck_lab.errors import NonFiniteError as NonFiniteError
+    from gradcheck_lab.errors import OptimizerMismatch as OptimizerMismatch
+    from gradcheck_lab.errors import ReferenceContractError as ReferenceContractError
+    from gradcheck_lab.errors import ReferenceMutationWarning as ReferenceMutationWarning
+    from gradcheck_lab.errors import TorchFunctionError as TorchFunctionError
+    from gradcheck_lab.errors import UnknownDtypeError as UnknownDtypeError
+    from gradcheck_lab.gradients.check import check_gradients as check_gradients
+    from gradcheck_lab.gradients.layers import check_layer as check_layer
+    from gradcheck_lab.gradients.properties import verify_layer as verify_layer
+    from gradcheck_lab.gradients.properties import verify_update_rule as verify_update_rule
+    from gradcheck_lab.gradients.properties import verify_vjp as verify_vjp
+    from gradcheck_lab.gradients.search import VerifyResult as VerifyResult
+    from gradcheck_lab.gradients.search import verify as verify
+    from gradcheck_lab.gradients.vjp import check_vjp as check_vjp
+    from gradcheck_lab.optim.check import OptimizerReport as OptimizerReport
+    from gradcheck_lab.optim.check import Schedule as Schedule
+    from gradcheck_lab.optim.check import check_optimizer as check_optimizer
+    from gradcheck_lab.optim.check import gradient_sequence as gradient_sequence
+    from gradcheck_lab.optim.update_rule import check_update_rule as check_update_rule
