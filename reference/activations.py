@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from ._arrays import as_float
+from ._arrays import as_float, shift_by_max
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
@@ -184,17 +184,6 @@ def gelu_backward(grad_out: np.ndarray, x: np.ndarray, approximate: str = "none"
     return (grad_out * slope).astype(x.dtype, copy=False)
 
 
-def _shift_by_max(x: np.ndarray, axis: int) -> np.ndarray:
-    """``x`` minus its maximum along ``axis``: every entry at most 0.
-
-    A difference beyond the dtype's range (float16 65504 minus -1e4) rounds to -inf, which is
-    the correctly rounded result (its exponential is 0), so that overflow is not warned about.
-    """
-    x = as_float(x)
-    with np.errstate(over="ignore"):
-        return x - x.max(axis=axis, keepdims=True)
-
-
 def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
     r""":math:`\mathrm{softmax}(x)_i = e^{x_i - m} / \sum_j e^{x_j - m}` along ``axis``.
 
@@ -202,7 +191,7 @@ def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
     and the largest term of each sum is 1 (no 0/0). A maximum over the whole array would underflow
     slices far below it to 0/0.
     """
-    e = np.exp(_shift_by_max(x, axis))
+    e = np.exp(shift_by_max(x, axis))
     return e / e.sum(axis=axis, keepdims=True)
 
 
@@ -227,7 +216,7 @@ def log_softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
 
     Computed directly, never as ``log(softmax(x))``, which is :math:`-\infty` where softmax underflows.
     """
-    shifted = _shift_by_max(x, axis)
+    shifted = shift_by_max(x, axis)
     return shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
 
 

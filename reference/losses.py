@@ -6,8 +6,8 @@ from typing import Literal
 
 import numpy as np
 
-from ._arrays import as_float
-from .activations import _shift_by_max, log_softmax, sigmoid, softmax
+from ._arrays import as_float, shift_by_max
+from .activations import log_softmax, sigmoid, softmax
 
 Reduction = Literal["mean", "sum"]
 
@@ -72,7 +72,7 @@ def logsumexp(x: np.ndarray, axis: int = -1) -> np.ndarray:
     """
     x = as_float(x)
     m = x.max(axis=axis, keepdims=True)
-    return np.squeeze(m + np.log(np.exp(_shift_by_max(x, axis)).sum(axis=axis, keepdims=True)), axis=axis)
+    return np.squeeze(m + np.log(np.exp(shift_by_max(x, axis)).sum(axis=axis, keepdims=True)), axis=axis)
 
 
 def logsumexp_backward(grad_out: np.ndarray, x: np.ndarray, axis: int = -1) -> np.ndarray:

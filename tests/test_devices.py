@@ -48,20 +48,3 @@ def test_default_parametrization_skips_cuda_with_a_reason():
     params = pytest_plugin.device_params(None)
     assert [p.id for p in params] == ["cpu", "cuda"]
     assert params[1].skip_reason and "CUDA is not available" in params[1].skip_reason
-
-
-def test_gpu_parametrized_hypothesis_tests_lose_their_deadline():
-    from types import SimpleNamespace
-
-    from hypothesis import given, settings
-    from hypothesis import strategies as st
-
-    @settings(deadline=200)
-    @given(st.integers())
-    def user_test(x):
-        pass
-
-    item = SimpleNamespace(obj=user_test)
-    pytest_plugin._without_deadline(item)
-    assert user_test._hypothesis_internal_use_settings.deadline is None
-    assert user_test._hypothesis_internal_use_settings.max_examples == settings().max_examples

@@ -209,12 +209,13 @@ def conv_weight_gradient_as_convolution(x, w, b, g):
 
 
 def conv_stride_ignored_in_backward(x, w, g):
-    """The input gradient placed as if the stride were 1 (col2im at unit stride)."""
+    """The input gradient placed as if the stride were 1 (col2im at unit stride): the output's positions are
+    spread over the input's top-left corner, as a stride-1 convolution with the same output would."""
     out = conv.conv2d(x, w, stride=2)
     _, gw, _ = conv.conv2d_backward(g, x, w, False, stride=2)
-    cols = (w.reshape(w.shape[0], -1).T @ g.transpose(1, 0, 2, 3).reshape(w.shape[0], -1))
-    gx = conv._col2im(cols.reshape(x.shape[1], *w.shape[2:], *g.shape[:1], *g.shape[2:]), x.shape, (0, 0),
-                      (1, 1), (1, 1))
+    h, v = g.shape[2] + w.shape[2] - 1, g.shape[3] + w.shape[3] - 1
+    gx = np.zeros_like(x)
+    gx[:, :, :h, :v] = conv.conv2d_backward(g, x[:, :, :h, :v], w, False)[0]
     return np.sum(out * g), (gx, gw, out)
 
 

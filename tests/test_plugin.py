@@ -97,6 +97,30 @@ def test_header_only_in_runs_that_use_the_plugin(pytester):
     used.stdout.fnmatch_lines(["gradcheck-lab: devices cpu; dtypes float64"])
 
 
+def test_tests_parametrized_with_a_device_other_than_the_cpu_run_without_a_hypothesis_deadline(pytester):
+    """First calls on a GPU (context, kernels) blow hypothesis deadlines; the cpu keeps its deadline."""
+    pytester.makepyfile(test_slow="""
+import time
+import pytest
+from hypothesis import given, settings, strategies as st
+
+@pytest.mark.parametrize("device", ["meta"])
+@settings(deadline=5, max_examples=3, database=None)
+@given(st.integers())
+def test_on_a_gpu(device, x):
+    time.sleep(0.05)
+
+@pytest.mark.parametrize("device", ["cpu"])
+@settings(deadline=5, max_examples=3, database=None)
+@given(st.integers())
+def test_on_the_cpu(device, x):
+    time.sleep(0.05)
+""")
+    result = pytester.runpytest_inprocess(*PLUGIN_ARGS, "-p", "no:cacheprovider", "-v", "test_slow.py")
+    result.stdout.fnmatch_lines(["*test_on_a_gpu?meta? PASSED*", "*test_on_the_cpu?cpu? FAILED*"])
+    result.stdout.fnmatch_lines(["*DeadlineExceeded*"])
+
+
 # A project that knows nothing of gradcheck-lab: its own `reference` package, `--device` option,
 # `device` fixture, a conftest hook parametrizing `dtype` and its own `cuda` marker.
 FOREIGN = {
