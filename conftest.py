@@ -1,8 +1,9 @@
 """Root pytest configuration: hypothesis profiles and the gradcheck-lab plugin.
 
-Profiles: ``ci`` (derandomized, bounded, no deadline, no example database: the same run
-every time, safe under xdist workers), ``dev`` (the default) and ``thorough`` (1,000
-examples a case). Pick one with ``--hypothesis-profile NAME`` or ``HYPOTHESIS_PROFILE``.
+Profiles: the plugin's ``gradcheck-ci`` / ``gradcheck-dev`` / ``gradcheck-thorough`` (any project can use
+them), registered here under this repository's short names too: ``ci`` (derandomized, bounded, no deadline,
+no example database: the same run every time, safe under xdist workers), ``dev`` (the default) and
+``thorough`` (1,000 examples a case). Pick one with ``--hypothesis-profile NAME`` or ``HYPOTHESIS_PROFILE``.
 """
 
 from __future__ import annotations
@@ -10,15 +11,13 @@ from __future__ import annotations
 import os
 from importlib.metadata import entry_points
 
-from hypothesis import HealthCheck, settings
+from hypothesis import settings
 
-settings.register_profile(
-    "ci", max_examples=20, derandomize=True, deadline=None, database=None, print_blob=True,
-    suppress_health_check=[HealthCheck.too_slow],
-)
-settings.register_profile("dev", max_examples=50, deadline=None)
-settings.register_profile("thorough", max_examples=1000, deadline=None,
-                          suppress_health_check=[HealthCheck.too_slow])
+from gradcheck_lab.pytest_plugin import PROFILES, register_profiles
+
+register_profiles()
+for _name in PROFILES:
+    settings.register_profile(_name.removeprefix("gradcheck-"), settings.get_profile(_name))
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 # Installed, the plugin loads through its pytest11 entry point; from a bare checkout

@@ -1,5 +1,5 @@
-"""pytest plugin: ``--gradcheck-device`` / ``--gradcheck-dtype``, ``device`` / ``dtype`` parametrization
-and a ``gradcheck_cuda`` marker.
+"""pytest plugin: ``--gradcheck-device`` / ``--gradcheck-dtype``, ``device`` / ``dtype`` parametrization,
+a ``gradcheck_cuda`` marker and the ``gradcheck-*`` hypothesis profiles.
 
 Installed with the package (``pytest11`` entry point), so it loads in *every* pytest run of the
 environment. It therefore stays out of the way: its options and marker are prefixed, loading it
@@ -10,11 +10,18 @@ the marker), and its header line is printed only in runs that use it. Turn it of
 A test that takes an argument named ``device`` or ``dtype`` that nothing else provides (no
 fixture of that name, no ``parametrize`` of it, no conftest hook parametrizing it) is
 parametrized at collection, so it works with ``@given`` and gets ids like ``test_x[cuda-float32]``.
+``device`` is a string (``"cpu"``, ``"cuda:0"``), ``dtype`` a ``torch.dtype`` (``torch.zeros(2, dtype=dtype,
+device=device)`` works) and ``dtype_name`` its name (``"float32"``), parametrized the same way.
 
 - default: ``cpu`` and ``cuda``; the ``cuda`` cases skip, with the reason, where CUDA is absent;
 - ``--gradcheck-device all``: every device present; ``--gradcheck-device cuda:1,cpu``: exactly those,
   and asking for a device that does not exist is a usage error, not a silent skip;
 - under pytest-xdist a bare ``cuda`` means GPU ``k mod N`` for worker ``gwk``.
+
+Hypothesis profiles (:data:`PROFILES`): ``--hypothesis-profile gradcheck-ci`` (derandomized, bounded, no
+deadline, no example database), ``gradcheck-dev`` and ``gradcheck-thorough`` (1,000 examples a case) work in
+any project; they are registered when one of them is asked for (hypothesis is not imported otherwise), or by
+:func:`register_profiles`.
 """
 
 from __future__ import annotations
@@ -22,15 +29,35 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 
 from gradcheck_lab.errors import GradcheckError
 
+if TYPE_CHECKING:
+    import torch
+
 DEFAULT_DTYPES = ("float64", "float32")
 MARKER = "gradcheck_cuda"
 T = TypeVar("T")
+
+PROFILES: dict[str, dict[str, Any]] = {
+    "gradcheck-ci": {"max_examples": 20, "derandomize": True, "deadline": None, "database": None,
+                     "print_blob": True, "suppress_health_check": ["too_slow"]},
+    "gradcheck-dev": {"max_examples": 50, "deadline": None},
+    "gradcheck-thorough": {"max_examples": 1000, "deadline": None, "suppress_health_check": ["too_slow"]},
+}
+"""The hypothesis profiles the plugin ships: name -> settings (health checks by name)."""
+
+
+def register_profiles() -> None:
+    """Register :data:`PROFILES` with hypothesis (``settings.load_profile("gradcheck-ci")`` then works)."""
+    from hypothesis import HealthCheck, settings
+
+    for name, values in PROFILES.items():
+        checks = [HealthCheck[check] for check in values.get("suppress_health_check", ())]
+        settings.register_profile(name, **{**values, "suppress_health_check": checks})
 
 
 @dataclass(frozen=True)
@@ -124,6 +151,7 @@ class _State:
 
 
 def _usage(make: Callable[[], T]) -> T:
+    __tracebackhide__ = True
     try:
         return make()
     except GradcheckError as exc:
@@ -137,7 +165,11 @@ def _explicit(config: pytest.Config) -> bool:
     return config.getoption("gradcheck_device") is not None or config.getoption("gradcheck_dtype") is not None
 
 
+@pytest.hookimpl(tryfirst=True)  # before hypothesis's plugin loads the profile asked for
 def pytest_configure(config: pytest.Config) -> None:
+    profile = config.getoption("hypothesis_profile", None)
+    if isinstance(profile, str) and profile in PROFILES:
+        register_profiles()
     config.addinivalue_line("markers", f"{MARKER}: needs a CUDA device; skipped, with the reason, where none exists")
     state = config.stash[_STATE] = _State(config)
     if _explicit(config):  # a bad value is a usage error before any test runs
@@ -166,9 +198,22 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             pytest.param(d.value, id=d.id, marks=[pytest.mark.skip(reason=d.skip_reason)] if d.skip_reason else [])
             for d in state.devices()
         ])
-    if "dtype" in metafunc.fixturenames and not _parametrized_elsewhere(metafunc, "dtype"):
+    # `dtype` is a torch.dtype, `dtype_name` its name; a test may take either or both.
+    wanted = [name for name in ("dtype", "dtype_name")
+              if name in metafunc.fixturenames and not _parametrized_elsewhere(metafunc, name)]
+    if wanted:
         state.used = True
-        metafunc.parametrize("dtype", state.dtypes(), ids=state.dtypes())
+        names = state.dtypes()
+        dtypes = [torch_dtype(name) for name in names]
+        rows: list[object] = list(zip(dtypes, names, strict=True)) if len(wanted) == 2 else \
+            list(dtypes if wanted == ["dtype"] else names)
+        metafunc.parametrize(",".join(wanted), rows, ids=names)
+
+
+def torch_dtype(name: str) -> torch.dtype:
+    from gradcheck_lab.core.dtypes import resolve_dtype
+
+    return resolve_dtype(name)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -15,10 +15,10 @@ CASE_NAMES = sorted(gl.CASES)
 
 @pytest.mark.parametrize("name", CASE_NAMES)
 @given(data=st.data())
-def test_case_agrees_with_autograd_and_finite_differences(name, device, dtype, data):
+def test_case_agrees_with_autograd_and_finite_differences(name, device, dtype, dtype_name, data):
     case = gl.CASES[name]
-    if dtype not in case.dtypes:
-        pytest.skip(f"{name} does not support {dtype}")
+    if dtype_name not in case.dtypes:
+        pytest.skip(f"{name} does not support {dtype_name}")
     inputs = data.draw(case.inputs, label="inputs")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", gl.InconclusiveWarning)

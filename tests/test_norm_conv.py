@@ -38,7 +38,7 @@ def conv_setups(draw):
 
 @given(setup=conv_setups())
 def test_conv2d_matches_torch_for_any_stride_padding_dilation_and_groups(setup, dtype):
-    if dtype == "float16":
+    if dtype == torch.float16:
         # torch 2.13 on the CPU: F.conv2d(x (2,1,4,1), w (2,1,1,1), stride=(1,2), padding=(2,1),
         # dilation=(1,2)) in float16 dies with a segmentation fault in backward (bfloat16 and float32 run).
         pytest.skip("torch's float16 CPU conv2d backward segfaults on some paddings and dilations")
@@ -113,11 +113,11 @@ def test_max_pool_propagates_nan_and_routes_non_finite_gradients_like_torch(kern
 
 
 @pytest.mark.parametrize("shape", [(6, 3), (4, 3, 2, 3)])
-def test_batch_norm_training_updates_running_statistics_like_torch(shape, dtype):
+def test_batch_norm_training_updates_running_statistics_like_torch(shape, dtype, dtype_name):
     """Unbiased variance in the running estimate, biased in the normalization; both buffers in place."""
-    if dtype == "bfloat16":
+    if dtype == torch.bfloat16:
         pytest.skip("NumPy has no bfloat16 to keep running statistics in")
-    np_dtype = np.dtype(dtype)
+    np_dtype = np.dtype(dtype_name)
     rng = np.random.default_rng(3)
     x, w, b = rng.standard_normal(shape), rng.standard_normal(3), rng.standard_normal(3)
     mean, var = rng.standard_normal(3), rng.uniform(0.5, 2.0, 3)

@@ -13,10 +13,10 @@ import gradcheck_lab as gl
 
 
 @pytest.mark.parametrize("name", sorted(gl.OPTIMIZER_CASES))
-def test_registered_optimizer_cases_match_torch(name, device, dtype):
+def test_registered_optimizer_cases_match_torch(name, device, dtype, dtype_name):
     case = gl.OPTIMIZER_CASES[name]
-    if dtype not in case.dtypes:
-        pytest.skip(f"{name} is not registered for {dtype}")
+    if dtype_name not in case.dtypes:
+        pytest.skip(f"{name} is not registered for {dtype_name}")
     report = gl.check_optimizer_case(case, device=device, dtype=dtype)
     assert report.passed and report.steps == case.steps
     if case.hyper.get("momentum") or case.torch_cls is not torch.optim.SGD:
@@ -24,10 +24,10 @@ def test_registered_optimizer_cases_match_torch(name, device, dtype):
 
 
 @pytest.mark.parametrize("name", ["sgd_momentum_dampening_wd", "adam_amsgrad_wd", "adamw"])
-def test_torch_foreach_and_fused_match_its_for_loop(name, device, dtype):
+def test_torch_foreach_and_fused_match_its_for_loop(name, device, dtype, dtype_name):
     case = gl.OPTIMIZER_CASES[name]
-    if dtype not in case.dtypes:  # (e.g. float16, where the default eps=1e-8 rounds to 0: NaN on every side)
-        pytest.skip(f"{name} is not registered for {dtype}")
+    if dtype_name not in case.dtypes:  # (e.g. float16, where the default eps=1e-8 rounds to 0: NaN on every side)
+        pytest.skip(f"{name} is not registered for {dtype_name}")
     reports = gl.check_torch_implementations(case.torch_cls, hyper=case.hyper, steps=60, device=device, dtype=dtype)
     assert "foreach" in reports
     assert all(r.passed for r in reports.values())

@@ -30,6 +30,12 @@ def test_square(device, dtype, x):
     gl.check_gradients(square, lambda t: (t ** 2).sum(), (x,), device=device, dtype=dtype)
 
 
+def test_dtype_is_a_torch_dtype_and_its_name_a_fixture(device, dtype, dtype_name):
+    import torch
+    assert torch.zeros(2, dtype=dtype, device=device).dtype is dtype
+    assert dtype_name == str(dtype).removeprefix("torch.")
+
+
 @pytest.mark.gradcheck_cuda
 def test_needs_cuda():
     assert False, "must not run without CUDA"
@@ -46,21 +52,22 @@ def test_default_ids_and_cuda_skips(pytester):
     result.stdout.fnmatch_lines(["*test_square?cpu-float64? PASSED*", "*test_square?cpu-float32? PASSED*"])
     if torch.cuda.is_available():
         result.stdout.fnmatch_lines(["*test_square?cuda-float64? PASSED*"])
-        result.assert_outcomes(passed=5)
+        result.assert_outcomes(passed=9)
     else:
         result.stdout.fnmatch_lines(["*test_square?cuda-float64? SKIPPED*", "*CUDA is not available*"])
-        result.assert_outcomes(passed=2, skipped=3)
+        result.assert_outcomes(passed=4, skipped=5)
+    result.stdout.fnmatch_lines(["*test_dtype_is_a_torch_dtype_and_its_name_a_fixture?cpu-float32? PASSED*"])
 
 
 def test_device_and_dtype_options(pytester):
     result = run(pytester, "--gradcheck-device", "cpu", "--gradcheck-dtype", "float16,bfloat16")
     result.stdout.fnmatch_lines(["*test_square?cpu-float16? PASSED*", "*test_square?cpu-bfloat16? PASSED*"])
-    result.assert_outcomes(passed=2, skipped=0 if torch.cuda.is_available() else 1)
+    result.assert_outcomes(passed=4, skipped=0 if torch.cuda.is_available() else 1)
 
 
 def test_device_all_lists_every_present_device(pytester):
     result = run(pytester, "--gradcheck-device", "all", "--gradcheck-dtype", "float64")
-    expected = 1 + torch.cuda.device_count()
+    expected = 2 * (1 + torch.cuda.device_count())
     result.assert_outcomes(passed=expected, skipped=0 if torch.cuda.is_available() else 1)
 
 
@@ -164,25 +171,46 @@ def test_torch_was_not_imported():
 }
 
 
-def test_a_foreign_project_runs_its_own_tests_with_the_plugin_installed(tmp_path):
+def run_downstream(tmp_path: Path, files: dict[str, str], *args: str) -> str:
+    """pytest in a fresh project folder (no conftest of ours), as a user's own project runs it."""
     import os
     import subprocess
     import sys
 
-    for name, text in FOREIGN.items():
+    for name, text in files.items():
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text(text)
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTEST_ADDOPTS", "PYTEST_XDIST_WORKER")}
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("PYTHONPATH", "PYTEST_ADDOPTS", "PYTEST_XDIST_WORKER", "HYPOTHESIS_PROFILE")}
     # Installed, the entry point loads the plugin; from a bare checkout, load it by name.
-    plugin = [] if PLUGIN_INSTALLED else ["-p", "gradcheck_lab.pytest_plugin"]
     if not PLUGIN_INSTALLED:
         env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", *plugin, "-p", "no:cacheprovider", "-p", "no:xdist", "-p", "no:benchmark",
-         "-p", "no:hypothesispytest", "-rA", "--device", "slide-rule", "tests"],
+        [sys.executable, "-m", "pytest", *PLUGIN_ARGS, "-p", "no:cacheprovider", "-p", "no:xdist",
+         "-p", "no:benchmark", "-rA", *args],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
     )
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out
+    return out
+
+
+def test_a_foreign_project_runs_its_own_tests_with_the_plugin_installed(tmp_path):
+    out = run_downstream(tmp_path, FOREIGN, "-p", "no:hypothesispytest", "--device", "slide-rule", "tests")
     assert "4 passed" in out, out
     assert "gradcheck-lab:" not in out
+
+
+PROFILE_TEST = {"test_profile.py": '''
+from hypothesis import settings
+
+def test_the_profile_asked_for_is_loaded():
+    print("PROFILE", settings.get_current_profile_name(), settings().max_examples, settings().derandomize)
+'''}
+
+
+@pytest.mark.parametrize(("profile", "examples", "derandomize"), [
+    ("gradcheck-thorough", 1000, False), ("gradcheck-ci", 20, True), ("gradcheck-dev", 50, False)])
+def test_the_plugins_hypothesis_profiles_work_in_a_project_without_a_conftest(tmp_path, profile, examples, derandomize):
+    out = run_downstream(tmp_path, PROFILE_TEST, "-s", "--hypothesis-profile", profile)
+    assert f"PROFILE {profile} {examples} {derandomize}" in out, out
