@@ -385,18 +385,6 @@ def test_a_none_gradient_that_still_updates_state_is_caught():
     assert info.value.step == 3  # parameter 1 has no gradient at step 3 ((3 + 1) % 4 == 0)
 
 
-def test_the_readme_optimizer_example_runs():
-    import re
-    from pathlib import Path
-
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    section = readme.split("## Optimizers and schedulers", 1)[1]
-    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
-    namespace: dict = {}
-    exec(compile(code, "README.md", "exec"), namespace)
-    assert "Schedule" in namespace
-
-
 def test_centered_rmsprop_moments_are_bit_identical_to_torch_in_float32_where_the_variance_cancels():
     """A steady gradient (weight decay over tiny gradients) makes v - mean^2 a rounding residual:
     only moments rounded exactly as torch's fused kernels keep the variance, and so the step, torch's."""
