@@ -94,6 +94,7 @@ def _homes() -> dict[str, str]:
 if not TYPE_CHECKING:  # hidden from type checkers, so that they report a misspelt gl.<name>
 
     def __getattr__(name: str) -> Any:
+        __tracebackhide__ = True  # a misspelt name is the caller's problem: pytest shows their line
         if name in __all__:
             home = _homes()[name]
             if home == f"{__name__}.{name}":  # a submodule (gl.strategies)
