@@ -356,7 +356,11 @@ def test_mismatch_names_parameter_entry_and_elements():
                            shapes=[(2, 2), (3,)])
     err = info.value
     assert err.step == 1 and err.param == 1 and err.entry == "param"
-    assert "worst element" in str(err) and "expected" in str(err)
+    message = str(err)
+    assert message.startswith("optimizer diverges at step 1 on cpu/float64: parameter 1 (shape (3,))")
+    assert "worst element" in message and "reference " in message and "torch " in message
+    assert "expected" not in message  # "reference" is the user's, "torch" torch's: no third word
+    assert err.report.verdict == "mismatch" and not err.report.passed and err.report.worst_step == 1
 
 
 def test_state_entries_of_the_reference_are_compared():

@@ -137,8 +137,8 @@ def verify_update_rule(
 
     def one_example(shapes: list[tuple[int, ...]], grad_seed: int) -> None:
         try:
-            report = check_update_rule(update, torch_optimizer_cls, hyper, config, shapes=shapes, steps=steps,
-                                       seed=grad_seed, **check_kwargs)
+            report = check_update_rule(update, torch_optimizer_cls, hyper=hyper, config=config, shapes=shapes,
+                                       steps=steps, seed=grad_seed, **check_kwargs)
         except OptimizerMismatch:
             failure.update(shapes=shapes, seed=grad_seed)  # the last failure hypothesis replays is the minimal one
             raise
