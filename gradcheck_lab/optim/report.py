@@ -147,8 +147,9 @@ def mismatch_message(
                      f"torch {c.expected!r} ({labels.torch}); gradient there this step {grad_here}")
         lines.append(f"  max abs error {c.max_abs_error:.3e}, max rel error {c.max_rel_error:.3e}, "
                      f"{c.ratio:.3g}x the allowed bound")
-    others = [f"parameter {p} {'' if e == PARAM else 'state entry '}{e}".rstrip() for (p, e) in failing
-              if (p, e) != (param, entry)]
+    others = [f"parameter {p}" + ("" if e == PARAM else f" state entry {e!r}")
+              + (f" ({labels.entry(names[e])})" if e in names and names[e] != e else "")
+              for (p, e) in failing if (p, e) != (param, entry)]
     if others:
         lines.append("  also diverging at this step: " + ", ".join(others))
     if names:

@@ -331,14 +331,20 @@ def compare_trajectories(
 def _better_names(torch_state: Mapping[tuple[int, str], np.ndarray],
                   reference_state: Mapping[tuple[int, str], np.ndarray], state_names: Mapping[str, str],
                   failing: Mapping[tuple[int, str], Comparison], tol: Tolerance) -> dict[str, str] | None:
-    """A pairing under which the failing state entries agree, when only state entries fail; else None."""
+    """A pairing under which the failing state entries agree, when only state entries fail; else None.
+
+    It keeps the pairs of ``state_names`` that the found ones do not replace (``t`` with ``step``, say).
+    """
     if any(entry == PARAM for _, entry in failing):
         return None
     found = renaming(torch_state, reference_state, tol)
     by_torch = {t: r for r, t in state_names.items()}
     explained = all(by_torch.get(entry) is not None and found.get(str(by_torch.get(entry))) not in (None, entry)
                     for _, entry in failing)
-    return found if explained and found != dict(state_names) else None
+    if not explained:
+        return None
+    kept = {r: t for r, t in state_names.items() if r not in found and t not in found.values()}
+    return {**kept, **found}
 
 
 def _mismatch(report: OptimizerReport, step: int, failing: Mapping[tuple[int, str], Comparison],

@@ -151,7 +151,15 @@ class RuleSide:
             for key, value in config.items():
                 if value is None:
                     continue
-                arr = self._named(key, value, w.shape) if key in self.state_names else _numeric(value)
+                if key in self.state_names:
+                    arr = self._named(key, value, w.shape)
+                elif isinstance(value, Mapping):  # read through where unambiguous (a naming hint may use it)
+                    fitting = [k for k, v in value.items() if np.shape(v) == w.shape]
+                    arr = _numeric(value[fitting[0]]) if len(fitting) == 1 else None
+                    if arr is not None:
+                        self.inner[key] = str(fitting[0])
+                else:
+                    arr = _numeric(value)
                 if arr is not None:
                     entries[(i, str(key))] = arr
         return [np.asarray(p, dtype=np.float64) for p in self.params], entries
