@@ -122,6 +122,10 @@ class NeverBuilt:
     (lambda: gl.check_update_rule(sgd_rule, torch.optim.Adam, hyper={"lr": 0.1}, state_names={"m": 1}),
      r"state_names maps a config key to the name of torch's state entry"),
     (lambda: gl.check_update_rule(sgd_rule, torch.optim.SGD, hyper={"lr": 0.1}, dtype="float8"), r"unknown dtype"),
+    (lambda: gl.check_update_rule(sgd_rule, torch.optim.SGD, hyper={"lr": -1.0}),
+     r"hyper: torch.optim.SGD rejects \{'lr': -1.0\}: Invalid learning rate"),
+    (lambda: gl.check_optimizer(NeverBuilt, torch.optim.Adam, hyper={"betas": (1.0, 0.9)}),
+     r"torch.optim.Adam rejects .*beta"),
 ])
 def test_a_bad_argument_is_a_typed_error_naming_it_before_any_work(call, match):
     with pytest.raises(gl.GradcheckError, match=match):

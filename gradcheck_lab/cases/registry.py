@@ -98,6 +98,7 @@ def _caller_module() -> str:
 
 def register(case: Case) -> Case:
     """Add a case to :data:`CASES`; names are unique."""
+    __tracebackhide__ = True
     if case.name in CASES:
         raise ValueError(f"a case named {case.name!r} is already registered")
     for dtype in case.dtypes:
@@ -109,6 +110,7 @@ def register(case: Case) -> Case:
 
 def register_optimizer(case: OptimizerCase) -> OptimizerCase:
     """Add an optimizer case to :data:`OPTIMIZER_CASES`; names are unique."""
+    __tracebackhide__ = True
     if case.name in OPTIMIZER_CASES:
         raise ValueError(f"an optimizer case named {case.name!r} is already registered")
     OPTIMIZER_CASES[case.name] = case
@@ -117,6 +119,7 @@ def register_optimizer(case: OptimizerCase) -> OptimizerCase:
 
 
 def get_case(case: Case | str) -> Case:
+    __tracebackhide__ = True
     if isinstance(case, Case):
         return case
     try:
@@ -128,6 +131,7 @@ def get_case(case: Case | str) -> Case:
 def check_case(case: Case | str, inputs: Any, *, device: str | torch.device = "cpu",
                dtype: str | torch.dtype = "float64", **kwargs: Any) -> Report:
     """:func:`check_gradients` for a registered case (by object or name), with its tolerance overrides."""
+    __tracebackhide__ = True
     case = get_case(case)
     options = {**case.check_options(dtype_name(resolve_dtype(dtype))), **kwargs}
     return check_gradients(case.reference, case.torch_fn, inputs, device=device, dtype=dtype, **options)
@@ -136,6 +140,7 @@ def check_case(case: Case | str, inputs: Any, *, device: str | torch.device = "c
 def check_optimizer_case(case: OptimizerCase | str, *, device: str | torch.device = "cpu",
                          dtype: str | torch.dtype = "float64", **kwargs: Any) -> OptimizerReport:
     """:func:`check_optimizer` for a registered optimizer case."""
+    __tracebackhide__ = True
     case = OPTIMIZER_CASES[case] if isinstance(case, str) else case
     options = {"hyper": case.hyper, "shapes": case.shapes, "steps": case.steps, "param_groups": case.param_groups,
                "scheduler": case.scheduler, "none_grads": case.none_grads, "swap_state_at": case.swap_state_at,

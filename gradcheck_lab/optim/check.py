@@ -111,6 +111,7 @@ def check_optimizer(
     torch_cls = validation.torch_optimizer_class("torch_optimizer", torch_optimizer)
     both = validation.hyperparameters("hyper", hyper, torch_cls)
     torch_only = validation.hyperparameters("torch_hyper", torch_hyper, torch_cls)
+    validation.accepted_by_torch("hyper", {**both, **torch_only}, torch_cls)
     trajectory = plan_trajectory(shapes, steps=steps, seed=seed, device=device, dtype=dtype, rtol=rtol, atol=atol)
     groups = validation.group_options("param_groups", param_groups, len(trajectory.shapes), torch_cls)
     schedule = _schedule("scheduler", scheduler)
@@ -118,6 +119,7 @@ def check_optimizer(
         arguments.integer("swap_state_at", swap_state_at, minimum=1)
 
     def make_sides(precision: torch.dtype) -> tuple[Side, Side]:
+        __tracebackhide__ = True
         return (TorchSide(torch_cls, trajectory.params, {**both, **torch_only}, trajectory.device, precision, groups,
                           schedule),
                 NumpySide(reference, trajectory.params, both, numpy_dtype(precision), groups, schedule))

@@ -87,6 +87,7 @@ class NumpySide:
 
     def __init__(self, cls: Callable[..., Any], params: Sequence[np.ndarray], hyper: Mapping[str, Any],
                  np_dtype: type[np.floating], groups: Groups = None, schedule: Schedule | None = None) -> None:
+        __tracebackhide__ = True
         self.params: list[np.ndarray] = [p.astype(np_dtype) for p in params]
         self.np_dtype = np_dtype
         self.groups = groups
@@ -94,6 +95,7 @@ class NumpySide:
         self.scheduler = schedule.numpy_cls(self.optimizer, **schedule.kwargs) if schedule else None
 
     def step(self, grads: list[np.ndarray | None]) -> None:
+        __tracebackhide__ = True
         self.optimizer.step([None if g is None else g.astype(self.np_dtype) for g in grads])
         if self.scheduler is not None:
             self.scheduler.step()
@@ -117,6 +119,7 @@ class NumpySide:
             p[...] = value
 
     def snapshot(self) -> Snapshot:
+        __tracebackhide__ = True
         return [np.asarray(p, dtype=np.float64) for p in self.current()], _state_entries(self.optimizer, self.groups)
 
     def save_state(self) -> dict[str, object]:
@@ -139,6 +142,7 @@ class TorchSide:
                           if schedule else None)
 
     def step(self, grads: list[np.ndarray | None]) -> None:
+        __tracebackhide__ = True
         for p, g in zip(self.params, grads, strict=True):
             p.grad = None if g is None else torch.tensor(g, dtype=self.dtype, device=self.device)
         self.optimizer.step()

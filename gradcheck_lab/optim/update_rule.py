@@ -221,6 +221,7 @@ def check_update_rule(
     rule = arguments.callable_argument("update", update, "an update rule update(w, dw, config) -> (next_w, config)")
     torch_cls = validation.torch_optimizer_class("torch_optimizer", torch_optimizer)
     torch_hyper = validation.hyperparameters("hyper", hyper, torch_cls)
+    validation.accepted_by_torch("hyper", torch_hyper, torch_cls)
     start = config_from_hyper(torch_hyper, arguments.mapping("config", config))
     trajectory = plan_trajectory(shapes, steps=steps, seed=seed, device=device, dtype=dtype, rtol=rtol, atol=atol)
     if state_names is None:
@@ -230,6 +231,7 @@ def check_update_rule(
     sides: list[RuleSide] = []
 
     def make_sides(precision: torch.dtype) -> tuple[Side, Side]:
+        __tracebackhide__ = True
         sides.append(RuleSide(rule, trajectory.params, start, names, numpy_dtype(precision)))
         return TorchSide(torch_cls, trajectory.params, torch_hyper, trajectory.device, precision), sides[-1]
 

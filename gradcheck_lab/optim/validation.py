@@ -76,6 +76,16 @@ def hyperparameters(name: str, value: Any, torch_optimizer: type, *, extra: tupl
     return hyper
 
 
+def accepted_by_torch(name: str, hyper: Mapping[str, Any], torch_optimizer: type) -> None:
+    """torch's own validation of the values (``lr=-1``, ``betas=(1.0, 0.9)``), on one float64 CPU tensor."""
+    __tracebackhide__ = True
+    try:
+        torch_optimizer([torch.zeros(1, dtype=torch.float64, requires_grad=True)], **hyper)
+    except (ValueError, TypeError, RuntimeError) as exc:
+        raise InvalidInputError(f"{name}: torch.optim.{torch_optimizer.__name__} rejects {dict(hyper)!r:.200}: "
+                                f"{exc}") from None
+
+
 def group_options(name: str, groups: Any, n: int, torch_optimizer: type) -> list[dict[str, Any]] | None:
     """Parameter groups by index that list every parameter ``0..n-1`` once, in order, with options torch takes."""
     __tracebackhide__ = True
