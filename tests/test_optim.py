@@ -304,7 +304,7 @@ def test_planted_bugs_are_caught_below_float32_by_the_float32_math_run(low):
 @pytest.mark.parametrize("steps", [50, 300])
 def test_float16_gradients_keep_accumulators_finite(steps):
     """Gradients of 1e2 squared and summed (Adagrad) overflowed float16 within seven steps on both sides."""
-    from gradcheck_lab.optim.check import largest_gradient
+    from gradcheck_lab.optim.trajectory import largest_gradient
 
     assert largest_gradient(torch.float16, steps) < 1e2 and largest_gradient(torch.bfloat16, steps) == 1e2
     report = gl.check_optimizer(optim.Adagrad, torch.optim.Adagrad, hyper={"lr": 1e-2, "eps": 1e-3},

@@ -44,7 +44,7 @@ def test_optimizer_report_is_frozen_with_a_verdict_summary_and_dict():
     assert report.reference == "numpy Adam" and report.torch == "torch Adam"
     with pytest.raises(dataclasses.FrozenInstanceError):
         report.passed = False  # type: ignore[misc]
-    assert report.summary().startswith("passed: numpy Adam against torch Adam on cpu/float64 over 5 steps")
+    assert report.summary().startswith("passed on cpu/float64 over 5 steps, numpy Adam against torch Adam")
     data = json.loads(json.dumps(report.to_dict()))
     assert data["verdict"] == "passed" and data["state_entries"] == report.state_entries
     assert {"reference_value", "torch_value", "worst_index"} <= set(data)
