@@ -21,7 +21,8 @@ _EXPORTS: dict[str, str] = {
     "check_update_rule": "optim.update_rule",
     "check_vjp": "gradients.vjp",
     "diagnose": "core.diagnosis",
-    **dict.fromkeys(("verify_layer", "verify_update_rule", "verify_vjp"), "gradients.properties"),
+    **dict.fromkeys(("verify_layer", "verify_vjp"), "gradients.properties"),
+    "verify_update_rule": "optim.search",
     **dict.fromkeys(("Comparison", "compare"), "core.comparison"),
     **dict.fromkeys(("available_devices", "resolve_device", "resolve_devices"), "core.devices"),
     "resolve_dtype": "core.dtypes",
@@ -90,7 +91,7 @@ if TYPE_CHECKING:  # the eager imports, for type checkers and IDEs
     )
     from gradcheck_lab.gradients.check import check_gradients
     from gradcheck_lab.gradients.layers import check_layer
-    from gradcheck_lab.gradients.properties import verify_layer, verify_update_rule, verify_vjp
+    from gradcheck_lab.gradients.properties import verify_layer, verify_vjp
     from gradcheck_lab.gradients.search import VerifyResult, VerifySummary, verify
     from gradcheck_lab.gradients.vjp import check_vjp
     from gradcheck_lab.optim.check import (
@@ -101,4 +102,5 @@ if TYPE_CHECKING:  # the eager imports, for type checkers and IDEs
         gradient_sequence,
         torch_state_dict,
     )
+    from gradcheck_lab.optim.search import verify_update_rule
     from gradcheck_lab.optim.update_rule import check_update_rule

@@ -1,9 +1,8 @@
-"""Property-based counterparts of ``check_vjp``, ``check_layer`` and ``check_update_rule``: searched, and shrunk.
+"""Property-based counterparts of ``check_vjp`` and ``check_layer``: searched, and shrunk.
 
 ``verify_vjp`` and ``verify_layer`` go through :func:`~gradcheck_lab.gradients.search.verify` with the scalar
 pair their checks build, drawing the upstream gradient from a seed hypothesis draws (and shrinks to
-0); a failure names the minimal inputs. ``verify_update_rule`` searches parameter shapes and gradient
-seeds and shrinks them.
+0); a failure names the minimal inputs. (``verify_update_rule`` lives in :mod:`gradcheck_lab.optim.search`.)
 """
 
 from __future__ import annotations
@@ -13,20 +12,15 @@ from typing import Any
 
 import numpy as np
 import torch
-from hypothesis import HealthCheck, given, settings
-from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
-from hypothesis.extra import numpy as hnp
 
 from gradcheck_lab.core.search import arity
-from gradcheck_lab.errors import InvalidInputError, OptimizerMismatch
+from gradcheck_lab.errors import InvalidInputError
 from gradcheck_lab.gradients.inputs import constant_indices
 from gradcheck_lab.gradients.layers import Path, Transform, layer_pair
 from gradcheck_lab.gradients.search import VerifyResult, verify
 from gradcheck_lab.gradients.strategies import DEFAULT_BOUND, ElementSpec, input_tuples
 from gradcheck_lab.gradients.vjp import draw_grad_output, output_shape, vjp_pair
-from gradcheck_lab.optim.check import OptimizerReport
-from gradcheck_lab.optim.update_rule import UpdateRule, check_update_rule
 
 Inputs = st.SearchStrategy[tuple[Any, ...]]
 
@@ -97,51 +91,3 @@ def verify_layer(
     full = strategy.map(lambda xs: (*xs, *weights))
     return verify_vjp(pair.forward, pair.backward, pair.torch_op, inputs=full, constants=tuple(pair.fixed),
                       **verify_kwargs)
-
-
-def verify_update_rule(
-    update: UpdateRule,
-    torch_optimizer_cls: type,
-    hyper: Mapping[str, Any] | None = None,
-    config: Mapping[str, Any] | None = None,
-    *,
-    steps: int = 20,
-    max_params: int = 3,
-    max_side: int = 5,
-    max_examples: int = 20,
-    seed: int | None = None,
-    **check_kwargs: Any,
-) -> OptimizerReport:
-    """:func:`~gradcheck_lab.optim.update_rule.check_update_rule` over parameter shapes and gradient seeds hypothesis
-    draws; a failure is shrunk to the fewest, smallest parameters and the smallest seed, and names them.
-
-    Returns the report with the largest error over the examples.
-    """
-    __tracebackhide__ = True
-    shape_lists = st.lists(hnp.array_shapes(min_dims=0, max_dims=3, min_side=1, max_side=max_side),
-                           min_size=1, max_size=max_params)
-    worst: list[OptimizerReport] = []
-    failure: dict[str, Any] = {}
-
-    def one_example(shapes: list[tuple[int, ...]], grad_seed: int) -> None:
-        try:
-            report = check_update_rule(update, torch_optimizer_cls, hyper=hyper, config=config, shapes=shapes,
-                                       steps=steps, seed=grad_seed, **check_kwargs)
-        except OptimizerMismatch:
-            failure.update(shapes=shapes, seed=grad_seed)  # the last failure hypothesis replays is the minimal one
-            raise
-        if not worst or report.ratio > worst[0].ratio:
-            worst[:] = [report]
-
-    search = settings(max_examples=max_examples, deadline=None, database=None, report_multiple_bugs=False,
-                      suppress_health_check=list(HealthCheck))(
-        given(shape_lists, st.integers(0, 255))(one_example))
-    if seed is not None:
-        search = hypothesis_seed(seed)(search)
-    try:
-        search()
-    except OptimizerMismatch as exc:
-        raise OptimizerMismatch(f"{exc}\n  minimal counterexample (after shrinking): shapes={failure.get('shapes')}, "
-                                f"seed={failure.get('seed')}", step=exc.step, param=exc.param, entry=exc.entry,
-                                report=exc.report) from None
-    return worst[0]

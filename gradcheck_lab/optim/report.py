@@ -66,8 +66,8 @@ class OptimizerReport:
         status = {"passed": "passed", "inconclusive": "INCONCLUSIVE", "mismatch": "FAILED"}[self.verdict]
         state = f"state entries {', '.join(self.state_entries)}" if self.state_entries else "parameters only"
         return (f"{status} on {self.device}/{self.dtype} over {self.steps} steps, {self.reference} against "
-                f"{self.torch} ({state}): max abs error {self.max_abs_error:.3g}, max rel error {self.max_rel_error:.3g}, "
-                f"{self.ratio:.3g} of the bound ({self.tolerance.describe()})")
+                f"{self.torch} ({state}): max abs error {self.max_abs_error:.3g}, max rel error "
+                f"{self.max_rel_error:.3g}, {self.ratio:.3g} of the bound ({self.tolerance.describe()})")
 
 
 @dataclass(frozen=True)
