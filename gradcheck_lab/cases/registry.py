@@ -68,7 +68,7 @@ class OptimizerCase:
     torch_cls: type
     hyper: Mapping[str, Any]
     shapes: tuple[tuple[int, ...], ...] = ((4, 3), (3,), (2, 2, 2))
-    steps: int = 100
+    steps: int = 50
     # float16 cannot hold Adam's default eps (1e-8 rounds to 0), so both sides divide 0 by 0.
     dtypes: tuple[str, ...] = ("float64", "float32")
     description: str = ""
