@@ -338,10 +338,13 @@ def _better_names(torch_state: Mapping[tuple[int, str], np.ndarray],
     if any(entry == PARAM for _, entry in failing):
         return None
     found = renaming(torch_state, reference_state, tol)
-    by_torch = {t: r for r, t in state_names.items()}
-    explained = all(by_torch.get(entry) is not None and found.get(str(by_torch.get(entry))) not in (None, entry)
-                    for _, entry in failing)
-    if not explained:
+    compared_with = {t: r for r, t in state_names.items()}  # torch entry -> the reference entry compared with it
+
+    def explained(entry: str) -> bool:  # the reference entry compared with ``entry`` agrees with another one
+        reference_name = compared_with.get(entry)
+        return reference_name is not None and found.get(reference_name) not in (None, entry)
+
+    if not all(explained(entry) for _, entry in failing):
         return None
     kept = {r: t for r, t in state_names.items() if r not in found and t not in found.values()}
     return {**kept, **found}
