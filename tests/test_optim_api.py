@@ -174,3 +174,65 @@ def test_inputs_are_not_modified():
     gl.check_update_rule(sgd_rule, torch.optim.SGD, hyper={"lr": 0.1}, config=config, shapes=shapes, steps=3)
     gl.check_optimizer(optim.SGD, torch.optim.SGD, hyper=hyper, shapes=shapes, steps=3)
     assert hyper == {"lr": 0.1, "momentum": 0.9} and config == {"learning_rate": 0.1} and shapes == [(2, 3)]
+
+
+# --- inside pytest, a failure starts with the user's problem ---
+
+FAILING_OPTIMIZER_TESTS = '''
+import numpy as np
+import torch
+import gradcheck_lab as gl
+
+
+def course_adam(w, dw, config):
+    for key in ("v", "s"):
+        config.setdefault(key, np.zeros_like(w))
+    config["t"] = config.get("t", 0) + 1
+    config["v"] = 0.9 * config["v"] + 0.1 * dw
+    config["s"] = 0.999 * config["s"] + 0.001 * dw**2
+    v_hat, s_hat = config["v"] / (1 - 0.9 ** config["t"]), config["s"] / (1 - 0.999 ** config["t"])
+    return w - config["learning_rate"] * v_hat / (np.sqrt(s_hat) + 1e-8), config
+
+
+class DoubledSGD:
+    def __init__(self, params, lr):
+        self.params, self.lr = params, lr
+
+    def step(self, grads):
+        for p, g in zip(self.params, grads):
+            p -= 2 * self.lr * g
+
+
+def test_course_names():
+    gl.check_update_rule(course_adam, torch.optim.Adam, hyper={"lr": 1e-2})
+
+
+def test_optimizer():
+    gl.check_optimizer(DoubledSGD, torch.optim.SGD, hyper={"lr": 0.1})
+
+
+def test_typo():
+    gl.check_optimizer(DoubledSGD, torch.optim.SGD, hyper={"lrr": 0.1})
+'''
+
+
+def test_a_failure_inside_pytest_shows_the_message_not_the_harness(pytester):
+    from importlib.metadata import entry_points
+
+    installed = any(ep.value.startswith("gradcheck_lab.pytest_plugin") for ep in entry_points(group="pytest11"))
+    pytester.makepyfile(test_user=FAILING_OPTIMIZER_TESTS)
+    result = pytester.runpytest_inprocess(*([] if installed else ["-p", "gradcheck_lab.pytest_plugin"]),
+                                          "-p", "no:cacheprovider", "-p", "no:randomly")
+    result.assert_outcomes(failed=3)
+    text = result.stdout.str()
+    headlines = {
+        "test_course_names": "OptimizerMismatch: optimizer diverges at step 1 on cpu/float64: parameter 0 (shape "
+                             "(4, 3)), state entry 'exp_avg_sq': config['v'] compared with torch's exp_avg_sq",
+        "test_optimizer": "OptimizerMismatch: optimizer diverges at step 1 on cpu/float64: parameter",
+        "test_typo": "InvalidInputError: hyper has 'lrr', which torch.optim.SGD does not take: did you mean 'lr'?",
+    }
+    for name, headline in headlines.items():
+        section = text.split(f"_ {name} _", 1)[1].split("\n_", 1)[0].split("short test summary")[0]
+        assert "gradcheck_lab" + "/" not in section and "__tracebackhide__" not in section, section
+        first_error = next(line for line in section.strip().splitlines() if line.startswith("E "))
+        assert headline in first_error, section
