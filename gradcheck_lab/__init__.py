@@ -54,6 +54,7 @@ __all__ = [  # sorted (ruff RUF022); each name's home is its import line in the 
     "strategies",
     "verify",
     "verify_layer",
+    "verify_optimizer",
     "verify_update_rule",
     "verify_vjp",
 ]
@@ -76,7 +77,7 @@ _MOVED: dict[str, str] = {
     "OPTIMIZER_CASES": "gradcheck_lab.cases.registry",
     "check_optimizer_case": "gradcheck_lab.cases.registry",
     "check_torch_implementations": "gradcheck_lab.optim.check",
-    "torch_state_dict": "gradcheck_lab.optim.check",
+    "torch_state_dict": "gradcheck_lab.optim.sides",
 }
 """Names dropped from the top level in 0.2, still served (with a DeprecationWarning) until 0.3: name -> home."""
 
@@ -136,13 +137,14 @@ if TYPE_CHECKING:  # the home of each name in __all__ (see the module docstring)
     from gradcheck_lab.gradients.check import check_gradients as check_gradients
     from gradcheck_lab.gradients.layers import check_layer as check_layer
     from gradcheck_lab.gradients.properties import verify_layer as verify_layer
-    from gradcheck_lab.gradients.properties import verify_update_rule as verify_update_rule
     from gradcheck_lab.gradients.properties import verify_vjp as verify_vjp
     from gradcheck_lab.gradients.search import VerifyResult as VerifyResult
     from gradcheck_lab.gradients.search import verify as verify
     from gradcheck_lab.gradients.vjp import check_vjp as check_vjp
-    from gradcheck_lab.optim.check import OptimizerReport as OptimizerReport
-    from gradcheck_lab.optim.check import Schedule as Schedule
     from gradcheck_lab.optim.check import check_optimizer as check_optimizer
-    from gradcheck_lab.optim.check import gradient_sequence as gradient_sequence
+    from gradcheck_lab.optim.report import OptimizerReport as OptimizerReport
+    from gradcheck_lab.optim.search import verify_optimizer as verify_optimizer
+    from gradcheck_lab.optim.search import verify_update_rule as verify_update_rule
+    from gradcheck_lab.optim.sides import Schedule as Schedule
+    from gradcheck_lab.optim.trajectory import gradient_sequence as gradient_sequence
     from gradcheck_lab.optim.update_rule import check_update_rule as check_update_rule

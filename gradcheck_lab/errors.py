@@ -61,7 +61,8 @@ class ReferenceMutationWarning(UserWarning):
 class OptimizerMismatch(GradcheckError, AssertionError):
     """A NumPy optimizer and its torch.optim counterpart diverge: ``step``, ``param``, ``entry`` say where."""
 
-    def __init__(self, message: str, *, step: int, param: int, entry: str, report: Any = None):
+    def __init__(self, message: str, *, step: int = 0, param: int = 0, entry: str = "param", report: Any = None):
+        # (defaults: copy and pickle rebuild an exception from its message, then restore these attributes)
         super().__init__(message)
         self.step = step
         self.param = param

@@ -108,15 +108,7 @@ def python_files() -> list[Path]:
     return files
 
 
-KNOWN = {
-    # cases/registry.py (being split into cases/*.py) calls the conv reference's size helper: make it public
-    # in reference/conv.py (e.g. `pair`) or parse sizes in cases/.
-    "gradcheck_lab/cases/registry.py: ref_conv._pair",
-    # optim/update_rule.py borrows optim/check.py's run-loop internals: gone with the one optimizer run loop.
-    "gradcheck_lab/optim/update_rule.py: from gradcheck_lab.optim.check import _NUMPY_DTYPES",
-    "gradcheck_lab/optim/update_rule.py: from gradcheck_lab.optim.check import _setup",
-    "gradcheck_lab/optim/update_rule.py: from gradcheck_lab.optim.check import _TorchSide",
-}
+KNOWN: set[str] = set()
 """Known uses, each to be removed by the change that fixes it (a fixed one left here fails the test)."""
 
 

@@ -234,8 +234,16 @@ def user_cases(tmp_path, monkeypatch, request):
     import gradcheck_lab.cases.registry as registry  # a plain attribute only once imported
 
     monkeypatch.setattr(registry, "CASES", dict(registry.CASES))
+    monkeypatch.setattr(registry, "REGISTERED_BY", dict(registry.REGISTERED_BY))
     monkeypatch.setattr(gl, "CASES", registry.CASES)
     return f"my_cases_{tag}", f"user_cube_{tag}"
+
+
+def _entry_points(monkeypatch, *eps):
+    """The gradcheck_lab.cases entry-point group holds ``eps`` (and no other group anything)."""
+    from gradcheck_lab.cases import registry
+
+    monkeypatch.setattr(registry, "entry_points", lambda group: list(eps) if group == cli.ENTRY_POINT_GROUP else [])
 
 
 def test_verify_cases_runs_only_the_users_module(user_cases, tmp_path, capsys):
@@ -253,9 +261,27 @@ def test_entry_point_group_adds_cases(user_cases, monkeypatch, capsys):
 
     module, name = user_cases
     ep = SimpleNamespace(value=module, load=lambda: importlib.import_module(module))
-    monkeypatch.setattr(cli, "entry_points", lambda group: [ep] if group == cli.ENTRY_POINT_GROUP else [])
+    _entry_points(monkeypatch, ep)
     assert cli.main(["list"]) == 0
     assert name in capsys.readouterr().out
+
+
+def test_cases_finds_a_module_that_an_entry_point_imported_first(user_cases, monkeypatch, tmp_path, capsys):
+    """The module is an entry point too: the entry point imports (and registers) it before --cases does."""
+    import importlib
+    from types import SimpleNamespace
+
+    module, name = user_cases
+    _entry_points(monkeypatch, SimpleNamespace(name="mine", value=module, load=lambda: importlib.import_module(module)))
+    path = tmp_path / "out.json"
+    code = cli.main(["verify", "--device", "cpu", "--cases", module, "--max-examples", "2", "--json", str(path),
+                     "--no-optimizers"])
+    assert code == 0, capsys.readouterr()
+    assert [r["case"] for r in json.loads(path.read_text())["results"]] == [name]
+    from gradcheck_lab.cases import registry
+
+    assert registry.load_case_module(module) == [name]  # imported already: found by the module that registered it
+    assert registry.cases_of_module("gradcheck_lab.cases.optimizer_cases") == list(registry.OPTIMIZER_CASES)
 
 
 def test_a_case_module_or_entry_point_that_fails_to_load_is_a_usage_error(tmp_path, monkeypatch, capsys):
@@ -274,8 +300,7 @@ def test_a_case_module_or_entry_point_that_fails_to_load_is_a_usage_error(tmp_pa
     def fails():
         raise ImportError("No module named 'their_dependency'")
 
-    ep = SimpleNamespace(name="theirs", value="their_pkg.cases", load=fails)
-    monkeypatch.setattr(cli, "entry_points", lambda group: [ep] if group == cli.ENTRY_POINT_GROUP else [])
+    _entry_points(monkeypatch, SimpleNamespace(name="theirs", value="their_pkg.cases", load=fails))
     for command in (["verify"], ["list"]):
         assert cli.main(command) == 2
         err = capsys.readouterr().err

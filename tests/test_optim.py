@@ -304,7 +304,7 @@ def test_planted_bugs_are_caught_below_float32_by_the_float32_math_run(low):
 @pytest.mark.parametrize("steps", [50, 300])
 def test_float16_gradients_keep_accumulators_finite(steps):
     """Gradients of 1e2 squared and summed (Adagrad) overflowed float16 within seven steps on both sides."""
-    from gradcheck_lab.optim.check import largest_gradient
+    from gradcheck_lab.optim.trajectory import largest_gradient
 
     assert largest_gradient(torch.float16, steps) < 1e2 and largest_gradient(torch.bfloat16, steps) == 1e2
     report = gl.check_optimizer(optim.Adagrad, torch.optim.Adagrad, hyper={"lr": 1e-2, "eps": 1e-3},
@@ -356,7 +356,11 @@ def test_mismatch_names_parameter_entry_and_elements():
                            shapes=[(2, 2), (3,)])
     err = info.value
     assert err.step == 1 and err.param == 1 and err.entry == "param"
-    assert "worst element" in str(err) and "expected" in str(err)
+    message = str(err)
+    assert message.startswith("optimizer diverges at step 1 on cpu/float64: parameter 1 (shape (3,))")
+    assert "worst element" in message and "reference " in message and "torch " in message
+    assert "expected" not in message  # "reference" is the user's, "torch" torch's: no third word
+    assert err.report.verdict == "mismatch" and not err.report.passed and err.report.worst_step == 1
 
 
 def test_state_entries_of_the_reference_are_compared():

@@ -64,7 +64,7 @@ DEPRECATED = {
     "Tolerance": "gradcheck_lab.core.tolerances", "gradient_tolerance": "gradcheck_lab.core.tolerances",
     "trajectory_tolerance": "gradcheck_lab.core.tolerances", "VerifySummary": "gradcheck_lab.gradients.search",
     "OPTIMIZER_CASES": "gradcheck_lab.cases.registry", "check_optimizer_case": "gradcheck_lab.cases.registry",
-    "check_torch_implementations": "gradcheck_lab.optim.check", "torch_state_dict": "gradcheck_lab.optim.check",
+    "check_torch_implementations": "gradcheck_lab.optim.check", "torch_state_dict": "gradcheck_lab.optim.sides",
 }
 
 

@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from importlib.metadata import entry_points
 from typing import Any, TextIO
 
 from gradcheck_lab import __version__
+from gradcheck_lab.cases import ENTRY_POINT_GROUP
 from gradcheck_lab.cli.argtypes import output_path, positive_int
 
-ENTRY_POINT_GROUP = "gradcheck_lab.cases"
 EXIT_INTERRUPTED = 130
 
 DESCRIPTION = """\
@@ -184,48 +182,6 @@ class Table:
                            str(r.inconclusive), f"{r.seconds:.1f}", tail])
 
 
-# --- user cases ---------------------------------------------------------------------------------
-
-class CaseLoadError(Exception):
-    """A user's case module or entry point could not be loaded (a usage error: nothing was checked)."""
-
-
-def load_entry_point_cases() -> list[str]:
-    """Import every module registered under the ``gradcheck_lab.cases`` entry-point group; their names.
-
-    One that fails raises :class:`CaseLoadError` naming it: skipping it would let a run pass without its cases.
-    """
-    loaded = []
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        try:
-            target = ep.load()
-            if callable(target):  # a function that registers cases when called
-                target()
-        except Exception as exc:
-            raise CaseLoadError(f"the {ENTRY_POINT_GROUP} entry point {ep.name!r} ({ep.value}) failed to load: "
-                                f"{type(exc).__name__}: {exc}") from exc
-        loaded.append(ep.value)
-    return loaded
-
-
-def load_case_module(name: str) -> list[str]:
-    """Import a user's module (registering its cases as it imports); the names it added to the registries."""
-    from gradcheck_lab.cases.registry import CASES, OPTIMIZER_CASES
-
-    before = set(CASES) | set(OPTIMIZER_CASES)
-    if os.getcwd() not in sys.path and "" not in sys.path:
-        sys.path.insert(0, os.getcwd())  # like `python -m`: a module in the current folder is found
-    try:
-        importlib.import_module(name)
-    except ModuleNotFoundError as exc:
-        if exc.name is not None and name.startswith(exc.name):
-            raise CaseLoadError(f"--cases: no module named {name!r} (from the current folder or sys.path)") from exc
-        raise CaseLoadError(f"--cases {name}: importing it failed: {type(exc).__name__}: {exc}") from exc
-    except Exception as exc:
-        raise CaseLoadError(f"--cases {name}: importing it failed: {type(exc).__name__}: {exc}") from exc
-    return [n for n in [*CASES, *OPTIMIZER_CASES] if n not in before]
-
-
 # --- commands -----------------------------------------------------------------------------------
 
 class _Output:
@@ -250,7 +206,13 @@ class _Output:
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
-    from gradcheck_lab.cases.registry import CASES, OPTIMIZER_CASES
+    from gradcheck_lab.cases.registry import (
+        CASES,
+        OPTIMIZER_CASES,
+        CaseLoadError,
+        load_case_module,
+        load_entry_point_cases,
+    )
     from gradcheck_lab.core.devices import resolve_devices
 
     try:
@@ -322,7 +284,13 @@ def _usage(args: argparse.Namespace, message: str) -> int:
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    from gradcheck_lab.cases.registry import CASES, OPTIMIZER_CASES
+    from gradcheck_lab.cases.registry import (
+        CASES,
+        OPTIMIZER_CASES,
+        CaseLoadError,
+        load_case_module,
+        load_entry_point_cases,
+    )
 
     try:
         load_entry_point_cases()
