@@ -68,6 +68,18 @@ def any_complex(inputs: Any) -> bool:
     return is_complex(inputs)
 
 
+def complex_output(forward: Callable[..., Any], inputs: Any, constants: Sequence[int] | int = ()) -> bool:
+    """Whether ``forward`` returns a complex output on copies of ``inputs`` (False where it fails: the real
+    check then reports the failure)."""
+    try:
+        xs, _, static = split_static(as_input_tuple(inputs), constants)
+        copies = [np.array(x, copy=True) if isinstance(x, np.ndarray) else x for x in xs]
+        out = split_forward(forward(*Static(static, len(xs) + len(static)).merge(copies)))[0]
+    except Exception:
+        return False
+    return is_complex(out) or (isinstance(out, np.ndarray) and np.iscomplexobj(out))
+
+
 def real_precision(dtype: str | torch.dtype) -> torch.dtype:
     """The real dtype a complex check runs in: ``"float64"`` (or ``"complex128"``) checks complex128 inputs,
     ``"float32"`` (or ``"complex64"``) complex64 ones.

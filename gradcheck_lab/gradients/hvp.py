@@ -34,6 +34,7 @@ from gradcheck_lab.core.devices import resolve_device
 from gradcheck_lab.core.diagnosis import FIT, constant_factor, diagnose
 from gradcheck_lab.core.dtypes import resolve_dtype
 from gradcheck_lab.core.report import Report
+from gradcheck_lab.core.threads import check_threads
 from gradcheck_lab.core.torch_state import preserved_torch_state
 from gradcheck_lab.errors import GradientMismatch, InvalidInputError, ReferenceContractError, TorchFunctionError
 from gradcheck_lab.gradients.check import check_gradients
@@ -306,7 +307,7 @@ def check_hvp(
                                seed=seed, constants=(*fixed, *range(n, n + len(vs))), kinks=kinks,
                                finite_differences=finite_differences)
     except GradientMismatch as exc:
-        with preserved_torch_state(torch.device("cpu")):
+        with preserved_torch_state(CPU), check_threads():
             found = _hvp_diagnosis(hvp, torch_fn, xs, vs, fixed, plain_names(torch_fn, n))
         lines = [reworded_hvp(line, labels) for line in str(exc).split("\n")]
         report = exc.report
@@ -395,7 +396,7 @@ def check_hessian(
         return [np.stack(columns, axis=-1).reshape(shape + shape)]  # H symmetric: columns are rows
 
     label = f"the Hessian of {names[var]}"
-    with preserved_torch_state(torch_device):
+    with preserved_torch_state(torch_device), check_threads():
         reference = reference_at(xs)
         truth = truth_at(xs)
         shown = None if torch_dtype == torch.float64 else truth_at(xs, torch_device, torch_dtype)

@@ -29,6 +29,7 @@ from gradcheck_lab.core.dtypes import dtype_name, resolve_dtype, round_to_dtype
 from gradcheck_lab.core.floor import rounding_floor
 from gradcheck_lab.core.oracle import abstention, central_difference, fd_agrees, taylor_order
 from gradcheck_lab.core.report import OracleVotes, Report, Verdict, mismatch_message
+from gradcheck_lab.core.threads import check_threads
 from gradcheck_lab.core.tolerances import (
     WIDE_MOVE,
     conditioning_size,
@@ -414,7 +415,7 @@ def check_jvp(
         return list(torch_jvp(torch_fn, point[:n], point[n:], fixed, torch.device("cpu"), torch.float64))
 
     point = [*xs, *ts]
-    with preserved_torch_state(torch_device):
+    with preserved_torch_state(torch_device), check_threads():
         reference = reference_at(point)
         truth = truth_at(point)
         if truth[0].shape != reference[0].shape:

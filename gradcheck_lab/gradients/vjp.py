@@ -139,7 +139,8 @@ def check_vjp(
     __tracebackhide__ = True
     from gradcheck_lab.gradients import complex as complex_inputs  # complex.py builds on this module
 
-    if complex_inputs.any_complex(inputs) or complex_inputs.is_complex(grad_output):
+    if (complex_inputs.any_complex(inputs) or complex_inputs.is_complex(grad_output)
+            or (grad_output is None and complex_inputs.complex_output(forward, inputs, constants))):
         return complex_inputs.check_complex_vjp(
             forward, backward, torch_op, inputs, grad_output=grad_output, constants=constants, device=device,
             dtype=dtype, rtol=rtol, atol=atol, kinks=kinks, seed=seed, **check_kwargs)
