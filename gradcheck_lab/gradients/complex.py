@@ -28,7 +28,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from gradcheck_lab.core.diagnosis import FIT
 from gradcheck_lab.core.dtypes import resolve_dtype, round_to_dtype
 from gradcheck_lab.core.report import Report
 from gradcheck_lab.errors import (
@@ -39,6 +38,7 @@ from gradcheck_lab.errors import (
 )
 from gradcheck_lab.gradients.check import check_gradients, run_reference, run_torch
 from gradcheck_lab.gradients.inputs import ReferenceFn, TorchFn, as_input_tuple, constant_indices
+from gradcheck_lab.gradients.products import fits
 from gradcheck_lab.gradients.vjp import (
     GRAD_OUTPUT,
     Static,
@@ -177,11 +177,6 @@ def complex_torch(torch_fn: TorchFn, complex_at: frozenset[int]) -> TorchFn:
     return wrapped
 
 
-def _close(a: np.ndarray, b: np.ndarray) -> bool:
-    scale = max(float(np.max(np.abs(a), initial=0.0)), float(np.max(np.abs(b), initial=0.0)))
-    return a.shape == b.shape and scale > 0 and float(np.max(np.abs(a - b), initial=0.0)) <= FIT * scale
-
-
 CONVENTION = "torch's z.grad for a real loss L of z = x + iy is dL/dx + i dL/dy (twice dL/d conj(z))"
 
 
@@ -193,13 +188,13 @@ def complex_pattern(r: np.ndarray, t: np.ndarray, transposed_torch: np.ndarray |
     """
     if not np.any(t.imag) and not np.any(r.imag):
         return None  # real everywhere: no conjugation to get wrong
-    if _close(r, np.conj(t)) and not _close(r, t):
+    if fits(r, np.conj(t)) and not fits(r, t):
         return f"the complex conjugate of torch's gradient (dL/dx - i dL/dy): {CONVENTION}; conjugate it"
-    if _close(r, np.conj(t) / 2):
+    if fits(r, np.conj(t) / 2):
         return f"half the conjugate of torch's: the Wirtinger derivative dL/dz, while {CONVENTION}"
-    if _close(r, t / 2):
+    if fits(r, t / 2):
         return f"half of torch's: the Wirtinger derivative dL/d conj(z), while {CONVENTION}"
-    if transposed_torch is not None and _close(r, transposed_torch) and not _close(r, t):
+    if transposed_torch is not None and fits(r, transposed_torch) and not fits(r, t):
         return ("W^T g (the transpose) where torch computes W^H g (the conjugate transpose): a backward with "
                 "upstream gradient g differentiates Re(sum(conj(g) * out)); conjugate the Jacobian")
     return None

@@ -31,7 +31,7 @@ import torch
 
 from gradcheck_lab.core import arguments
 from gradcheck_lab.core.devices import resolve_device
-from gradcheck_lab.core.diagnosis import FIT, constant_factor, diagnose
+from gradcheck_lab.core.diagnosis import FIT, diagnose
 from gradcheck_lab.core.dtypes import resolve_dtype
 from gradcheck_lab.core.report import Report
 from gradcheck_lab.core.threads import check_threads
@@ -39,12 +39,15 @@ from gradcheck_lab.core.torch_state import preserved_torch_state
 from gradcheck_lab.errors import GradientMismatch, InvalidInputError, ReferenceContractError, TorchFunctionError
 from gradcheck_lab.gradients.check import check_gradients
 from gradcheck_lab.gradients.inputs import as_input_tuple, constant_indices, prepare_inputs
-from gradcheck_lab.gradients.jvp import (
+from gradcheck_lab.gradients.products import (
     conclude,
+    cross_term_pattern,
     default_dtype,
     draw_vectors,
+    gauss_newton_pattern,
     judge_products,
     leaves,
+    regularizer_pattern,
     reworded,
     validate_vectors,
 )
@@ -131,70 +134,6 @@ def hvp_reference(hvp: Callable[..., Any], q: Callable[..., torch.Tensor], n: in
         return value, products
 
     return named(reference, [*names, *(f"vectors{k}" for k in range(len(variables)))])
-
-
-def _fits(a: np.ndarray, b: np.ndarray) -> bool:
-    scale = max(float(np.max(np.abs(a), initial=0.0)), float(np.max(np.abs(b), initial=0.0)))
-    return a.shape == b.shape and scale > 0 and float(np.max(np.abs(a - b), initial=0.0)) <= FIT * scale
-
-
-def regularizer_pattern(r: np.ndarray, t: np.ndarray, v: np.ndarray,
-                        shapes: Sequence[tuple[str, tuple[int, ...]]]) -> str | None:
-    r"""``r = a t + b v`` with ``b != 0``: a term :math:`\lambda v` (an L2 regularizer's) wrong, or the rest scaled.
-
-    ``r``, ``t``, ``v`` are flattened products and vectors (for a full Hessian: the matrices and the identity).
-    """
-    basis = np.stack([t, v], axis=1)
-    if np.linalg.matrix_rank(basis, tol=FIT * float(np.max(np.abs(basis), initial=1.0))) < 2:
-        return None
-    (a, b), *_ = np.linalg.lstsq(basis, r, rcond=None)
-    if not _fits(r, a * t + b * v) or abs(b) <= FIT * max(abs(a), 1.0):
-        return None
-    if abs(a - 1) <= 1e-6:
-        what = "missing" if b < 0 else "added where torch has none, or counted twice"
-        return (f"it differs from torch's by {b:.6g} times the vectors: a regularizer's term lambda*v (the Hessian "
-                f"of lambda/2 ||x||^2) {what}, lambda = {abs(b):.6g}?")
-    lam = b / (1 - a)
-    factor = constant_factor(r - lam * v, t - lam * v, shapes) or f"{a:.6g} times torch's"
-    return (f"apart from a term {lam:.6g}*v that matches (a regularizer's), it is {factor}: the data term is "
-            "scaled, the regularizer is not")
-
-
-def cross_term_pattern(r: Sequence[np.ndarray], t: Sequence[np.ndarray], partials: Sequence[Sequence[np.ndarray]],
-                       names: Sequence[str]) -> str | None:
-    """A block of ``r`` missing torch's cross term from another input's vector (``partials[j][k]``: torch's Hv
-    of block ``k`` with only vector ``j`` nonzero), or holding only its own diagonal block."""
-    for k in range(len(r)):
-        if _fits(r[k], t[k]):
-            continue
-        for j in range(len(r)):
-            p = partials[j][k]
-            if j != k and np.any(p) and _fits(r[k], t[k] - p):
-                return (f"the product for {names[k]} misses the cross term d2f/d{names[k]}d{names[j]} times the "
-                        f"vector of {names[j]}")
-        if np.any(t[k] - partials[k][k]) and _fits(r[k], partials[k][k]):
-            return (f"the product for {names[k]} holds only its diagonal block: the cross terms with the other "
-                    "inputs are missing")
-    return None
-
-
-def gauss_newton_pattern(reference_form: Callable[[np.ndarray], float], hessian: np.ndarray) -> str | None:
-    """The reference's curvature is non-negative along torch's direction of most negative curvature.
-
-    ``hessian`` is torch's (square, flattened); ``reference_form(u)`` the reference's :math:`u^\\top H u`.
-    """
-    sym = (hessian + hessian.T) / 2
-    eigenvalues, vectors = np.linalg.eigh(sym)
-    scale = float(np.max(np.abs(eigenvalues), initial=0.0))
-    if scale == 0 or eigenvalues[0] >= -FIT * 1e3 * scale:
-        return None
-    u = vectors[:, 0]
-    form = reference_form(u)
-    if form < -FIT * 1e3 * scale:
-        return None
-    return (f"positive semi-definite where torch's Hessian is not (along torch's eigenvector of eigenvalue "
-            f"{eigenvalues[0]:.4g} the reference's curvature is {form:.4g}): a Gauss-Newton (or Fisher) matrix handed "
-            "in as the Hessian? It leaves out the second derivatives of the model weighted by the residuals")
 
 
 def _flat(arrays: Sequence[np.ndarray]) -> np.ndarray:

@@ -12,9 +12,7 @@ disagreement the verdict is inconclusive. :func:`judge_products` is that judgeme
 
 from __future__ import annotations
 
-import contextlib
-import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -22,89 +20,29 @@ import numpy as np
 import torch
 
 from gradcheck_lab.core import arguments
-from gradcheck_lab.core.comparison import all_finite, compare
 from gradcheck_lab.core.devices import resolve_device
 from gradcheck_lab.core.diagnosis import FIT, diagnose, diagnose_value
-from gradcheck_lab.core.dtypes import dtype_name, resolve_dtype, round_to_dtype
-from gradcheck_lab.core.floor import rounding_floor
+from gradcheck_lab.core.dtypes import resolve_dtype
 from gradcheck_lab.core.oracle import abstention, central_difference, fd_agrees, taylor_order
-from gradcheck_lab.core.report import OracleVotes, Report, Verdict, mismatch_message
+from gradcheck_lab.core.report import OracleVotes, Report, Verdict
 from gradcheck_lab.core.threads import check_threads
-from gradcheck_lab.core.tolerances import (
-    WIDE_MOVE,
-    conditioning_size,
-    gradient_tolerance,
-    math_tolerance,
-    perturbation_size,
-)
 from gradcheck_lab.core.torch_state import preserved_torch_state
-from gradcheck_lab.core.verdict import Judge
 from gradcheck_lab.errors import (
-    GradientMismatch,
-    InconclusiveWarning,
-    InvalidInputError,
-    NonFiniteError,
     ReferenceContractError,
     TorchFunctionError,
 )
 from gradcheck_lab.gradients.inputs import as_input_tuple, constant_indices, input_names, prepare_inputs
+from gradcheck_lab.gradients.products import (
+    conclude,
+    default_dtype,
+    draw_vectors,
+    fits,
+    judge_products,
+    leaves,
+    validate_vectors,
+)
 
-Evaluation = Callable[[list[np.ndarray]], list[np.ndarray]]
 JVP_LABEL = "the JVP (d out along the tangents)"
-
-
-def draw_vectors(shapes: Sequence[tuple[int, ...]], seed: int, salt: int) -> tuple[np.ndarray, ...]:
-    """Tangents or vectors the harness uses when none are given: standard normal, seeded, float64."""
-    rng = np.random.default_rng([seed, salt])
-    return tuple(rng.standard_normal(s) for s in shapes)
-
-
-def validate_vectors(name: str, given: Any, inputs: Sequence[np.ndarray], variables: Sequence[int],
-                     names: Sequence[str], dtype: torch.dtype) -> list[np.ndarray]:
-    """``tangents=``/``vectors=``: one finite real array per non-constant input, shaped like it; rounded to ``dtype``.
-
-    Raises:
-        InvalidInputError: not a tuple of the right length, a wrong shape (named, with the input's), NaN/Inf.
-    """
-    __tracebackhide__ = True
-    if isinstance(given, np.ndarray) and len(variables) == 1:
-        given = (given,)
-    if not isinstance(given, tuple | list) or len(given) != len(variables):
-        raise InvalidInputError(f"{name} must be a tuple of {len(variables)} array(s), one per non-constant input "
-                                f"({', '.join(names[k] for k in variables)}), got {type(given).__name__}"
-                                + (f" of length {len(given)}" if isinstance(given, tuple | list) else ""))
-    out = []
-    for slot, (k, v) in enumerate(zip(variables, given, strict=True)):
-        arr = v.detach().cpu().numpy() if isinstance(v, torch.Tensor) else np.asarray(v)
-        if arr.dtype.kind not in "fiu":
-            raise InvalidInputError(f"{name}[{slot}] has dtype {arr.dtype}: give a real floating array")
-        if arr.shape != inputs[k].shape:
-            raise InvalidInputError(f"{name}[{slot}] has shape {arr.shape}, but {names[k]} has shape "
-                                    f"{inputs[k].shape}: give one array shaped like each non-constant input")
-        if not all_finite(arr.astype(np.float64)):
-            raise InvalidInputError(f"{name}[{slot}] holds NaN or Inf: give finite arrays")
-        out.append(round_to_dtype(arr.astype(np.float64), dtype))
-    return out
-
-
-def leaves(point: Sequence[np.ndarray], fixed: frozenset[int], device: torch.device,
-           dtype: torch.dtype) -> list[torch.Tensor]:
-    """Fresh tensors for one torch call: integer data kept, everything else in ``dtype``."""
-    return [torch.tensor(x, device=device) if k in fixed and x.dtype.kind in "iub"
-            else torch.tensor(x, dtype=dtype, device=device) for k, x in enumerate(point)]
-
-
-@contextlib.contextmanager
-def default_dtype(dtype: torch.dtype) -> Iterator[None]:
-    """torch's default dtype set to ``dtype`` when that is float64 (a float64 check builds float64 constants)."""
-    previous = torch.get_default_dtype()
-    if dtype == torch.float64:
-        torch.set_default_dtype(torch.float64)
-    try:
-        yield
-    finally:
-        if torch.get_default_dtype() != previous:
-            torch.set_default_dtype(previous)
 
 
 def torch_jvp(torch_fn: Callable[..., torch.Tensor], xs: Sequence[np.ndarray], tangents: Sequence[np.ndarray],
@@ -151,98 +89,6 @@ def _jvp_by_double_backward(fn: Callable[..., torch.Tensor], primals: list[torch
     return out, torch.zeros_like(out) if jv is None else jv
 
 
-def judge_products(labels: Sequence[str], reference: list[np.ndarray], truth: list[np.ndarray],
-                   shown_torch: list[np.ndarray] | None, reference_at: Evaluation, truth_at: Evaluation,
-                   point: list[np.ndarray], variables: Sequence[int], device: torch.device, dtype: torch.dtype,
-                   *, rtol: float | None, atol: float | None) -> tuple[Report, list[bool]]:
-    """Judge the reference's results against torch's, as a first-order check judges gradients.
-
-    ``reference``/``truth`` list float64 results (the reference; torch in float64 on the same rounded point),
-    ``shown_torch`` torch's results in ``dtype`` (None in float64); ``reference_at``/``truth_at`` recompute either
-    side at a moved point (for the measured floor: only the ``variables`` of ``point`` move). Returns the
-    :class:`Report` (no diagnosis yet) and, per label, whether any of its elements is past the bound.
-
-    Raises:
-        NonFiniteError: a NaN or Inf on either side.
-    """
-    __tracebackhide__ = True
-    for side, results in (("reference", reference), ("torch", truth)):
-        for label, arr in zip(labels, results, strict=True):
-            if not all_finite(arr):
-                raise NonFiniteError(f"the {side}'s {label} holds NaN or Inf")
-    labels = list(labels)
-    deciding = Judge(labels, reference, truth, math_tolerance(dtype, rtol=rtol, atol=atol), lambda: 0.0)
-    shown = deciding if shown_torch is None else Judge(
-        labels, reference, shown_torch, gradient_tolerance(dtype, rtol=rtol, atol=atol), lambda: 0.0)
-
-    def safe(at: Evaluation) -> Callable[[list[np.ndarray]], list[np.ndarray] | None]:
-        def run(moved: list[np.ndarray]) -> list[np.ndarray] | None:
-            try:
-                results = at(moved)
-            except Exception:
-                return None
-            return results if all_finite(*results) else None
-        return run
-
-    if not deciding.passed:
-        floor = rounding_floor(safe(reference_at), safe(truth_at), deciding.expected, deciding.actual, point,
-                               variables, perturbation_size("float64"), conditioning_size("float64"))
-        deciding.apply_floor(floor)
-        if not deciding.passed and floor is not None:  # wider moves, adopted only if they explain all
-            wide = rounding_floor(safe(reference_at), safe(truth_at), deciding.expected, deciding.actual, point,
-                                  variables, WIDE_MOVE, None, seed=1)
-            if wide is not None:
-                deciding.apply_floor([np.maximum(f, w) for f, w in zip(floor, wide, strict=True)])
-                if any(b.any() for b in deciding.beyond()):
-                    deciding.apply_floor(floor)
-    beyond = [bool(b.any()) for b in deciding.beyond()]
-    unresolved = any(u.any() for u in deciding.unresolved())
-    verdict: Verdict = "mismatch" if any(beyond) else "inconclusive" if unresolved else "passed"
-    notes = []
-    if shown is not deciding and not shown.passed:
-        notes.append(f"torch in {dtype_name(dtype)} differs from the reference beyond the a-priori bound of a "
-                     f"well-conditioned {dtype_name(dtype)} computation while the float64 math agrees: a rounded "
-                     "intermediate or a precision loss on the torch side")
-    worst_name, worst = max(deciding.comparisons.items(), key=lambda item: item[1].ratio)
-    comparisons = shown.comparisons
-    first = labels[0] if labels[0] == "value" else None
-    empty = compare(np.zeros(0), np.zeros(0), shown.tol)
-    report = Report(
-        passed=verdict == "passed", device=str(device), dtype=dtype_name(dtype),
-        max_abs_error=max(c.max_abs_error for c in comparisons.values()),
-        max_rel_error=max(c.max_rel_error for c in comparisons.values()),
-        ratio=worst.ratio, worst_input=worst_name, worst_index=worst.index, expected=worst.expected,
-        actual=worst.actual, tolerance=shown.tol, value=comparisons[first] if first else empty,
-        gradients={n: c for n, c in comparisons.items() if n != first}, verdict=verdict,
-        math=dict(deciding.comparisons), math_tolerance=deciding.tol, bound_terms=dict(worst.terms),
-        notes=tuple(notes))
-    return report, beyond
-
-
-def reworded(text: str, labels: Sequence[str]) -> str:
-    """The shared message builder says "the gradient of <name>"; a product's label is its own subject."""
-    for label in labels:
-        text = text.replace(f"the gradient of {label}", label)
-    return text
-
-
-def conclude(report: Report, labels: Sequence[str], original: tuple[Any, ...]) -> Report:
-    """Raise :class:`GradientMismatch` for a mismatch, warn for an inconclusive verdict, else return ``report``."""
-    __tracebackhide__ = True
-    if report.diagnosis:
-        report = replace(report, diagnosis=reworded(report.diagnosis, labels))
-    if report.verdict == "mismatch":
-        raise GradientMismatch(reworded(mismatch_message(report), labels), report=report, inputs=original)
-    if report.verdict == "inconclusive":
-        warnings.warn(reworded(mismatch_message(report), labels), InconclusiveWarning, stacklevel=3)
-    return report
-
-
-def _fits(a: np.ndarray, b: np.ndarray) -> bool:
-    scale = max(float(np.max(np.abs(a), initial=0.0)), float(np.max(np.abs(b), initial=0.0)))
-    return a.shape == b.shape and scale > 0 and float(np.max(np.abs(a - b), initial=0.0)) <= FIT * scale
-
-
 def jvp_pattern(r: np.ndarray, t: np.ndarray, partials: Sequence[np.ndarray], transposed: np.ndarray | None,
                 names: Sequence[str]) -> str | None:
     """How a wrong JVP ``r`` relates to torch's ``t``: a transposed Jacobian, a missing term, or one term alone.
@@ -250,14 +96,14 @@ def jvp_pattern(r: np.ndarray, t: np.ndarray, partials: Sequence[np.ndarray], tr
     ``partials`` are torch's :math:`J_k v_k` (one per non-constant input), ``transposed`` torch's :math:`J^\\top v`
     reshaped like the output (where the Jacobian is square), ``names`` the non-constant inputs.
     """
-    if transposed is not None and _fits(r, transposed) and not _fits(t, transposed):
+    if transposed is not None and fits(r, transposed) and not fits(t, transposed):
         return ("the transposed Jacobian: it computes J^T v (a vector-Jacobian product with the tangents as the "
                 "upstream gradient) where J v is wanted")
     if len(partials) > 1:
         for k, p in enumerate(partials):
-            if np.any(p) and _fits(r, t - p):
+            if np.any(p) and fits(r, t - p):
                 return f"a missing term: it equals torch's JVP without the term of {names[k]}"
-            if np.any(t - p) and _fits(r, p):
+            if np.any(t - p) and fits(r, p):
                 return f"only the term of {names[k]}: the other inputs' terms are missing"
     return None
 
