@@ -351,3 +351,38 @@ def test_linear_function_has_zero_hessian():
     assert check_hvp(lambda v, x: (np.zeros(3),), lambda x: (x * torch.tensor(c)).sum(), (c,)).passed
     with pytest.raises(gl.GradientMismatch, match=r"all zeros|disagrees"):
         check_hvp(lambda v, x: (np.zeros(3),), lambda x: (x**3).sum(), (c,))
+
+
+# --- every scale, cancellation ----------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("scale", [1e-8, 1.0, 1e4])
+def test_scales(dtype, scale):
+    x = scale * rng.standard_normal((3, 2))
+    c = rng.standard_normal((3, 2))
+
+    def cubic_hvp(vectors, x, c):  # f = sum(c x^3): H = diag(6 c x)
+        return (6 * c * x * vectors[0],)
+
+    def cubic_jvp(tangents, x, c):
+        return 3 * c * x**2 * tangents[0]
+
+    assert check_hvp(cubic_hvp, lambda x, c: (c * x**3).sum(), (x, c), constants=(1,), dtype=dtype).passed
+    assert check_jvp(lambda x, c: c * x**3, cubic_jvp, lambda x, c: c * x**3, (x, c), constants=(1,),
+                     dtype=dtype).passed
+    with pytest.raises(gl.GradientMismatch):
+        check_hvp(lambda v, x, c: (cubic_hvp(v, x, c)[0] * (1 + 1e-4),), lambda x, c: (c * x**3).sum(), (x, c),
+                  constants=(1,), dtype=dtype)
+    with pytest.raises(gl.GradientMismatch):
+        check_jvp(lambda x, c: c * x**3, lambda t, x, c: cubic_jvp(t, x, c) * (1 + 1e-4), lambda x, c: c * x**3,
+                  (x, c), constants=(1,), dtype=dtype)
+
+
+def test_cancellation_in_torch_is_not_a_mismatch():
+    x = np.array([1e-9, -3e-9, 2e-8])  # exp(x) - 1 - x cancels in torch's forward mode, not in expm1
+
+    def jvp(tangents, x):
+        return np.expm1(x) * tangents[0]
+
+    with pytest.warns(gl.InconclusiveWarning, match="float64 rounding at these inputs"):
+        report = check_jvp(lambda x: np.expm1(x) - x, jvp, lambda x: torch.exp(x) - 1 - x, (x,))
+    assert report.verdict == "inconclusive" and not report.passed
