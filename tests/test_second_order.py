@@ -386,3 +386,23 @@ def test_cancellation_in_torch_is_not_a_mismatch():
     with pytest.warns(gl.InconclusiveWarning, match="float64 rounding at these inputs"):
         report = check_jvp(lambda x: np.expm1(x) - x, jvp, lambda x: torch.exp(x) - 1 - x, (x,))
     assert report.verdict == "inconclusive" and not report.passed
+
+
+def test_jvp_kinks():
+    x, t = np.array([0.0, 1.0, -2.0, 0.0]), (np.array([1.0, 1.0, 1.0, -1.0]),)
+
+    def relu(x):
+        return np.maximum(x, 0)
+
+    def heaviside_at_zero(tangents, x):  # relu'(0) = 1, where torch takes 0
+        return (x >= 0) * tangents[0]
+
+    assert check_jvp(relu, lambda tangents, x: (x > 0) * tangents[0], torch.relu, (x,), tangents=t).passed
+    with pytest.raises(gl.GradientMismatch, match="kink along the tangents") as info:
+        check_jvp(relu, heaviside_at_zero, torch.relu, (x,), tangents=t)
+    assert "kinks='subgradient' accepts" in info.value.report.diagnosis
+    report = check_jvp(relu, heaviside_at_zero, torch.relu, (x,), tangents=t, kinks="subgradient")
+    assert report.passed and "accepted" in report.notes[-1]
+    with pytest.raises(gl.GradientMismatch, match="outside them"):  # 2 is not between 0 and 1
+        check_jvp(relu, lambda tangents, x: np.where(x == 0, 2.0, x > 0) * tangents[0], torch.relu, (x,),
+                  tangents=t, kinks="subgradient")
