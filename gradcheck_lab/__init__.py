@@ -43,6 +43,9 @@ __all__ = [  # sorted (ruff RUF022); each name's home is its import line in the 
     "VerifyResult",
     "check_case",
     "check_gradients",
+    "check_hessian",
+    "check_hvp",
+    "check_jvp",
     "check_layer",
     "check_optimizer",
     "check_update_rule",
@@ -53,6 +56,8 @@ __all__ = [  # sorted (ruff RUF022); each name's home is its import line in the 
     "resolve_dtype",
     "strategies",
     "verify",
+    "verify_hvp",
+    "verify_jvp",
     "verify_layer",
     "verify_optimizer",
     "verify_update_rule",
@@ -135,11 +140,16 @@ if TYPE_CHECKING:  # the home of each name in __all__ (see the module docstring)
     from gradcheck_lab.errors import TorchFunctionError as TorchFunctionError
     from gradcheck_lab.errors import UnknownDtypeError as UnknownDtypeError
     from gradcheck_lab.gradients.check import check_gradients as check_gradients
+    from gradcheck_lab.gradients.hvp import check_hessian as check_hessian
+    from gradcheck_lab.gradients.hvp import check_hvp as check_hvp
+    from gradcheck_lab.gradients.jvp import check_jvp as check_jvp
     from gradcheck_lab.gradients.layers import check_layer as check_layer
     from gradcheck_lab.gradients.properties import verify_layer as verify_layer
     from gradcheck_lab.gradients.properties import verify_vjp as verify_vjp
     from gradcheck_lab.gradients.search import VerifyResult as VerifyResult
     from gradcheck_lab.gradients.search import verify as verify
+    from gradcheck_lab.gradients.second_search import verify_hvp as verify_hvp
+    from gradcheck_lab.gradients.second_search import verify_jvp as verify_jvp
     from gradcheck_lab.gradients.vjp import check_vjp as check_vjp
     from gradcheck_lab.optim.check import check_optimizer as check_optimizer
     from gradcheck_lab.optim.report import OptimizerReport as OptimizerReport

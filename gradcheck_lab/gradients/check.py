@@ -290,6 +290,13 @@ def check_gradients(
     checked (NaN/Inf fail unless ``allow_nonfinite``).
     """
     __tracebackhide__ = True
+    from gradcheck_lab.gradients import complex as complex_inputs  # complex.py builds on this module
+
+    if complex_inputs.any_complex(inputs):
+        return complex_inputs.check_complex_gradients(
+            reference_fn, torch_fn, inputs, device=device, dtype=dtype, rtol=rtol, atol=atol,
+            finite_differences=finite_differences, directions=directions, seed=seed, allow_nonfinite=allow_nonfinite,
+            tf32=tf32, constants=constants, kinks=kinks)
     if kinks not in ("strict", "subgradient"):
         raise InvalidInputError(f"kinks must be 'strict' or 'subgradient', got {kinks!r}")
     if directions < 1:

@@ -137,6 +137,13 @@ def check_vjp(
     given ones followed by ``grad_output`` (a data input).
     """
     __tracebackhide__ = True
+    from gradcheck_lab.gradients import complex as complex_inputs  # complex.py builds on this module
+
+    if (complex_inputs.any_complex(inputs) or complex_inputs.is_complex(grad_output)
+            or (grad_output is None and complex_inputs.complex_output(forward, inputs, constants))):
+        return complex_inputs.check_complex_vjp(
+            forward, backward, torch_op, inputs, grad_output=grad_output, constants=constants, device=device,
+            dtype=dtype, rtol=rtol, atol=atol, kinks=kinks, seed=seed, **check_kwargs)
     xs, fixed, static = split_static(as_input_tuple(inputs), constants)
     if grad_output is None:
         grad_output = draw_grad_output(output_shape(forward, Static(static, len(xs) + len(static)).merge(xs)), seed)
