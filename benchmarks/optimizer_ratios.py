@@ -17,7 +17,7 @@ import time
 import numpy as np
 import torch
 
-from gradcheck_lab.bench import run as bench
+from gradcheck_lab.bench import workloads as bench
 
 
 def _timed(fn) -> float:

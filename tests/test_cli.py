@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import gradcheck_lab as gl
-from gradcheck_lab.bench import run as bench
+from gradcheck_lab.bench import workloads
 from gradcheck_lab.cli import commands as cli
 
 
@@ -66,7 +66,7 @@ def test_bench_runs_a_tiny_sweep_with_json(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "GFLOP/s" in out and "GB/s" in out and "% ceil" in out
     payload = json.loads(path.read_text())
-    assert {r["workload"] for r in payload["rows"]} == set(bench.WORKLOADS)  # one per optimizer rule too
+    assert {r["workload"] for r in payload["rows"]} == set(workloads.WORKLOADS)  # one per optimizer rule too
     assert {r["backend"] for r in payload["rows"]} == {"numpy", "torch-cpu"}
     assert all(r["median_s"] > 0 and r["ceiling"] > 0 for r in payload["rows"])
 
@@ -310,11 +310,11 @@ def test_bench_plot_marks_every_size_with_spread_on_a_shared_scale(tmp_path, mon
     pytest.importorskip("matplotlib")
     import matplotlib.pyplot as plt
 
-    from gradcheck_lab.bench import run as bench
+    from gradcheck_lab.bench import plot as bench_plot
 
     figures = []
     monkeypatch.setattr(plt, "close", figures.append)  # keep the figure to inspect it
-    bench.plot(_bench_result(), str(tmp_path / "bench.png"))
+    bench_plot.plot(_bench_result(), str(tmp_path / "bench.png"))
     assert (tmp_path / "bench.png").stat().st_size > 0
     fig = figures[0]
     linear, adam = fig.axes[:2]

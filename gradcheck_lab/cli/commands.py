@@ -381,7 +381,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cases", action="append", metavar="MODULE", help="also import MODULE's cases (repeatable)")
     p.set_defaults(func=_cmd_list, parser=p)
 
-    from gradcheck_lab.bench import run as bench
+    from gradcheck_lab.cli import bench
 
     bench.add_parser(sub, HelpFormatter)
     return parser
