@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import gradcheck_lab as gl
+from gradcheck_lab import runner
 from gradcheck_lab.bench import workloads
 from gradcheck_lab.cli import commands as cli
 
@@ -104,7 +105,7 @@ def test_crossover_is_where_the_gpu_stays_faster(points, expected):
 # --- the command line as a user meets it --------------------------------------------------------
 
 def _fake_row(case, device, dtype, max_examples, seed):
-    return cli.Row(case.name, "gradient", device, dtype, max_examples, 1e-16, 1e-16, "rtol=1e-8", True, 0.0)
+    return runner.Row(case.name, "gradient", device, dtype, max_examples, 1e-16, 1e-16, "rtol=1e-8", True, 0.0)
 
 
 def test_rows_print_as_they_finish(monkeypatch, capsys):
@@ -114,7 +115,7 @@ def test_rows_print_as_they_finish(monkeypatch, capsys):
         seen_before.append(capsys.readouterr().out)  # what was printed before this check ran
         return _fake_row(case, device, dtype, max_examples, seed)
 
-    monkeypatch.setattr(cli, "_gradient_row", row)
+    monkeypatch.setattr(runner, "gradient_row", row)
     assert cli.main(["verify", "--device", "cpu", "--case", "sigmoid", "--dtype", "float64,float32"]) == 0
     assert "case" in seen_before[0] and "sigmoid" not in seen_before[0]  # the header, before any work
     assert "sigmoid  cpu     float64" in seen_before[1]  # the first row, before the second check
@@ -129,7 +130,7 @@ def test_ctrl_c_prints_finished_rows_and_partial_json(monkeypatch, tmp_path, cap
             raise KeyboardInterrupt
         return _fake_row(*args)
 
-    monkeypatch.setattr(cli, "_gradient_row", row)
+    monkeypatch.setattr(runner, "gradient_row", row)
     path = tmp_path / "partial.json"
     code = cli.main(["verify", "--device", "cpu", "--case", "sigmoid", "--dtype", "float64,float32", "--json",
                      str(path)])
@@ -158,7 +159,7 @@ def test_bad_arguments_are_usage_errors_before_any_work(monkeypatch, capsys, arg
     def no_work(*args, **kwargs):
         raise AssertionError("work started")
 
-    monkeypatch.setattr(cli, "run_checks", no_work)
+    monkeypatch.setattr(runner, "run_checks", no_work)
     monkeypatch.setattr(bench, "run_bench", no_work)
     with pytest.raises(SystemExit) as exc:
         cli.main(argv)
@@ -351,7 +352,7 @@ def test_a_terminal_gets_a_progress_line_and_a_pipe_does_not(monkeypatch, capsys
         def isatty(self):
             return True
 
-    monkeypatch.setattr(cli, "_gradient_row", _fake_row)
+    monkeypatch.setattr(runner, "gradient_row", _fake_row)
     argv = ["verify", "--device", "cpu", "--case", "sigmoid", "--dtype", "float64,float32"]
     assert cli.main(argv) == 0
     assert "[1/2]" not in capsys.readouterr().err  # captured stderr is no terminal: plain rows only
@@ -363,6 +364,6 @@ def test_a_terminal_gets_a_progress_line_and_a_pipe_does_not(monkeypatch, capsys
 
 
 def test_an_unknown_dtype_is_a_usage_error_before_any_work(monkeypatch, capsys):
-    monkeypatch.setattr(cli, "run_checks", lambda *a, **k: pytest.fail("work started"))
+    monkeypatch.setattr(runner, "run_checks", lambda *a, **k: pytest.fail("work started"))
     assert cli.main(["verify", "--device", "cpu", "--dtype", "float8"]) == 2
     assert "float8" in capsys.readouterr().err
