@@ -1,13 +1,21 @@
 """Plan and run the verify matrix: every selected case on every device and dtype, one row per check.
 
 No argument parsing and no printing here: :mod:`gradcheck_lab.cli` parses the command line, calls
-:func:`plan_checks` and :func:`run_checks`, and prints the rows as they arrive.
+:func:`plan_checks` and :func:`check_results` (or :func:`run_checks`), and prints the rows as they arrive.
+
+The checks are independent, so they run in parallel over the free cores: a pool of forked workers
+(the imports and the registry are paid for once, in the parent), each with its share of the cores for
+torch and one BLAS thread (:func:`gradcheck_lab.core.threads.set_worker_share`: pools sized to the whole
+machine in every worker would fight). Results come back in the plan's order whatever order they finish
+in, so the output is the same as a sequential run's, row for row.
 """
 
 from __future__ import annotations
 
+import multiprocessing
+import signal
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -111,13 +119,88 @@ def plan_checks(devices: Sequence[str], dtypes: Sequence[str] | None, cases: Seq
     return checks
 
 
+def check_rows(check: Check, max_examples: int, seed: int) -> list[Row]:
+    """Run one check: one row for a gradient case, one per implementation for an optimizer case."""
+    if check.kind == "gradient":
+        return [gradient_row(check.case, check.device, check.dtype, max_examples, seed)]
+    return list(optimizer_rows(check.case, check.device, check.dtype, seed))
+
+
+def default_workers(checks: Sequence[Check]) -> int:
+    """Workers for ``checks``: one per core of this process's share, at most one per check.
+
+    1 (run in this process) where forking is unsafe or unavailable: a plan with a GPU check (CUDA cannot
+    be used in a forked child once initialised), or a platform without ``fork``.
+    """
+    from gradcheck_lab.core.threads import cores_for_this_process
+
+    if any(c.device != "cpu" for c in checks) or "fork" not in multiprocessing.get_all_start_methods():
+        return 1
+    return max(1, min(cores_for_this_process(), len(checks)))
+
+
+_planned: list[tuple[Sequence[Check], int, int]] = []
+"""The plan a forked worker runs from (set in the parent before the fork: Cases hold lambdas, which do not pickle)."""
+
+
+def _start_worker(cores: int) -> None:
+    from gradcheck_lab.core.threads import set_worker_share
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it stops the pool
+    set_worker_share(cores)
+
+
+def _run_planned(index: int) -> tuple[int, list[Row]]:
+    checks, max_examples, seed = _planned[-1]
+    return index, check_rows(checks[index], max_examples, seed)
+
+
+def check_results(checks: Sequence[Check], max_examples: int, seed: int,
+                  workers: int | None = None) -> Generator[list[Row], None, None]:
+    """Each check's rows, in the order of ``checks``, as soon as that check and every one before it finished.
+
+    Args:
+        checks: from :func:`plan_checks`.
+        max_examples: hypothesis examples per gradient check.
+        seed: the search's and the optimizer gradients' seed.
+        workers: processes to run in (default :func:`default_workers`); 1 runs every check in this process.
+
+    Interrupting the iteration (Ctrl-C) or closing it stops the workers at once.
+    """
+    if workers is None:
+        workers = default_workers(checks)
+    if workers <= 1 or len(checks) <= 1:
+        for check in checks:
+            yield check_rows(check, max_examples, seed)
+        return
+    from gradcheck_lab.core.threads import cores_for_this_process
+
+    cores = max(1, cores_for_this_process() // workers)
+    _planned.append((checks, max_examples, seed))
+    pool = multiprocessing.get_context("fork").Pool(workers, initializer=_start_worker, initargs=(cores,))
+    try:
+        done: dict[int, list[Row]] = {}
+        following = 0
+        for index, rows in pool.imap_unordered(_run_planned, range(len(checks))):
+            done[index] = rows
+            while following in done:
+                yield done.pop(following)
+                following += 1
+        pool.close()
+    finally:
+        pool.terminate()
+        pool.join()
+        _planned.pop()
+
+
 def run_checks(checks: Sequence[Check], max_examples: int, seed: int,
-               progress: Callable[[Row], None] | None = None) -> list[Row]:
-    """Run ``checks`` in order; each row goes to ``progress`` as it finishes."""
+               progress: Callable[[Row], None] | None = None, *, workers: int | None = 1) -> list[Row]:
+    """Run ``checks``; each row goes to ``progress`` as it arrives, in the order of ``checks``.
+
+    ``workers`` as in :func:`check_results` (default 1: in this process).
+    """
     rows: list[Row] = []
-    for check in checks:
-        new = ([gradient_row(check.case, check.device, check.dtype, max_examples, seed)]
-               if check.kind == "gradient" else optimizer_rows(check.case, check.device, check.dtype, seed))
+    for new in check_results(checks, max_examples, seed, workers):
         for row in new:
             rows.append(row)
             if progress:

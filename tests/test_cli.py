@@ -116,7 +116,8 @@ def test_rows_print_as_they_finish(monkeypatch, capsys):
         return _fake_row(case, device, dtype, max_examples, seed)
 
     monkeypatch.setattr(runner, "gradient_row", row)
-    assert cli.main(["verify", "--device", "cpu", "--case", "sigmoid", "--dtype", "float64,float32"]) == 0
+    argv = ["verify", "--device", "cpu", "--case", "sigmoid", "--dtype", "float64,float32", "--jobs", "1"]
+    assert cli.main(argv) == 0
     assert "case" in seen_before[0] and "sigmoid" not in seen_before[0]  # the header, before any work
     assert "sigmoid  cpu     float64" in seen_before[1]  # the first row, before the second check
 
@@ -133,13 +134,53 @@ def test_ctrl_c_prints_finished_rows_and_partial_json(monkeypatch, tmp_path, cap
     monkeypatch.setattr(runner, "gradient_row", row)
     path = tmp_path / "partial.json"
     code = cli.main(["verify", "--device", "cpu", "--case", "sigmoid", "--dtype", "float64,float32", "--json",
-                     str(path)])
+                     str(path), "--jobs", "1"])
     out = capsys.readouterr().out
     assert code == 130
     assert "sigmoid  cpu     float64" in out and "interrupted: 1 of 2 checks finished" in out
     payload = json.loads(path.read_text())
     assert payload["interrupted"] is True and payload["passed"] is False
     assert [r["dtype"] for r in payload["results"]] == ["float64"]
+
+
+def _without_timings(path):
+    return [{k: v for k, v in r.items() if k != "seconds"} for r in json.loads(path.read_text())["results"]]
+
+
+def test_parallel_workers_give_the_sequential_rows_in_the_same_order(tmp_path, capsys):
+    """Same checks, same examples, same results, same order: only the wall time may differ."""
+    argv = ["verify", "--device", "cpu", "--case", "sigmoid", "--case", "relu", "--case", "sgd", "--max-examples", "4"]
+    assert cli.main([*argv, "--jobs", "1", "--json", str(tmp_path / "one.json")]) == 0
+    sequential = capsys.readouterr().out
+    assert cli.main([*argv, "--jobs", "2", "--json", str(tmp_path / "two.json")]) == 0
+    parallel = capsys.readouterr().out
+    one, two = _without_timings(tmp_path / "one.json"), _without_timings(tmp_path / "two.json")
+    assert len(one) >= 8 and one == two
+    assert [line.split()[:3] for line in sequential.splitlines()[2:]] == \
+        [line.split()[:3] for line in parallel.splitlines()[2:]]
+
+
+def test_ctrl_c_stops_the_workers_and_keeps_the_finished_rows(monkeypatch, tmp_path, capsys):
+    import os
+    import signal
+    import time
+
+    def row(case, device, dtype, max_examples, seed):
+        if dtype == "float32":  # the second check, in its worker: Ctrl-C arrives while it runs
+            time.sleep(2.0)
+            os.kill(os.getppid(), signal.SIGINT)
+            time.sleep(60)
+        return _fake_row(case, device, dtype, max_examples, seed)
+
+    monkeypatch.setattr(runner, "gradient_row", row)
+    path = tmp_path / "partial.json"
+    start = time.perf_counter()
+    code = cli.main(["verify", "--device", "cpu", "--case", "sigmoid", "--dtype", "float64,float32", "--jobs", "2",
+                     "--json", str(path)])
+    assert code == 130 and time.perf_counter() - start < 30  # the sleeping worker was stopped, not waited for
+    assert "interrupted: 1 of 2 checks finished" in capsys.readouterr().out
+    payload = json.loads(path.read_text())
+    assert payload["interrupted"] is True and [r["dtype"] for r in payload["results"]] == ["float64"]
 
 
 def test_a_selection_that_checks_nothing_is_an_error(capsys):
@@ -159,7 +200,7 @@ def test_bad_arguments_are_usage_errors_before_any_work(monkeypatch, capsys, arg
     def no_work(*args, **kwargs):
         raise AssertionError("work started")
 
-    monkeypatch.setattr(runner, "run_checks", no_work)
+    monkeypatch.setattr(runner, "check_results", no_work)
     monkeypatch.setattr(bench, "run_bench", no_work)
     with pytest.raises(SystemExit) as exc:
         cli.main(argv)
@@ -364,6 +405,6 @@ def test_a_terminal_gets_a_progress_line_and_a_pipe_does_not(monkeypatch, capsys
 
 
 def test_an_unknown_dtype_is_a_usage_error_before_any_work(monkeypatch, capsys):
-    monkeypatch.setattr(runner, "run_checks", lambda *a, **k: pytest.fail("work started"))
+    monkeypatch.setattr(runner, "check_results", lambda *a, **k: pytest.fail("work started"))
     assert cli.main(["verify", "--device", "cpu", "--dtype", "float8"]) == 2
     assert "float8" in capsys.readouterr().err

@@ -171,14 +171,18 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     interrupted = False
+    results = runner.check_results(checks, args.max_examples, args.seed, workers=args.jobs)
     try:
         for check in checks:
             output.start(check)
-            runner.run_checks([check], args.max_examples, args.seed, finished)
+            for row in next(results):
+                finished(row)
             output.done += 1
     except KeyboardInterrupt:
         interrupted = True
         output.clear()
+    finally:
+        results.close()  # stops the workers (at once when interrupted)
     elapsed = time.perf_counter() - start
     failures = [r for r in rows if not r.passed]
     for r in failures:
@@ -260,6 +264,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="hypothesis examples per case, device and dtype")
     p.add_argument("--seed", type=int, default=0, help="seed for the input search and optimizer gradients")
     p.add_argument("--no-optimizers", action="store_true", help="skip the optimizer cases")
+    p.add_argument("--jobs", type=positive_int, default=None, metavar="N",
+                   help="checks run in parallel in N processes, each with its share of the cores (default: one "
+                        "per core this process may use; 1 runs them all in this process; GPU runs use 1)")
     p.add_argument("--json", metavar="PATH", type=output_path, help="also write the results as JSON")
     p.set_defaults(func=_cmd_verify, parser=p)
 
