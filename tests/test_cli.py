@@ -72,6 +72,66 @@ def test_bench_runs_a_tiny_sweep_with_json(tmp_path, capsys):
     assert all(r["median_s"] > 0 and r["ceiling"] > 0 for r in payload["rows"])
 
 
+def test_bench_holds_every_backend_on_a_device_to_one_ceiling_and_says_how_it_was_measured(tmp_path, capsys):
+    path = tmp_path / "bench.json"
+    code = cli.main(["bench", "--sizes", "8,16", "--device", "cpu", "--repeats", "2", "-q", "--workload", "linear",
+                     "--workload", "mlp", "--workload", "conv", "--workload", "adam", "--json", str(path),
+                     "--note", "machine loaded"])
+    assert code == 0
+    payload = json.loads(path.read_text())
+    assert payload["note"] == "machine loaded"
+    ceilings = {(c["kind"], c["device"], c["size"]): c for c in payload["ceilings"]}
+    assert {k[0] for k in ceilings} == {"gemm", "conv-gemm", "copy"} and {k[1] for k in ceilings} == {"cpu"}
+    for c in ceilings.values():
+        assert set(c["candidates"]) == {"numpy", "torch-cpu"}  # the roofline: the better of both libraries
+        assert c["rate"] == max(c["candidates"].values()) and c["best"] in c["candidates"]
+        assert "fastest" in c["method"] and c["dtype"] == "float32"
+    for row in payload["rows"]:
+        ceiling = ceilings[(row["ceiling_kind"], "cpu", row["size"])]
+        assert row["ceiling"] == ceiling["rate"]  # numpy and torch rows alike
+        assert row["percent_of_ceiling"] == pytest.approx(100 * row["rate"] / ceiling["rate"])
+    kinds = {r["workload"]: r["ceiling_kind"] for r in payload["rows"]}
+    assert kinds == {"linear": "gemm", "mlp": "gemm", "conv": "conv-gemm", "adam": "copy"}
+
+
+def _gpu_result():
+    from gradcheck_lab.bench.run import BenchResult, BenchRow
+
+    rows = [BenchRow("linear", backend, "float32", n, t, 0.01, 1.0, "GFLOP/s", 2.0, 50.0)
+            for backend, n, t in [("torch-cpu", 64, 1e-4), ("torch-cpu", 256, 4e-3),
+                                  ("torch-cuda:0", 64, 2e-4), ("torch-cuda:0", 256, 1e-4)]]
+    result = BenchResult(rows=rows, machine={"cpu": "Test CPU", "gpus": ["NVIDIA Test GPU 80GB"], "cores": 2})
+    return result
+
+
+def test_a_run_with_gpu_rows_writes_the_crossovers_and_a_gpu_json(monkeypatch, tmp_path, capsys):
+    from gradcheck_lab.bench import run as bench_run
+
+    def fake_run(*args, **kwargs):
+        result = _gpu_result()
+        bench_run.fill_speedups(result)
+        return result
+
+    monkeypatch.setattr(bench_run, "run_bench", fake_run)
+    path = tmp_path / "cpu.json"
+    assert cli.main(["bench", "--device", "cpu", "-q", "--json", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "crossover linear: GPU faster from n=256 on" in out and "40.0x" in out and "0.5x" in out
+    gpu = json.loads((tmp_path / "gpu-nvidia-test-gpu-80gb-float32.json").read_text())
+    assert {r["backend"] for r in gpu["rows"]} == {"torch-cpu", "torch-cuda:0"}
+    assert gpu["crossovers"] == {"linear": 256}
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device: the GPU rows need one")
+def test_bench_device_all_on_a_gpu_machine_writes_gpu_rows(tmp_path, capsys):
+    path = tmp_path / "bench.json"
+    assert cli.main(["bench", "--sizes", "64,256", "--workload", "linear", "--repeats", "2", "-q",
+                     "--device", "all", "--json", str(path)]) == 0
+    assert "crossover linear" in capsys.readouterr().out
+    assert any(r["backend"].startswith("torch-cuda") for r in json.loads(path.read_text())["rows"])
+    assert list(tmp_path.glob("gpu-*.json"))
+
+
 def test_bench_verification_reports_every_method_as_a_ratio_to_the_baseline(tmp_path, capsys):
     path = tmp_path / "bench.json"
     code = cli.main(["bench", "--workload", "linear", "--sizes", "8", "--device", "cpu", "--repeats", "1", "-q",

@@ -6,9 +6,9 @@ forward+backward, a 3x3 convolution forward+backward and the conv classifier mod
 (:func:`conv_geometry`, :func:`conv_classifier_geometry`), and one step of each optimizer in
 :data:`OPTIMIZERS` on ``n * n`` parameters. Backends: the NumPy reference, torch autograd on the
 CPU, and torch on each CUDA device. Every row gives the median time and its spread, the achieved
-GFLOP/s (GB/s for optimizers), the same run's ceiling for that backend (a plain matmul of the same
-shape; the conv-shaped GEMM for the conv workloads; a plain copy for bandwidth) and the percentage
-of it, and the speedup of the GPU over torch on the CPU.
+GFLOP/s (GB/s for optimizers), the ceiling of its device for that kind of work and size (one roofline
+for every backend on the device: :mod:`gradcheck_lab.bench.ceilings`) and the percentage of it, and the
+speedup of the GPU over torch on the CPU.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from typing import Any
 
 import torch
 
-from gradcheck_lab.bench.ceilings import ceiling_workload
+from gradcheck_lab.bench.ceilings import Ceiling, ceiling_device, ceiling_kind, measure_ceiling
 from gradcheck_lab.bench.timing import measure, sync_for
-from gradcheck_lab.bench.workloads import CONV_WORKLOADS, NUMPY_BACKEND_DTYPES, numpy_workload, torch_workload
+from gradcheck_lab.bench.workloads import NUMPY_BACKEND_DTYPES, numpy_workload, torch_workload
 from gradcheck_lab.core.machine import machine_info
 
 # --- the sweep --------------------------------------------------------------------------------
@@ -41,6 +41,7 @@ class BenchRow:
     speedup_vs_cpu: float | None = None
     q1_s: float | None = None
     q3_s: float | None = None
+    ceiling_kind: str = ""
 
     @property
     def warnings(self) -> list[str]:
@@ -65,6 +66,7 @@ class BenchResult:
     rows: list[BenchRow] = field(default_factory=list)
     crossovers: dict[str, int | None] = field(default_factory=dict)
     machine: dict[str, Any] = field(default_factory=dict)
+    ceilings: list[Ceiling] = field(default_factory=list)
 
 
 
@@ -76,10 +78,11 @@ def backends_for(devices: Sequence[str], dtype: torch.dtype) -> list[str]:
 
 def run_bench(workloads: Sequence[str], sizes: Sequence[int], devices: Sequence[str], dtype: torch.dtype,
               repeats: int = 7, progress: Callable[[str], None] | None = None) -> BenchResult:
-    """Time every workload x backend x size, with each backend's ceiling measured in the same run."""
+    """Time every workload x backend x size, each against its device's ceiling for that kind of work and size
+    (:mod:`gradcheck_lab.bench.ceilings`), measured in the same run."""
     backends = backends_for(devices, dtype)
     result = BenchResult(machine=machine_info())
-    ceilings: dict[tuple[str, str, int], float] = {}
+    ceilings: dict[tuple[str, str, int], Ceiling] = {}
     total, done = len(workloads) * len(backends) * len(sizes), 0
     for name in workloads:
         for backend in backends:
@@ -96,23 +99,23 @@ def run_bench(workloads: Sequence[str], sizes: Sequence[int], devices: Sequence[
                     continue
                 sync = sync_for(backend)
                 timing = measure(work.run, sync, repeats=repeats)
-                kind = "bandwidth" if work.bytes else "conv" if name in CONV_WORKLOADS else "flops"
-                key = (kind, backend, n)
+                key = (ceiling_kind(name), ceiling_device(backend), n)
                 if key not in ceilings:
-                    ceil = ceiling_workload(name, n, dtype, backend)
-                    ceil_time = measure(ceil.run, sync, repeats=repeats)
-                    ceilings[key] = (ceil.bytes or ceil.flops) / ceil_time.median / 1e9
+                    ceilings[key] = measure_ceiling(key[0], n, dtype, key[1], repeats=repeats)
+                ceiling = ceilings[key]
                 rate = (work.bytes or work.flops) / timing.median / 1e9
                 result.rows.append(BenchRow(name, backend, str(dtype).removeprefix("torch."), n, timing.median,
                                             timing.spread, rate, "GB/s" if work.bytes else "GFLOP/s",
-                                            ceilings[key], 100 * rate / ceilings[key],
-                                            q1_s=timing.q1, q3_s=timing.q3))
+                                            ceiling.rate, 100 * rate / ceiling.rate,
+                                            q1_s=timing.q1, q3_s=timing.q3, ceiling_kind=ceiling.kind))
                 del work
-    _fill_speedups(result)
+    result.ceilings = list(ceilings.values())
+    fill_speedups(result)
     return result
 
 
-def _fill_speedups(result: BenchResult) -> None:
+def fill_speedups(result: BenchResult) -> None:
+    """Each GPU row's speedup over torch on the CPU at the same workload and size, and each workload's crossover."""
     cpu = {(r.workload, r.size): r.median_s for r in result.rows if r.backend == "torch-cpu"}
     for r in result.rows:
         if r.backend.startswith("torch-cuda") and (r.workload, r.size) in cpu:

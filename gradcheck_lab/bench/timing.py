@@ -14,12 +14,13 @@ import torch
 
 @dataclass(frozen=True)
 class Timing:
-    """Seconds per call: the median over ``repeats`` samples, and the interquartile spread."""
+    """Seconds per call: the median over ``repeats`` samples, the interquartile spread and the fastest sample."""
 
     median: float
     q1: float
     q3: float
     calls: int
+    fastest: float = 0.0
 
     @property
     def spread(self) -> float:
@@ -48,7 +49,7 @@ def measure(fn: Callable[[], Any], sync: Callable[[], None] | None = None, *, re
     calls = max(1, min(max_calls, math.ceil(min_sample / max(sample(1), first * 1e-3, 1e-9))))
     samples = sorted(sample(calls) for _ in range(repeats))
     q1, median, q3 = (float(np.percentile(samples, p)) for p in (25, 50, 75))
-    return Timing(median, q1, q3, calls)
+    return Timing(median, q1, q3, calls, fastest=samples[0])
 
 
 

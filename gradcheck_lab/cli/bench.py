@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from dataclasses import asdict
 from typing import Any
@@ -39,6 +40,7 @@ def add_parser(sub: Any, formatter_class: Any = argparse.HelpFormatter) -> None:
     p.add_argument("--json", metavar="PATH", type=output_path, help="write rows, crossovers and machine info as JSON")
     p.add_argument("--plot", metavar="PATH", type=plot_path,
                    help="write a log-log plot (needs the 'plot' extra: matplotlib)")
+    p.add_argument("--note", metavar="TEXT", help="a note to keep in the JSON (e.g. that the machine was loaded)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=_cmd_bench)
 
@@ -65,7 +67,10 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     print(bench_run.format_table(result))
     payload: dict[str, Any] = {"machine": result.machine, "dtype": args.dtype,
                                "rows": [{**asdict(r), "warnings": r.warnings} for r in result.rows],
-                               "crossovers": result.crossovers}
+                               "crossovers": result.crossovers,
+                               "ceilings": [c.as_dict() for c in result.ceilings]}
+    if args.note:
+        payload["note"] = args.note
     if args.verification:
         from gradcheck_lab.bench import verification as verification_speed
 
@@ -77,6 +82,10 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(payload, fh, indent=2)
+        gpu_path = gpu_results_path(args.json, result.machine, args.dtype)
+        if any(r.backend.startswith("torch-cuda") for r in result.rows):
+            with open(gpu_path, "w") as fh:
+                json.dump(gpu_payload(payload), fh, indent=2)
     if args.plot:
         from gradcheck_lab.bench.plot import plot
 
@@ -84,3 +93,19 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+
+
+def gpu_results_path(json_path: str, machine: dict[str, Any], dtype: str) -> str:
+    """Where a run with GPU rows also writes them: ``gpu-<first GPU's name>-<dtype>.json`` beside ``json_path``."""
+    name = (machine.get("gpus") or ["unknown-gpu"])[0]
+    slug = "".join(c if c.isalnum() else "-" for c in str(name).lower()).strip("-")
+    while "--" in slug:
+        slug = slug.replace("--", "-")
+    return os.path.join(os.path.dirname(os.path.abspath(json_path)), f"gpu-{slug}-{dtype}.json")
+
+
+def gpu_payload(payload: dict[str, Any]) -> dict[str, Any]:
+    """The GPU part of a run: the GPU rows with the torch-cpu rows they are compared with; the machine, the
+    crossovers and the ceilings as in the whole run's JSON."""
+    rows = [r for r in payload["rows"] if r["backend"].startswith("torch-cuda") or r["backend"] == "torch-cpu"]
+    return {**payload, "rows": rows}
