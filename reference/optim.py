@@ -1,7 +1,7 @@
 r"""SGD, Adam, AdamW, RMSprop, Adagrad, Adadelta, Adamax, NAdam and RAdam in NumPy with ``torch.optim``'s semantics.
 
-Each optimizer is explicit state plus an update rule (``sgd_update_``, ``adam_update_`` here,
-the others in :mod:`.optim_rules`) that can be tested on a single step in isolation.
+Each optimizer is explicit state plus an update kernel (all nine in :mod:`.optim_kernels`; ``sgd_update_`` and
+``adam_update_`` are also importable from here) that can be tested on a single step in isolation.
 ``params`` is a list of floating NumPy arrays, or a list of parameter groups as torch takes
 them (``[{"params": [...], "lr": ...}, ...]``, options over the constructor's defaults);
 ``step(grads)`` takes one gradient per parameter, in the order of the groups, skips a
@@ -21,161 +21,10 @@ from typing import Any
 
 import numpy as np
 
-from . import optim_rules as rules
+from . import optim_kernels as rules
+from .optim_kernels import adam_update_, cache_blocks, sgd_update_
 
 State = dict[str, Any]
-
-
-def sgd_update_(
-    param: np.ndarray,
-    grad: np.ndarray,
-    momentum_buffer: np.ndarray | None,
-    *,
-    lr: float,
-    momentum: float = 0.0,
-    dampening: float = 0.0,
-    weight_decay: float = 0.0,
-    nesterov: bool = False,
-    maximize: bool = False,
-    scratch: np.ndarray | None = None,
-) -> np.ndarray | None:
-    r"""One SGD step on ``param`` in place; returns the (new) momentum buffer.
-
-    With :math:`g_t` the gradient (negated when ``maximize``), :math:`\lambda` the weight
-    decay, :math:`\mu` the momentum and :math:`\tau` the dampening:
-
-    .. math::
-        g_t &\leftarrow g_t + \lambda \theta_{t-1} \\
-        b_t &= g_t \ \text{if}\ t = 1, \quad \text{else}\ \mu b_{t-1} + (1 - \tau) g_t \\
-        g_t &\leftarrow g_t + \mu b_t \ \text{(nesterov)}, \quad \text{else}\ g_t \leftarrow b_t \\
-        \theta_t &= \theta_{t-1} - \eta g_t
-
-    The buffer starts as the first gradient itself: dampening is *not* applied on the
-    first step (applying it there is a common bug). ``grad`` is never modified; ``scratch``,
-    shaped like ``param``, saves allocations.
-    """
-    if scratch is None:
-        scratch = np.empty_like(param)
-    d_p = -grad if maximize else grad
-    if weight_decay != 0:
-        d_p = d_p + weight_decay * param
-    if momentum != 0:
-        if momentum_buffer is None:
-            momentum_buffer = np.array(d_p, dtype=param.dtype, copy=True)
-        else:
-            momentum_buffer *= momentum
-            np.multiply(d_p, 1 - dampening, out=scratch)
-            momentum_buffer += scratch
-        if nesterov:
-            d_p = d_p + momentum * momentum_buffer
-        else:
-            d_p = momentum_buffer
-    np.multiply(d_p, -lr, out=scratch)
-    param += scratch
-    return momentum_buffer
-
-
-def adam_update_(
-    param: np.ndarray,
-    grad: np.ndarray,
-    exp_avg: np.ndarray,
-    exp_avg_sq: np.ndarray,
-    max_exp_avg_sq: np.ndarray | None,
-    *,
-    step: int,
-    lr: float,
-    beta1: float,
-    beta2: float,
-    eps: float,
-    weight_decay: float = 0.0,
-    decoupled_weight_decay: bool = False,
-    maximize: bool = False,
-    scratch: np.ndarray | None = None,
-) -> None:
-    r"""One Adam/AdamW step on ``param`` and its moments, all in place.
-
-    ``step`` is :math:`t`, counted from 1, once per optimizer step (not per parameter):
-
-    .. math::
-        g_t &\leftarrow -g_t \ \text{(maximize)} \\
-        \theta_{t-1} &\leftarrow (1 - \eta\lambda)\,\theta_{t-1} \ \text{(AdamW)}, \quad
-            g_t \leftarrow g_t + \lambda\theta_{t-1} \ \text{(Adam, L2)} \\
-        m_t &= \beta_1 m_{t-1} + (1 - \beta_1) g_t \\
-        v_t &= \beta_2 v_{t-1} + (1 - \beta_2) g_t^2 \\
-        \hat v_t &= \max(\hat v_{t-1}, v_t) \ \text{(amsgrad, on the raw } v\text{)}, \quad
-            \text{else}\ \hat v_t = v_t \\
-        \theta_t &= \theta_{t-1} - \frac{\eta}{1 - \beta_1^t} \cdot
-            \frac{m_t}{\sqrt{\hat v_t} / \sqrt{1 - \beta_2^t} + \epsilon}
-
-    :math:`\epsilon` is added *after* the bias-corrected square root. Two variants that
-    other code uses differ only where :math:`\sqrt{\hat v}` is near :math:`\epsilon`, that
-    is for gradients of about 1e-6 and below: "epsilon hat" (TF/Keras,
-    :math:`\eta_t m_t / (\sqrt{v_t} + \hat\epsilon)` with :math:`\epsilon` added before the
-    bias correction) and :math:`\epsilon` inside the square root. With unit-size gradients
-    they agree with torch to about 1e-6 relative; with gradients of 1e-6 to 1e-8 they differ
-    by about 1e-3, which is why checks must include such gradients. ``scratch``, an array
-    shaped like ``param``, saves an allocation.
-    """
-    if maximize:
-        grad = -grad
-    if weight_decay != 0:
-        if decoupled_weight_decay:
-            param *= 1 - lr * weight_decay
-        else:
-            grad = grad + weight_decay * param
-    scratch = np.subtract(grad, exp_avg, dtype=param.dtype, out=scratch)
-    _lerp_(exp_avg, grad, scratch, 1 - beta1)
-    exp_avg_sq *= beta2
-    np.multiply(grad, 1 - beta2, out=scratch, casting="same_kind")
-    scratch *= grad
-    exp_avg_sq += scratch
-    bias_correction1 = 1 - beta1**step
-    bias_correction2_sqrt = (1 - beta2**step) ** 0.5
-    second_moment = exp_avg_sq
-    if max_exp_avg_sq is not None:
-        np.maximum(max_exp_avg_sq, exp_avg_sq, out=max_exp_avg_sq)
-        second_moment = max_exp_avg_sq
-    denom = np.sqrt(second_moment, out=scratch)
-    denom /= bias_correction2_sqrt
-    denom += eps
-    update = np.divide(exp_avg, denom, out=scratch)
-    update *= -lr / bias_correction1
-    param += update
-
-
-def _lerp_(start: np.ndarray, end: np.ndarray, end_minus_start: np.ndarray, weight: float) -> None:
-    """``start += weight * (end - start)`` in place, in the form torch's ``lerp`` uses.
-
-    ``end_minus_start`` is a scratch array holding ``end - start``; it is overwritten.
-    """
-    if weight < 0.5:
-        end_minus_start *= weight
-        start += end_minus_start
-    else:
-        end_minus_start *= weight - 1
-        np.add(end, end_minus_start, out=start, casting="same_kind")
-
-
-_BLOCK = 1 << 15
-"""Elements per block. Measured for 10^6 float32 parameters on a 2-core Xeon (1.25 MiB L2 a core):
-2^15 and 2^16 took 3.2 ms a step, level with torch's foreach Adam; 2^14 took 3.6 ms, 2^17 5.5 ms,
-and the whole array at once 7.4 ms. 2^15 leaves room for float64."""
-
-
-def _cache_blocks(arrays: list[np.ndarray | None]) -> Iterator[list[Any]]:
-    """Yield matching flat slices of ``arrays`` small enough to stay in cache across the ~13 passes of an update.
-
-    Elementwise updates give the same result blockwise. Arrays that are not C-contiguous (so
-    that a flat view would be a copy, and in-place updates would be lost) are yielded whole.
-    """
-    present = [a for a in arrays if a is not None]
-    size = present[0].size
-    if size <= _BLOCK or not all(a.flags.c_contiguous for a in present):
-        yield arrays
-        return
-    flat = [None if a is None else a.reshape(-1) for a in arrays]
-    for start in range(0, size, _BLOCK):
-        yield [None if a is None else a[start:start + _BLOCK] for a in flat]
 
 
 def _scalar_dtype(param: np.ndarray) -> type:
@@ -257,7 +106,7 @@ class Optimizer:
 
         The scratch arrays are views of buffers kept between steps (no allocation per step).
         """
-        for chunk in _cache_blocks(arrays):
+        for chunk in cache_blocks(arrays):
             ref = chunk[0]
             assert ref is not None
             buffers = self._buffers.get(ref.dtype, [])
@@ -400,7 +249,7 @@ class AdamW(Adam):
 
 
 class RMSprop(Optimizer):
-    """RMSprop with torch.optim.RMSprop's semantics (see :func:`.optim_rules.rmsprop_update_`)."""
+    """RMSprop with torch.optim.RMSprop's semantics (see :func:`.optim_kernels.rmsprop_update_`)."""
 
     def __init__(self, params: ParamsT, lr: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8,
                  weight_decay: float = 0.0, momentum: float = 0.0, centered: bool = False,
@@ -461,7 +310,7 @@ class Adagrad(Optimizer):
 
 
 class Adadelta(Optimizer):
-    """Adadelta with torch.optim.Adadelta's semantics (see :func:`.optim_rules.adadelta_update_`)."""
+    """Adadelta with torch.optim.Adadelta's semantics (see :func:`.optim_kernels.adadelta_update_`)."""
 
     def __init__(self, params: ParamsT, lr: float = 1.0, rho: float = 0.9, eps: float = 1e-6,
                  weight_decay: float = 0.0, maximize: bool = False) -> None:
@@ -484,7 +333,7 @@ class Adadelta(Optimizer):
 
 
 class Adamax(Optimizer):
-    """Adamax with torch.optim.Adamax's semantics (see :func:`.optim_rules.adamax_update_`)."""
+    """Adamax with torch.optim.Adamax's semantics (see :func:`.optim_kernels.adamax_update_`)."""
 
     def __init__(self, params: ParamsT, lr: float = 2e-3, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 0.0, maximize: bool = False) -> None:
@@ -542,7 +391,7 @@ class NAdam(Optimizer):
 
 
 class RAdam(Optimizer):
-    """RAdam with torch.optim.RAdam's semantics (see :func:`.optim_rules.radam_update_`)."""
+    """RAdam with torch.optim.RAdam's semantics (see :func:`.optim_kernels.radam_update_`)."""
 
     def __init__(self, params: ParamsT, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 0.0, decoupled_weight_decay: bool = False, *,
