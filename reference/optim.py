@@ -22,7 +22,8 @@ from typing import Any
 import numpy as np
 
 from . import optim_kernels as rules
-from .optim_kernels import adam_update_, cache_blocks, sgd_update_
+from .optim_blocks import BlockedUpdate
+from .optim_kernels import adam_update_, sgd_update_
 
 State = dict[str, Any]
 
@@ -52,7 +53,7 @@ class Optimizer:
         for group in groups:
             self.add_param_group(group)  # type: ignore[arg-type]
         self.state: dict[int, State] = {}
-        self._buffers: dict[np.dtype, list[np.ndarray]] = {}
+        self._blocked = BlockedUpdate()  # cache-sized blocks over threads, scratch kept between steps
 
     def add_param_group(self, group: dict[str, Any]) -> None:
         """Add a group: its ``params`` and options; missing options take the constructor's defaults."""
@@ -100,21 +101,6 @@ class Optimizer:
                         raise ValueError(f"gradient {i} has shape {g.shape}, parameter has {p.shape}")
                     yield i, p, g, group
                 i += 1
-
-    def _blocks(self, arrays: list[np.ndarray | None], n_work: int) -> Iterator[list[Any]]:
-        """Cache-sized matching blocks of ``arrays``, each followed by ``n_work`` scratch arrays of its shape.
-
-        The scratch arrays are views of buffers kept between steps (no allocation per step).
-        """
-        for chunk in cache_blocks(arrays):
-            ref = chunk[0]
-            assert ref is not None
-            buffers = self._buffers.get(ref.dtype, [])
-            if len(buffers) < n_work or buffers[0].size < ref.size:
-                size = max(ref.size, buffers[0].size if buffers else 0)
-                buffers = [np.empty(size, dtype=ref.dtype) for _ in range(max(n_work, len(buffers)))]
-                self._buffers[ref.dtype] = buffers
-            yield chunk + [b[:ref.size].reshape(ref.shape) for b in buffers[:n_work]]
 
     def state_dict(self) -> dict[str, Any]:
         """Copy of the state, laid out like ``torch.optim.Optimizer.state_dict()``."""
@@ -197,8 +183,8 @@ class SGD(Optimizer):
         if buf is None:
             buf = sgd_update_(param, grad, None, **hyper)
         else:
-            for p, g, b, scratch in self._blocks([param, grad, buf], 1):
-                sgd_update_(p, g, b, **hyper, scratch=scratch)
+            self._blocked.run(lambda p, g, b, scratch: sgd_update_(p, g, b, **hyper, scratch=scratch),
+                              [param, grad, buf], 1)
         if group["momentum"] != 0:
             self.state[i] = {"momentum_buffer": buf}
 
@@ -223,12 +209,11 @@ class Adam(Optimizer):
         state["step"] += 1
         beta1, beta2 = group["betas"]
         arrays = [param, grad, state["exp_avg"], state["exp_avg_sq"], state.get("max_exp_avg_sq")]
-        for chunk in self._blocks(arrays, 1):
-            adam_update_(
-                *chunk[:5], step=int(state["step"]), lr=group["lr"], beta1=beta1, beta2=beta2, eps=group["eps"],
-                weight_decay=group["weight_decay"], decoupled_weight_decay=group["decoupled_weight_decay"],
-                maximize=group["maximize"], scratch=chunk[5],
-            )
+        hyper = dict(step=int(state["step"]), lr=group["lr"], beta1=beta1, beta2=beta2, eps=group["eps"],
+                     weight_decay=group["weight_decay"], decoupled_weight_decay=group["decoupled_weight_decay"],
+                     maximize=group["maximize"])
+        self._blocked.run(
+            lambda p, g, m, v, v_max, scratch: adam_update_(p, g, m, v, v_max, **hyper, scratch=scratch), arrays, 1)
 
 
 class AdamW(Adam):
@@ -273,10 +258,9 @@ class RMSprop(Optimizer):
         state["step"] += 1
         arrays = [param, grad, state["square_avg"], state.get("grad_avg") if group["centered"] else None,
                   state.get("momentum_buffer") if group["momentum"] > 0 else None]
-        for chunk in self._blocks(arrays, 2):
-            rules.rmsprop_update_(*chunk, lr=group["lr"], alpha=group["alpha"], eps=group["eps"],
-                                  weight_decay=group["weight_decay"], momentum=group["momentum"],
-                                  maximize=group["maximize"])
+        self._blocked.run(rules.rmsprop_update_, arrays, 2,
+                          lr=group["lr"], alpha=group["alpha"], eps=group["eps"], weight_decay=group["weight_decay"],
+                          momentum=group["momentum"], maximize=group["maximize"])
 
 
 class Adagrad(Optimizer):
@@ -304,9 +288,8 @@ class Adagrad(Optimizer):
             i, {"step": 0.0, "sum": np.full_like(param, self.defaults["initial_accumulator_value"])})
         state["step"] += 1
         clr = group["lr"] / (1 + (state["step"] - 1) * group["lr_decay"])
-        for chunk in self._blocks([param, grad, state["sum"]], 2):
-            rules.adagrad_update_(*chunk, clr=clr, eps=group["eps"], weight_decay=group["weight_decay"],
-                                  maximize=group["maximize"])
+        self._blocked.run(rules.adagrad_update_, [param, grad, state["sum"]], 2,
+                          clr=clr, eps=group["eps"], weight_decay=group["weight_decay"], maximize=group["maximize"])
 
 
 class Adadelta(Optimizer):
@@ -327,9 +310,9 @@ class Adadelta(Optimizer):
             state = {"step": 0.0, "square_avg": np.zeros_like(param), "acc_delta": np.zeros_like(param)}
             self.state[i] = state
         state["step"] += 1
-        for chunk in self._blocks([param, grad, state["square_avg"], state["acc_delta"]], 3):
-            rules.adadelta_update_(*chunk, lr=group["lr"], rho=group["rho"], eps=group["eps"],
-                                   weight_decay=group["weight_decay"], maximize=group["maximize"])
+        self._blocked.run(rules.adadelta_update_, [param, grad, state["square_avg"], state["acc_delta"]], 3,
+                          lr=group["lr"], rho=group["rho"], eps=group["eps"], weight_decay=group["weight_decay"],
+                          maximize=group["maximize"])
 
 
 class Adamax(Optimizer):
@@ -348,9 +331,9 @@ class Adamax(Optimizer):
         state["step"] += 1
         beta1, beta2 = group["betas"]
         clr = group["lr"] / (1 - beta1 ** state["step"])
-        for chunk in self._blocks([param, grad, state["exp_avg"], state["exp_inf"]], 2):
-            rules.adamax_update_(*chunk, clr=clr, beta1=beta1, beta2=beta2, eps=group["eps"],
-                                 weight_decay=group["weight_decay"], maximize=group["maximize"])
+        self._blocked.run(rules.adamax_update_, [param, grad, state["exp_avg"], state["exp_inf"]], 2,
+                          clr=clr, beta1=beta1, beta2=beta2, eps=group["eps"], weight_decay=group["weight_decay"],
+                          maximize=group["maximize"])
 
 
 class NAdam(Optimizer):
@@ -383,11 +366,10 @@ class NAdam(Optimizer):
         product = float(mu_product)
         grad_coef = -lr * (1.0 - mu) / (1.0 - product)
         avg_coef = (-lr * mu_next) / (1.0 - product * mu_next)
-        for chunk in self._blocks([param, grad, state["exp_avg"], state["exp_avg_sq"]], 2):
-            rules.nadam_update_(*chunk, grad_coef=grad_coef, avg_coef=avg_coef, bias_correction2=1 - beta2**step,
-                                lr=lr, beta1=beta1, beta2=beta2, eps=group["eps"],
-                                weight_decay=group["weight_decay"],
-                                decoupled_weight_decay=group["decoupled_weight_decay"], maximize=group["maximize"])
+        self._blocked.run(rules.nadam_update_, [param, grad, state["exp_avg"], state["exp_avg_sq"]], 2,
+                          grad_coef=grad_coef, avg_coef=avg_coef, bias_correction2=1 - beta2**step, lr=lr,
+                          beta1=beta1, beta2=beta2, eps=group["eps"], weight_decay=group["weight_decay"],
+                          decoupled_weight_decay=group["decoupled_weight_decay"], maximize=group["maximize"])
 
 
 class RAdam(Optimizer):
@@ -406,7 +388,7 @@ class RAdam(Optimizer):
             self.state[i] = state
         state["step"] += 1
         beta1, beta2 = group["betas"]
-        for chunk in self._blocks([param, grad, state["exp_avg"], state["exp_avg_sq"]], 2):
-            rules.radam_update_(*chunk, step=state["step"], lr=group["lr"], beta1=beta1, beta2=beta2,
-                                eps=group["eps"], weight_decay=group["weight_decay"],
-                                decoupled_weight_decay=group["decoupled_weight_decay"], maximize=group["maximize"])
+        self._blocked.run(rules.radam_update_, [param, grad, state["exp_avg"], state["exp_avg_sq"]], 2,
+                          step=state["step"], lr=group["lr"], beta1=beta1, beta2=beta2, eps=group["eps"],
+                          weight_decay=group["weight_decay"], decoupled_weight_decay=group["decoupled_weight_decay"],
+                          maximize=group["maximize"])
