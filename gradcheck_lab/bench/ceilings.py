@@ -17,7 +17,7 @@ typical call: noise only ever slows a sample down), and a :class:`Ceiling` recor
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -94,11 +94,13 @@ class Ceiling:
     best: str
     candidates: dict[str, float] = field(default_factory=dict)
     method: str = ""
+    measurements: int = 1
 
     def as_dict(self) -> dict[str, Any]:
         """The ceiling as JSON: kind, device, dtype, size, rate, unit, which candidate won, every candidate."""
         return {"kind": self.kind, "device": self.device, "dtype": self.dtype, "size": self.size, "rate": self.rate,
-                "unit": self.unit, "best": self.best, "candidates": dict(self.candidates), "method": self.method}
+                "unit": self.unit, "best": self.best, "candidates": dict(self.candidates), "method": self.method,
+                "measurements": self.measurements}
 
 
 def _describe(kind: str, n: int) -> str:
@@ -123,3 +125,16 @@ def measure_ceiling(kind: str, n: int, dtype: torch.dtype, device: str, *, repea
     method = (f"{_describe(kind, n)}; the fastest of {repeats} timed samples of each of "
               f"{', '.join(rates)}; the best of them, for every backend on {device}")
     return Ceiling(kind, device, str(dtype).removeprefix("torch."), n, rates[best], unit, best, rates, method)
+
+
+def best_of(first: Ceiling, second: Ceiling) -> Ceiling:
+    """Two measurements of one ceiling merged: each candidate's best rate, the best of them, the count."""
+    candidates = {k: max(first.candidates.get(k, 0.0), second.candidates.get(k, 0.0))
+                  for k in {**first.candidates, **second.candidates}}
+    best = max(candidates, key=candidates.__getitem__)
+    return replace(first, rate=candidates[best], best=best, candidates=candidates,
+                   measurements=first.measurements + second.measurements,
+                   method=first.method.removesuffix(AGAIN) + AGAIN)
+
+
+AGAIN = "; measured again when a row ran faster, the best kept"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from gradcheck_lab.bench.run import BenchResult
-from gradcheck_lab.bench.workloads import WORKLOADS
+from gradcheck_lab.bench.workloads import OPTIMIZERS, WORKLOADS
 
 
 def plot_title(result: BenchResult) -> str:
@@ -43,7 +43,7 @@ def plot(result: BenchResult, path: str) -> None:
         ax.set_yscale("log")
         ax.set_xticks(sizes, [str(n) for n in sizes])
         ax.minorticks_off()
-        ax.set_title(name + (" (n*n params)" if name == "adam" else " (n x n)"))
+        ax.set_title(name + (" (n*n params)" if name in OPTIMIZERS else " (n x n)"))
         ax.set_xlabel("n (every measured size)")
         ax.legend(fontsize=8)
     axes[0][0].set_ylabel("median time per call (ms), shared scale")

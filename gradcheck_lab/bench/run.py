@@ -19,10 +19,11 @@ from typing import Any
 
 import torch
 
-from gradcheck_lab.bench.ceilings import Ceiling, ceiling_device, ceiling_kind, measure_ceiling
+from gradcheck_lab.bench.ceilings import Ceiling, best_of, ceiling_device, ceiling_kind, measure_ceiling
 from gradcheck_lab.bench.timing import measure, sync_for
 from gradcheck_lab.bench.workloads import NUMPY_BACKEND_DTYPES, numpy_workload, torch_workload
 from gradcheck_lab.core.machine import machine_info
+from gradcheck_lab.reference import optim_blocks
 
 # --- the sweep --------------------------------------------------------------------------------
 
@@ -59,6 +60,8 @@ class BenchRow:
 # percentage of the ceiling measured in the same run, is flagged in the table and JSON.
 SPREAD_WARNING = 0.25
 CEILING_WARNING = 100.0
+REMEASURE = 2
+"""Times a ceiling is measured again when a row of its kind runs faster than it (then the best is kept)."""
 
 
 @dataclass
@@ -82,6 +85,19 @@ def run_bench(workloads: Sequence[str], sizes: Sequence[int], devices: Sequence[
     (:mod:`gradcheck_lab.bench.ceilings`), measured in the same run."""
     backends = backends_for(devices, dtype)
     result = BenchResult(machine=machine_info())
+    # The NumPy optimizer steps split large updates over as many threads as torch's pool has: a fair race.
+    reference_threads = optim_blocks.set_num_threads(torch.get_num_threads())
+    result.machine["reference_optimizer_threads"] = torch.get_num_threads()
+    try:
+        _sweep(result, workloads, sizes, backends, dtype, repeats, progress)
+    finally:
+        optim_blocks.set_num_threads(reference_threads)
+    fill_speedups(result)
+    return result
+
+
+def _sweep(result: BenchResult, workloads: Sequence[str], sizes: Sequence[int], backends: Sequence[str],
+           dtype: torch.dtype, repeats: int, progress: Callable[[str], None] | None) -> None:
     ceilings: dict[tuple[str, str, int], Ceiling] = {}
     total, done = len(workloads) * len(backends) * len(sizes), 0
     for name in workloads:
@@ -100,18 +116,21 @@ def run_bench(workloads: Sequence[str], sizes: Sequence[int], devices: Sequence[
                 sync = sync_for(backend)
                 timing = measure(work.run, sync, repeats=repeats)
                 key = (ceiling_kind(name), ceiling_device(backend), n)
+                rate = (work.bytes or work.flops) / timing.median / 1e9
                 if key not in ceilings:
                     ceilings[key] = measure_ceiling(key[0], n, dtype, key[1], repeats=repeats)
-                ceiling = ceilings[key]
-                rate = (work.bytes or work.flops) / timing.median / 1e9
+                for _ in range(REMEASURE):  # a ceiling below a measured rate was itself slowed: measure it again
+                    if rate <= ceilings[key].rate:
+                        break
+                    ceilings[key] = best_of(ceilings[key], measure_ceiling(key[0], n, dtype, key[1], repeats=repeats))
                 result.rows.append(BenchRow(name, backend, str(dtype).removeprefix("torch."), n, timing.median,
                                             timing.spread, rate, "GB/s" if work.bytes else "GFLOP/s",
-                                            ceiling.rate, 100 * rate / ceiling.rate,
-                                            q1_s=timing.q1, q3_s=timing.q3, ceiling_kind=ceiling.kind))
+                                            0.0, 0.0, q1_s=timing.q1, q3_s=timing.q3, ceiling_kind=key[0]))
                 del work
+    for row in result.rows:  # every row against its ceiling as it stands at the end of the run
+        ceiling = ceilings[(row.ceiling_kind, ceiling_device(row.backend), row.size)]
+        row.ceiling, row.percent_of_ceiling = ceiling.rate, 100 * row.rate / ceiling.rate
     result.ceilings = list(ceilings.values())
-    fill_speedups(result)
-    return result
 
 
 def fill_speedups(result: BenchResult) -> None:
