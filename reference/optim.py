@@ -86,7 +86,9 @@ class Optimizer:
             if not 0.0 <= beta < 1.0:
                 raise ValueError(f"Invalid beta parameter at index {i}: {beta}")
 
-    def _indexed(self, grads: Sequence[np.ndarray | None]) -> Iterator[tuple[int, np.ndarray, np.ndarray, dict]]:
+    def _indexed(
+        self, grads: Sequence[np.ndarray | None],
+    ) -> Iterator[tuple[int, np.ndarray, np.ndarray, dict[str, Any]]]:
         """``(position, param, grad, group)`` for every parameter with a gradient, group by group."""
         grads = list(grads)
         if len(grads) != len(self.params):

@@ -241,7 +241,7 @@ def adamax_update_(
 
 def nadam_momentum(beta1: float, step: float, momentum_decay: float) -> float:
     r"""NAdam's momentum schedule :math:`\mu_t = \beta_1 (1 - \tfrac12 \cdot 0.96^{t\psi})`."""
-    return beta1 * (1.0 - 0.5 * (0.96 ** (step * momentum_decay)))
+    return float(beta1 * (1.0 - 0.5 * (0.96 ** (step * momentum_decay))))
 
 
 def nadam_update_(
