@@ -143,6 +143,12 @@ _planned: list[tuple[Sequence[Check], int, int]] = []
 """The plan a forked worker runs from (set in the parent before the fork: Cases hold lambdas, which do not pickle)."""
 
 
+def _import_check_modules() -> None:
+    import gradcheck_lab.cases.registry
+    import gradcheck_lab.gradients.search
+    import gradcheck_lab.optim.check  # noqa: F401
+
+
 def _start_worker(cores: int) -> None:
     from gradcheck_lab.core.threads import set_worker_share
 
@@ -176,6 +182,7 @@ def check_results(checks: Sequence[Check], max_examples: int, seed: int,
     from gradcheck_lab.core.threads import cores_for_this_process
 
     cores = max(1, cores_for_this_process() // workers)
+    _import_check_modules()  # once, here: every forked worker inherits them
     _planned.append((checks, max_examples, seed))
     pool = multiprocessing.get_context("fork").Pool(workers, initializer=_start_worker, initargs=(cores,))
     try:
