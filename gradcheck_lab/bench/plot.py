@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 from gradcheck_lab.bench.run import BenchResult
 from gradcheck_lab.bench.workloads import OPTIMIZERS, WORKLOADS
+
+PANELS_PER_ROW = 5
 
 
 def plot_title(result: BenchResult) -> str:
@@ -12,8 +16,9 @@ def plot_title(result: BenchResult) -> str:
     dtypes = ", ".join(dict.fromkeys(r.dtype for r in result.rows))
     gpus = ", ".join(m.get("gpus") or []) or "no GPU"
     threads = f"{m.get('torch_threads')} torch threads" if m.get("torch_threads") else ""
+    load = m.get("load_average")
     return f"{dtypes} - {m.get('cpu', 'unknown CPU')} ({m.get('cores', '?')} cores), {gpus}" + (
-        f", {threads}" if threads else "")
+        f", {threads}" if threads else "") + (f", load average {load[0]:.1f}" if load else "")
 
 
 def plot(result: BenchResult, path: str) -> None:
@@ -27,8 +32,12 @@ def plot(result: BenchResult, path: str) -> None:
 
     names = [w for w in WORKLOADS if any(r.workload == w for r in result.rows)]
     names += sorted({r.workload for r in result.rows} - set(names))
-    fig, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 4.4), squeeze=False, sharey=True)
-    for ax, name in zip(axes[0], names, strict=True):
+    cols = min(PANELS_PER_ROW, len(names))
+    n_rows = math.ceil(len(names) / cols)
+    fig, axes = plt.subplots(n_rows, cols, figsize=(4.5 * cols, 4.0 * n_rows + 0.6), squeeze=False, sharey=True)
+    for ax in axes.flat[len(names):]:
+        ax.set_visible(False)
+    for ax, name in zip(axes.flat, names, strict=False):
         sizes = sorted({r.size for r in result.rows if r.workload == name})
         for backend in dict.fromkeys(r.backend for r in result.rows if r.workload == name):
             rows = sorted((r for r in result.rows if r.workload == name and r.backend == backend),
@@ -46,7 +55,8 @@ def plot(result: BenchResult, path: str) -> None:
         ax.set_title(name + (" (n*n params)" if name in OPTIMIZERS else " (n x n)"))
         ax.set_xlabel("n (every measured size)")
         ax.legend(fontsize=8)
-    axes[0][0].set_ylabel("median time per call (ms), shared scale")
+    for line in axes:
+        line[0].set_ylabel("median time per call (ms), shared scale")
     fig.suptitle(plot_title(result) + "\nerror bars: interquartile range of the timed samples", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
