@@ -384,8 +384,11 @@ def sgd_update_(
             momentum_buffer = np.array(d_p, dtype=param.dtype, copy=True)
         else:
             momentum_buffer *= momentum
-            np.multiply(d_p, 1 - dampening, out=scratch)
-            momentum_buffer += scratch
+            if dampening == 0:  # (1 - 0) * g is g exactly: one pass fewer, the same bits
+                momentum_buffer += d_p
+            else:
+                np.multiply(d_p, 1 - dampening, out=scratch)
+                momentum_buffer += scratch
         if nesterov:
             d_p = d_p + momentum * momentum_buffer
         else:
