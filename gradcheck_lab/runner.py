@@ -151,9 +151,11 @@ def _import_check_modules() -> None:
 
 def _start_worker(cores: int) -> None:
     from gradcheck_lab.core.threads import set_worker_share
+    from gradcheck_lab.reference import optim_blocks
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it stops the pool
     set_worker_share(cores)
+    optim_blocks.set_num_threads(cores)  # the NumPy optimizers' block threads too
 
 
 def _run_planned(index: int) -> tuple[int, list[Row]]:

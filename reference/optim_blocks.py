@@ -55,6 +55,10 @@ def set_num_threads(threads: int | None) -> int | None:
     return previous
 
 
+if hasattr(os, "register_at_fork"):  # a forked child has none of its parent's threads: start new pools there
+    os.register_at_fork(after_in_child=_pools.clear)
+
+
 def _pool(threads: int) -> ThreadPoolExecutor:
     if threads not in _pools:
         _pools[threads] = ThreadPoolExecutor(threads, thread_name_prefix="reference-optim")

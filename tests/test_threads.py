@@ -162,3 +162,33 @@ def test_a_pool_worker_uses_the_share_its_parent_gave_it():
         threads.set_worker_share(None)
         torch.set_num_threads(before)
     assert threads.cores_for_this_process() == machine_share
+
+
+def _large_adam_step(threads_count: int) -> None:
+    from gradcheck_lab.reference import optim, optim_blocks
+
+    optim_blocks.set_num_threads(threads_count)
+    param = np.zeros(4 * optim_blocks.BLOCK, dtype=np.float32)
+    optim.Adam([param], lr=1e-3).step([np.ones_like(param)])
+    raise SystemExit(0 if np.allclose(param, -1e-3) else 3)
+
+
+def test_a_forked_child_starts_its_own_reference_threads():
+    """A child forked after the parent's block threads started (the verify workers) must not wait on them."""
+    import multiprocessing
+
+    from gradcheck_lab.reference import optim, optim_blocks
+
+    previous = optim_blocks.set_num_threads(2)
+    try:
+        param = np.zeros(4 * optim_blocks.BLOCK, dtype=np.float32)
+        optim.Adam([param]).step([np.ones_like(param)])  # the parent's pool of 2 threads now runs
+        child = multiprocessing.get_context("fork").Process(target=_large_adam_step, args=(2,))
+        child.start()
+        child.join(timeout=60)
+        alive = child.is_alive()
+        if alive:
+            child.terminate()
+        assert not alive and child.exitcode == 0
+    finally:
+        optim_blocks.set_num_threads(previous)
