@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gradcheck_lab.bench import run as bench
+from gradcheck_lab.bench import timing, workloads
 from gradcheck_lab.bench import verification as verification_speed
 
 SIZES = (64, 256)
@@ -18,8 +18,8 @@ DEVICES = ["cpu"] + [f"cuda:{i}" for i in range(torch.cuda.device_count() if tor
 BACKENDS = ["numpy"] + [f"torch-{d}" for d in DEVICES]
 
 
-def _timed(work: bench.Workload, backend: str):
-    sync = bench.sync_for(backend)
+def _timed(work: workloads.Workload, backend: str):
+    sync = timing.sync_for(backend)
     if sync is None:
         return work.run
 
@@ -32,13 +32,13 @@ def _timed(work: bench.Workload, backend: str):
 
 @pytest.mark.parametrize("size", SIZES)
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("workload", bench.WORKLOADS)
+@pytest.mark.parametrize("workload", workloads.WORKLOADS)
 def test_workload(benchmark, workload, backend, size):
     benchmark.group = workload
     if backend == "numpy":
-        work = bench.numpy_workload(workload, size, torch.float32)
+        work = workloads.numpy_workload(workload, size, torch.float32)
     else:
-        work = bench.torch_workload(workload, size, torch.float32, torch.device(backend.removeprefix("torch-")))
+        work = workloads.torch_workload(workload, size, torch.float32, torch.device(backend.removeprefix("torch-")))
     benchmark.extra_info.update(flops=work.flops, bytes=work.bytes, size=size, backend=backend)
     benchmark(_timed(work, backend))
 

@@ -1,7 +1,7 @@
 r"""SGD, Adam, AdamW, RMSprop, Adagrad, Adadelta, Adamax, NAdam and RAdam in NumPy with ``torch.optim``'s semantics.
 
-Each optimizer is explicit state plus an update rule (``sgd_update_``, ``adam_update_`` here,
-the others in :mod:`.optim_rules`) that can be tested on a single step in isolation.
+Each optimizer is explicit state plus an update kernel (all nine in :mod:`.optim_kernels`; ``sgd_update_`` and
+``adam_update_`` are also importable from here) that can be tested on a single step in isolation.
 ``params`` is a list of floating NumPy arrays, or a list of parameter groups as torch takes
 them (``[{"params": [...], "lr": ...}, ...]``, options over the constructor's defaults);
 ``step(grads)`` takes one gradient per parameter, in the order of the groups, skips a
@@ -21,161 +21,11 @@ from typing import Any
 
 import numpy as np
 
-from . import optim_rules as rules
+from . import optim_kernels as rules
+from .optim_blocks import BlockedUpdate
+from .optim_kernels import adam_update_, sgd_update_
 
 State = dict[str, Any]
-
-
-def sgd_update_(
-    param: np.ndarray,
-    grad: np.ndarray,
-    momentum_buffer: np.ndarray | None,
-    *,
-    lr: float,
-    momentum: float = 0.0,
-    dampening: float = 0.0,
-    weight_decay: float = 0.0,
-    nesterov: bool = False,
-    maximize: bool = False,
-    scratch: np.ndarray | None = None,
-) -> np.ndarray | None:
-    r"""One SGD step on ``param`` in place; returns the (new) momentum buffer.
-
-    With :math:`g_t` the gradient (negated when ``maximize``), :math:`\lambda` the weight
-    decay, :math:`\mu` the momentum and :math:`\tau` the dampening:
-
-    .. math::
-        g_t &\leftarrow g_t + \lambda \theta_{t-1} \\
-        b_t &= g_t \ \text{if}\ t = 1, \quad \text{else}\ \mu b_{t-1} + (1 - \tau) g_t \\
-        g_t &\leftarrow g_t + \mu b_t \ \text{(nesterov)}, \quad \text{else}\ g_t \leftarrow b_t \\
-        \theta_t &= \theta_{t-1} - \eta g_t
-
-    The buffer starts as the first gradient itself: dampening is *not* applied on the
-    first step (applying it there is a common bug). ``grad`` is never modified; ``scratch``,
-    shaped like ``param``, saves allocations.
-    """
-    if scratch is None:
-        scratch = np.empty_like(param)
-    d_p = -grad if maximize else grad
-    if weight_decay != 0:
-        d_p = d_p + weight_decay * param
-    if momentum != 0:
-        if momentum_buffer is None:
-            momentum_buffer = np.array(d_p, dtype=param.dtype, copy=True)
-        else:
-            momentum_buffer *= momentum
-            np.multiply(d_p, 1 - dampening, out=scratch)
-            momentum_buffer += scratch
-        if nesterov:
-            d_p = d_p + momentum * momentum_buffer
-        else:
-            d_p = momentum_buffer
-    np.multiply(d_p, -lr, out=scratch)
-    param += scratch
-    return momentum_buffer
-
-
-def adam_update_(
-    param: np.ndarray,
-    grad: np.ndarray,
-    exp_avg: np.ndarray,
-    exp_avg_sq: np.ndarray,
-    max_exp_avg_sq: np.ndarray | None,
-    *,
-    step: int,
-    lr: float,
-    beta1: float,
-    beta2: float,
-    eps: float,
-    weight_decay: float = 0.0,
-    decoupled_weight_decay: bool = False,
-    maximize: bool = False,
-    scratch: np.ndarray | None = None,
-) -> None:
-    r"""One Adam/AdamW step on ``param`` and its moments, all in place.
-
-    ``step`` is :math:`t`, counted from 1, once per optimizer step (not per parameter):
-
-    .. math::
-        g_t &\leftarrow -g_t \ \text{(maximize)} \\
-        \theta_{t-1} &\leftarrow (1 - \eta\lambda)\,\theta_{t-1} \ \text{(AdamW)}, \quad
-            g_t \leftarrow g_t + \lambda\theta_{t-1} \ \text{(Adam, L2)} \\
-        m_t &= \beta_1 m_{t-1} + (1 - \beta_1) g_t \\
-        v_t &= \beta_2 v_{t-1} + (1 - \beta_2) g_t^2 \\
-        \hat v_t &= \max(\hat v_{t-1}, v_t) \ \text{(amsgrad, on the raw } v\text{)}, \quad
-            \text{else}\ \hat v_t = v_t \\
-        \theta_t &= \theta_{t-1} - \frac{\eta}{1 - \beta_1^t} \cdot
-            \frac{m_t}{\sqrt{\hat v_t} / \sqrt{1 - \beta_2^t} + \epsilon}
-
-    :math:`\epsilon` is added *after* the bias-corrected square root. Two variants that
-    other code uses differ only where :math:`\sqrt{\hat v}` is near :math:`\epsilon`, that
-    is for gradients of about 1e-6 and below: "epsilon hat" (TF/Keras,
-    :math:`\eta_t m_t / (\sqrt{v_t} + \hat\epsilon)` with :math:`\epsilon` added before the
-    bias correction) and :math:`\epsilon` inside the square root. With unit-size gradients
-    they agree with torch to about 1e-6 relative; with gradients of 1e-6 to 1e-8 they differ
-    by about 1e-3, which is why checks must include such gradients. ``scratch``, an array
-    shaped like ``param``, saves an allocation.
-    """
-    if maximize:
-        grad = -grad
-    if weight_decay != 0:
-        if decoupled_weight_decay:
-            param *= 1 - lr * weight_decay
-        else:
-            grad = grad + weight_decay * param
-    scratch = np.subtract(grad, exp_avg, dtype=param.dtype, out=scratch)
-    _lerp_(exp_avg, grad, scratch, 1 - beta1)
-    exp_avg_sq *= beta2
-    np.multiply(grad, 1 - beta2, out=scratch, casting="same_kind")
-    scratch *= grad
-    exp_avg_sq += scratch
-    bias_correction1 = 1 - beta1**step
-    bias_correction2_sqrt = (1 - beta2**step) ** 0.5
-    second_moment = exp_avg_sq
-    if max_exp_avg_sq is not None:
-        np.maximum(max_exp_avg_sq, exp_avg_sq, out=max_exp_avg_sq)
-        second_moment = max_exp_avg_sq
-    denom = np.sqrt(second_moment, out=scratch)
-    denom /= bias_correction2_sqrt
-    denom += eps
-    update = np.divide(exp_avg, denom, out=scratch)
-    update *= -lr / bias_correction1
-    param += update
-
-
-def _lerp_(start: np.ndarray, end: np.ndarray, end_minus_start: np.ndarray, weight: float) -> None:
-    """``start += weight * (end - start)`` in place, in the form torch's ``lerp`` uses.
-
-    ``end_minus_start`` is a scratch array holding ``end - start``; it is overwritten.
-    """
-    if weight < 0.5:
-        end_minus_start *= weight
-        start += end_minus_start
-    else:
-        end_minus_start *= weight - 1
-        np.add(end, end_minus_start, out=start, casting="same_kind")
-
-
-_BLOCK = 1 << 15
-"""Elements per block. Measured for 10^6 float32 parameters on a 2-core Xeon (1.25 MiB L2 a core):
-2^15 and 2^16 took 3.2 ms a step, level with torch's foreach Adam; 2^14 took 3.6 ms, 2^17 5.5 ms,
-and the whole array at once 7.4 ms. 2^15 leaves room for float64."""
-
-
-def _cache_blocks(arrays: list[np.ndarray | None]) -> Iterator[list[Any]]:
-    """Yield matching flat slices of ``arrays`` small enough to stay in cache across the ~13 passes of an update.
-
-    Elementwise updates give the same result blockwise. Arrays that are not C-contiguous (so
-    that a flat view would be a copy, and in-place updates would be lost) are yielded whole.
-    """
-    present = [a for a in arrays if a is not None]
-    size = present[0].size
-    if size <= _BLOCK or not all(a.flags.c_contiguous for a in present):
-        yield arrays
-        return
-    flat = [None if a is None else a.reshape(-1) for a in arrays]
-    for start in range(0, size, _BLOCK):
-        yield [None if a is None else a[start:start + _BLOCK] for a in flat]
 
 
 def _scalar_dtype(param: np.ndarray) -> type:
@@ -203,7 +53,7 @@ class Optimizer:
         for group in groups:
             self.add_param_group(group)  # type: ignore[arg-type]
         self.state: dict[int, State] = {}
-        self._buffers: dict[np.dtype, list[np.ndarray]] = {}
+        self._blocked = BlockedUpdate()  # cache-sized blocks over threads, scratch kept between steps
 
     def add_param_group(self, group: dict[str, Any]) -> None:
         """Add a group: its ``params`` and options; missing options take the constructor's defaults."""
@@ -236,7 +86,9 @@ class Optimizer:
             if not 0.0 <= beta < 1.0:
                 raise ValueError(f"Invalid beta parameter at index {i}: {beta}")
 
-    def _indexed(self, grads: Sequence[np.ndarray | None]) -> Iterator[tuple[int, np.ndarray, np.ndarray, dict]]:
+    def _indexed(
+        self, grads: Sequence[np.ndarray | None],
+    ) -> Iterator[tuple[int, np.ndarray, np.ndarray, dict[str, Any]]]:
         """``(position, param, grad, group)`` for every parameter with a gradient, group by group."""
         grads = list(grads)
         if len(grads) != len(self.params):
@@ -251,21 +103,6 @@ class Optimizer:
                         raise ValueError(f"gradient {i} has shape {g.shape}, parameter has {p.shape}")
                     yield i, p, g, group
                 i += 1
-
-    def _blocks(self, arrays: list[np.ndarray | None], n_work: int) -> Iterator[list[Any]]:
-        """Cache-sized matching blocks of ``arrays``, each followed by ``n_work`` scratch arrays of its shape.
-
-        The scratch arrays are views of buffers kept between steps (no allocation per step).
-        """
-        for chunk in _cache_blocks(arrays):
-            ref = chunk[0]
-            assert ref is not None
-            buffers = self._buffers.get(ref.dtype, [])
-            if len(buffers) < n_work or buffers[0].size < ref.size:
-                size = max(ref.size, buffers[0].size if buffers else 0)
-                buffers = [np.empty(size, dtype=ref.dtype) for _ in range(max(n_work, len(buffers)))]
-                self._buffers[ref.dtype] = buffers
-            yield chunk + [b[:ref.size].reshape(ref.shape) for b in buffers[:n_work]]
 
     def state_dict(self) -> dict[str, Any]:
         """Copy of the state, laid out like ``torch.optim.Optimizer.state_dict()``."""
@@ -348,8 +185,8 @@ class SGD(Optimizer):
         if buf is None:
             buf = sgd_update_(param, grad, None, **hyper)
         else:
-            for p, g, b, scratch in self._blocks([param, grad, buf], 1):
-                sgd_update_(p, g, b, **hyper, scratch=scratch)
+            self._blocked.run(lambda p, g, b, scratch: sgd_update_(p, g, b, **hyper, scratch=scratch),
+                              [param, grad, buf], 1)
         if group["momentum"] != 0:
             self.state[i] = {"momentum_buffer": buf}
 
@@ -374,12 +211,11 @@ class Adam(Optimizer):
         state["step"] += 1
         beta1, beta2 = group["betas"]
         arrays = [param, grad, state["exp_avg"], state["exp_avg_sq"], state.get("max_exp_avg_sq")]
-        for chunk in self._blocks(arrays, 1):
-            adam_update_(
-                *chunk[:5], step=int(state["step"]), lr=group["lr"], beta1=beta1, beta2=beta2, eps=group["eps"],
-                weight_decay=group["weight_decay"], decoupled_weight_decay=group["decoupled_weight_decay"],
-                maximize=group["maximize"], scratch=chunk[5],
-            )
+        hyper = dict(step=int(state["step"]), lr=group["lr"], beta1=beta1, beta2=beta2, eps=group["eps"],
+                     weight_decay=group["weight_decay"], decoupled_weight_decay=group["decoupled_weight_decay"],
+                     maximize=group["maximize"])
+        self._blocked.run(
+            lambda p, g, m, v, v_max, scratch: adam_update_(p, g, m, v, v_max, **hyper, scratch=scratch), arrays, 1)
 
 
 class AdamW(Adam):
@@ -400,7 +236,7 @@ class AdamW(Adam):
 
 
 class RMSprop(Optimizer):
-    """RMSprop with torch.optim.RMSprop's semantics (see :func:`.optim_rules.rmsprop_update_`)."""
+    """RMSprop with torch.optim.RMSprop's semantics (see :func:`.optim_kernels.rmsprop_update_`)."""
 
     def __init__(self, params: ParamsT, lr: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8,
                  weight_decay: float = 0.0, momentum: float = 0.0, centered: bool = False,
@@ -424,10 +260,9 @@ class RMSprop(Optimizer):
         state["step"] += 1
         arrays = [param, grad, state["square_avg"], state.get("grad_avg") if group["centered"] else None,
                   state.get("momentum_buffer") if group["momentum"] > 0 else None]
-        for chunk in self._blocks(arrays, 2):
-            rules.rmsprop_update_(*chunk, lr=group["lr"], alpha=group["alpha"], eps=group["eps"],
-                                  weight_decay=group["weight_decay"], momentum=group["momentum"],
-                                  maximize=group["maximize"])
+        self._blocked.run(rules.rmsprop_update_, arrays, 2,
+                          lr=group["lr"], alpha=group["alpha"], eps=group["eps"], weight_decay=group["weight_decay"],
+                          momentum=group["momentum"], maximize=group["maximize"])
 
 
 class Adagrad(Optimizer):
@@ -455,13 +290,12 @@ class Adagrad(Optimizer):
             i, {"step": 0.0, "sum": np.full_like(param, self.defaults["initial_accumulator_value"])})
         state["step"] += 1
         clr = group["lr"] / (1 + (state["step"] - 1) * group["lr_decay"])
-        for chunk in self._blocks([param, grad, state["sum"]], 2):
-            rules.adagrad_update_(*chunk, clr=clr, eps=group["eps"], weight_decay=group["weight_decay"],
-                                  maximize=group["maximize"])
+        self._blocked.run(rules.adagrad_update_, [param, grad, state["sum"]], 2,
+                          clr=clr, eps=group["eps"], weight_decay=group["weight_decay"], maximize=group["maximize"])
 
 
 class Adadelta(Optimizer):
-    """Adadelta with torch.optim.Adadelta's semantics (see :func:`.optim_rules.adadelta_update_`)."""
+    """Adadelta with torch.optim.Adadelta's semantics (see :func:`.optim_kernels.adadelta_update_`)."""
 
     def __init__(self, params: ParamsT, lr: float = 1.0, rho: float = 0.9, eps: float = 1e-6,
                  weight_decay: float = 0.0, maximize: bool = False) -> None:
@@ -478,13 +312,13 @@ class Adadelta(Optimizer):
             state = {"step": 0.0, "square_avg": np.zeros_like(param), "acc_delta": np.zeros_like(param)}
             self.state[i] = state
         state["step"] += 1
-        for chunk in self._blocks([param, grad, state["square_avg"], state["acc_delta"]], 3):
-            rules.adadelta_update_(*chunk, lr=group["lr"], rho=group["rho"], eps=group["eps"],
-                                   weight_decay=group["weight_decay"], maximize=group["maximize"])
+        self._blocked.run(rules.adadelta_update_, [param, grad, state["square_avg"], state["acc_delta"]], 3,
+                          lr=group["lr"], rho=group["rho"], eps=group["eps"], weight_decay=group["weight_decay"],
+                          maximize=group["maximize"])
 
 
 class Adamax(Optimizer):
-    """Adamax with torch.optim.Adamax's semantics (see :func:`.optim_rules.adamax_update_`)."""
+    """Adamax with torch.optim.Adamax's semantics (see :func:`.optim_kernels.adamax_update_`)."""
 
     def __init__(self, params: ParamsT, lr: float = 2e-3, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 0.0, maximize: bool = False) -> None:
@@ -499,9 +333,9 @@ class Adamax(Optimizer):
         state["step"] += 1
         beta1, beta2 = group["betas"]
         clr = group["lr"] / (1 - beta1 ** state["step"])
-        for chunk in self._blocks([param, grad, state["exp_avg"], state["exp_inf"]], 2):
-            rules.adamax_update_(*chunk, clr=clr, beta1=beta1, beta2=beta2, eps=group["eps"],
-                                 weight_decay=group["weight_decay"], maximize=group["maximize"])
+        self._blocked.run(rules.adamax_update_, [param, grad, state["exp_avg"], state["exp_inf"]], 2,
+                          clr=clr, beta1=beta1, beta2=beta2, eps=group["eps"], weight_decay=group["weight_decay"],
+                          maximize=group["maximize"])
 
 
 class NAdam(Optimizer):
@@ -534,15 +368,14 @@ class NAdam(Optimizer):
         product = float(mu_product)
         grad_coef = -lr * (1.0 - mu) / (1.0 - product)
         avg_coef = (-lr * mu_next) / (1.0 - product * mu_next)
-        for chunk in self._blocks([param, grad, state["exp_avg"], state["exp_avg_sq"]], 2):
-            rules.nadam_update_(*chunk, grad_coef=grad_coef, avg_coef=avg_coef, bias_correction2=1 - beta2**step,
-                                lr=lr, beta1=beta1, beta2=beta2, eps=group["eps"],
-                                weight_decay=group["weight_decay"],
-                                decoupled_weight_decay=group["decoupled_weight_decay"], maximize=group["maximize"])
+        self._blocked.run(rules.nadam_update_, [param, grad, state["exp_avg"], state["exp_avg_sq"]], 2,
+                          grad_coef=grad_coef, avg_coef=avg_coef, bias_correction2=1 - beta2**step, lr=lr,
+                          beta1=beta1, beta2=beta2, eps=group["eps"], weight_decay=group["weight_decay"],
+                          decoupled_weight_decay=group["decoupled_weight_decay"], maximize=group["maximize"])
 
 
 class RAdam(Optimizer):
-    """RAdam with torch.optim.RAdam's semantics (see :func:`.optim_rules.radam_update_`)."""
+    """RAdam with torch.optim.RAdam's semantics (see :func:`.optim_kernels.radam_update_`)."""
 
     def __init__(self, params: ParamsT, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 0.0, decoupled_weight_decay: bool = False, *,
@@ -557,7 +390,7 @@ class RAdam(Optimizer):
             self.state[i] = state
         state["step"] += 1
         beta1, beta2 = group["betas"]
-        for chunk in self._blocks([param, grad, state["exp_avg"], state["exp_avg_sq"]], 2):
-            rules.radam_update_(*chunk, step=state["step"], lr=group["lr"], beta1=beta1, beta2=beta2,
-                                eps=group["eps"], weight_decay=group["weight_decay"],
-                                decoupled_weight_decay=group["decoupled_weight_decay"], maximize=group["maximize"])
+        self._blocked.run(rules.radam_update_, [param, grad, state["exp_avg"], state["exp_avg_sq"]], 2,
+                          step=state["step"], lr=group["lr"], beta1=beta1, beta2=beta2, eps=group["eps"],
+                          weight_decay=group["weight_decay"], decoupled_weight_decay=group["decoupled_weight_decay"],
+                          maximize=group["maximize"])

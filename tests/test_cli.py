@@ -11,7 +11,8 @@ import pytest
 import torch
 
 import gradcheck_lab as gl
-from gradcheck_lab.bench import run as bench
+from gradcheck_lab import runner
+from gradcheck_lab.bench import workloads
 from gradcheck_lab.cli import commands as cli
 
 
@@ -66,9 +67,69 @@ def test_bench_runs_a_tiny_sweep_with_json(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "GFLOP/s" in out and "GB/s" in out and "% ceil" in out
     payload = json.loads(path.read_text())
-    assert {r["workload"] for r in payload["rows"]} == set(bench.WORKLOADS)  # one per optimizer rule too
+    assert {r["workload"] for r in payload["rows"]} == set(workloads.WORKLOADS)  # one per optimizer rule too
     assert {r["backend"] for r in payload["rows"]} == {"numpy", "torch-cpu"}
     assert all(r["median_s"] > 0 and r["ceiling"] > 0 for r in payload["rows"])
+
+
+def test_bench_holds_every_backend_on_a_device_to_one_ceiling_and_says_how_it_was_measured(tmp_path, capsys):
+    path = tmp_path / "bench.json"
+    code = cli.main(["bench", "--sizes", "8,16", "--device", "cpu", "--repeats", "2", "-q", "--workload", "linear",
+                     "--workload", "mlp", "--workload", "conv", "--workload", "adam", "--json", str(path),
+                     "--note", "machine loaded"])
+    assert code == 0
+    payload = json.loads(path.read_text())
+    assert payload["note"] == "machine loaded"
+    ceilings = {(c["kind"], c["device"], c["size"]): c for c in payload["ceilings"]}
+    assert {k[0] for k in ceilings} == {"gemm", "conv-gemm", "copy"} and {k[1] for k in ceilings} == {"cpu"}
+    for c in ceilings.values():
+        assert set(c["candidates"]) == {"numpy", "torch-cpu"}  # the roofline: the better of both libraries
+        assert c["rate"] == max(c["candidates"].values()) and c["best"] in c["candidates"]
+        assert "fastest" in c["method"] and c["dtype"] == "float32"
+    for row in payload["rows"]:
+        ceiling = ceilings[(row["ceiling_kind"], "cpu", row["size"])]
+        assert row["ceiling"] == ceiling["rate"]  # numpy and torch rows alike
+        assert row["percent_of_ceiling"] == pytest.approx(100 * row["rate"] / ceiling["rate"])
+    kinds = {r["workload"]: r["ceiling_kind"] for r in payload["rows"]}
+    assert kinds == {"linear": "gemm", "mlp": "gemm", "conv": "conv-gemm", "adam": "copy"}
+
+
+def _gpu_result():
+    from gradcheck_lab.bench.run import BenchResult, BenchRow
+
+    rows = [BenchRow("linear", backend, "float32", n, t, 0.01, 1.0, "GFLOP/s", 2.0, 50.0)
+            for backend, n, t in [("torch-cpu", 64, 1e-4), ("torch-cpu", 256, 4e-3),
+                                  ("torch-cuda:0", 64, 2e-4), ("torch-cuda:0", 256, 1e-4)]]
+    result = BenchResult(rows=rows, machine={"cpu": "Test CPU", "gpus": ["NVIDIA Test GPU 80GB"], "cores": 2})
+    return result
+
+
+def test_a_run_with_gpu_rows_writes_the_crossovers_and_a_gpu_json(monkeypatch, tmp_path, capsys):
+    from gradcheck_lab.bench import run as bench_run
+
+    def fake_run(*args, **kwargs):
+        result = _gpu_result()
+        bench_run.fill_speedups(result)
+        return result
+
+    monkeypatch.setattr(bench_run, "run_bench", fake_run)
+    path = tmp_path / "cpu.json"
+    assert cli.main(["bench", "--device", "cpu", "-q", "--json", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "crossover linear: GPU faster from n=256 on" in out and "40.0x" in out and "0.5x" in out
+    gpu = json.loads((tmp_path / "gpu-nvidia-test-gpu-80gb-float32.json").read_text())
+    assert {r["backend"] for r in gpu["rows"]} == {"torch-cpu", "torch-cuda:0"}
+    assert gpu["crossovers"] == {"linear": 256}
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device: the GPU rows need one")
+def test_bench_device_all_on_a_gpu_machine_writes_gpu_rows(tmp_path, capsys):
+    path = tmp_path / "bench.json"
+    assert cli.main(["bench", "--sizes", "64,256", "--workload", "linear", "--repeats", "2", "-q",
+                     "--device", "all", "--json", str(path)]) == 0
+    assert "crossover linear" in capsys.readouterr().out
+    assert any(r["backend"].startswith("torch-cuda") for r in json.loads(path.read_text())["rows"])
+    assert list(tmp_path.glob("gpu-*.json"))
 
 
 def test_bench_verification_reports_every_method_as_a_ratio_to_the_baseline(tmp_path, capsys):
@@ -104,7 +165,7 @@ def test_crossover_is_where_the_gpu_stays_faster(points, expected):
 # --- the command line as a user meets it --------------------------------------------------------
 
 def _fake_row(case, device, dtype, max_examples, seed):
-    return cli.Row(case.name, "gradient", device, dtype, max_examples, 1e-16, 1e-16, "rtol=1e-8", True, 0.0)
+    return runner.Row(case.name, "gradient", device, dtype, max_examples, 1e-16, 1e-16, "rtol=1e-8", True, 0.0)
 
 
 def test_rows_print_as_they_finish(monkeypatch, capsys):
@@ -114,8 +175,9 @@ def test_rows_print_as_they_finish(monkeypatch, capsys):
         seen_before.append(capsys.readouterr().out)  # what was printed before this check ran
         return _fake_row(case, device, dtype, max_examples, seed)
 
-    monkeypatch.setattr(cli, "_gradient_row", row)
-    assert cli.main(["verify", "--device", "cpu", "--case", "sigmoid", "--dtype", "float64,float32"]) == 0
+    monkeypatch.setattr(runner, "gradient_row", row)
+    argv = ["verify", "--device", "cpu", "--case", "sigmoid", "--dtype", "float64,float32", "--jobs", "1"]
+    assert cli.main(argv) == 0
     assert "case" in seen_before[0] and "sigmoid" not in seen_before[0]  # the header, before any work
     assert "sigmoid  cpu     float64" in seen_before[1]  # the first row, before the second check
 
@@ -129,16 +191,56 @@ def test_ctrl_c_prints_finished_rows_and_partial_json(monkeypatch, tmp_path, cap
             raise KeyboardInterrupt
         return _fake_row(*args)
 
-    monkeypatch.setattr(cli, "_gradient_row", row)
+    monkeypatch.setattr(runner, "gradient_row", row)
     path = tmp_path / "partial.json"
     code = cli.main(["verify", "--device", "cpu", "--case", "sigmoid", "--dtype", "float64,float32", "--json",
-                     str(path)])
+                     str(path), "--jobs", "1"])
     out = capsys.readouterr().out
     assert code == 130
     assert "sigmoid  cpu     float64" in out and "interrupted: 1 of 2 checks finished" in out
     payload = json.loads(path.read_text())
     assert payload["interrupted"] is True and payload["passed"] is False
     assert [r["dtype"] for r in payload["results"]] == ["float64"]
+
+
+def _without_timings(path):
+    return [{k: v for k, v in r.items() if k != "seconds"} for r in json.loads(path.read_text())["results"]]
+
+
+def test_parallel_workers_give_the_sequential_rows_in_the_same_order(tmp_path, capsys):
+    """Same checks, same examples, same results, same order: only the wall time may differ."""
+    argv = ["verify", "--device", "cpu", "--case", "sigmoid", "--case", "relu", "--case", "sgd", "--max-examples", "4"]
+    assert cli.main([*argv, "--jobs", "1", "--json", str(tmp_path / "one.json")]) == 0
+    sequential = capsys.readouterr().out
+    assert cli.main([*argv, "--jobs", "2", "--json", str(tmp_path / "two.json")]) == 0
+    parallel = capsys.readouterr().out
+    one, two = _without_timings(tmp_path / "one.json"), _without_timings(tmp_path / "two.json")
+    assert len(one) >= 8 and one == two
+    assert [line.split()[:3] for line in sequential.splitlines()[2:]] == \
+        [line.split()[:3] for line in parallel.splitlines()[2:]]
+
+
+def test_ctrl_c_stops_the_workers_and_keeps_the_finished_rows(monkeypatch, tmp_path, capsys):
+    import os
+    import signal
+    import time
+
+    def row(case, device, dtype, max_examples, seed):
+        if dtype == "float32":  # the second check, in its worker: Ctrl-C arrives while it runs
+            time.sleep(2.0)
+            os.kill(os.getppid(), signal.SIGINT)
+            time.sleep(60)
+        return _fake_row(case, device, dtype, max_examples, seed)
+
+    monkeypatch.setattr(runner, "gradient_row", row)
+    path = tmp_path / "partial.json"
+    start = time.perf_counter()
+    code = cli.main(["verify", "--device", "cpu", "--case", "sigmoid", "--dtype", "float64,float32", "--jobs", "2",
+                     "--json", str(path)])
+    assert code == 130 and time.perf_counter() - start < 30  # the sleeping worker was stopped, not waited for
+    assert "interrupted: 1 of 2 checks finished" in capsys.readouterr().out
+    payload = json.loads(path.read_text())
+    assert payload["interrupted"] is True and [r["dtype"] for r in payload["results"]] == ["float64"]
 
 
 def test_a_selection_that_checks_nothing_is_an_error(capsys):
@@ -158,7 +260,7 @@ def test_bad_arguments_are_usage_errors_before_any_work(monkeypatch, capsys, arg
     def no_work(*args, **kwargs):
         raise AssertionError("work started")
 
-    monkeypatch.setattr(cli, "run_checks", no_work)
+    monkeypatch.setattr(runner, "check_results", no_work)
     monkeypatch.setattr(bench, "run_bench", no_work)
     with pytest.raises(SystemExit) as exc:
         cli.main(argv)
@@ -335,11 +437,11 @@ def test_bench_plot_marks_every_size_with_spread_on_a_shared_scale(tmp_path, mon
     pytest.importorskip("matplotlib")
     import matplotlib.pyplot as plt
 
-    from gradcheck_lab.bench import run as bench
+    from gradcheck_lab.bench import plot as bench_plot
 
     figures = []
     monkeypatch.setattr(plt, "close", figures.append)  # keep the figure to inspect it
-    bench.plot(_bench_result(), str(tmp_path / "bench.png"))
+    bench_plot.plot(_bench_result(), str(tmp_path / "bench.png"))
     assert (tmp_path / "bench.png").stat().st_size > 0
     fig = figures[0]
     linear, adam = fig.axes[:2]
@@ -376,7 +478,7 @@ def test_a_terminal_gets_a_progress_line_and_a_pipe_does_not(monkeypatch, capsys
         def isatty(self):
             return True
 
-    monkeypatch.setattr(cli, "_gradient_row", _fake_row)
+    monkeypatch.setattr(runner, "gradient_row", _fake_row)
     argv = ["verify", "--device", "cpu", "--case", "sigmoid", "--dtype", "float64,float32"]
     assert cli.main(argv) == 0
     assert "[1/2]" not in capsys.readouterr().err  # captured stderr is no terminal: plain rows only
@@ -388,6 +490,6 @@ def test_a_terminal_gets_a_progress_line_and_a_pipe_does_not(monkeypatch, capsys
 
 
 def test_an_unknown_dtype_is_a_usage_error_before_any_work(monkeypatch, capsys):
-    monkeypatch.setattr(cli, "run_checks", lambda *a, **k: pytest.fail("work started"))
+    monkeypatch.setattr(runner, "check_results", lambda *a, **k: pytest.fail("work started"))
     assert cli.main(["verify", "--device", "cpu", "--dtype", "float8"]) == 2
     assert "float8" in capsys.readouterr().err

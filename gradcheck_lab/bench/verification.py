@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from gradcheck_lab.bench.run import Timing, measure
+from gradcheck_lab.bench.timing import Timing, measure
 from gradcheck_lab.core.threads import check_threads
 from gradcheck_lab.gradients.check import check_gradients
 from gradcheck_lab.reference import models

@@ -7,13 +7,14 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass
-from typing import Any, TextIO
+from collections.abc import Sequence
+from dataclasses import asdict
+from typing import TextIO
 
-from gradcheck_lab import __version__
+from gradcheck_lab import __version__, runner
 from gradcheck_lab.cases import ENTRY_POINT_GROUP
 from gradcheck_lab.cli.argtypes import output_path, positive_int
+from gradcheck_lab.runner import Check, Row
 
 EXIT_INTERRUPTED = 130
 
@@ -25,119 +26,6 @@ Check hand-derived gradients and optimizers against torch.autograd and torch.opt
   bench    time CPU against GPU gradients next to the same run's hardware ceiling
 
 Run "gradcheck-lab COMMAND --help" for a command's options."""
-
-
-@dataclass
-class Row:
-    case: str
-    kind: str
-    device: str
-    dtype: str
-    examples: int
-    max_abs_error: float
-    max_rel_error: float
-    tolerance: str
-    passed: bool
-    seconds: float
-    error: str = ""
-    inconclusive: int = 0
-    error_type: str = ""
-
-
-def _failed_row(case: str, kind: str, device: str, dtype: str, start: float, exc: BaseException) -> Row:
-    """A row for a check that raised: no examples or errors to quote, only what went wrong."""
-    return Row(case, kind, device, dtype, 0, float("nan"), float("nan"), "", False,
-               time.perf_counter() - start, str(exc), error_type=type(exc).__name__)
-
-
-def _gradient_row(case: Any, device: str, dtype: str, max_examples: int, seed: int) -> Row:
-    from gradcheck_lab.errors import GradcheckError
-    from gradcheck_lab.gradients.search import verify
-
-    start = time.perf_counter()
-    try:
-        result = verify(case.reference, case.torch_fn, inputs=case.inputs, devices=[device], dtypes=[dtype],
-                        max_examples=max_examples, finite_differences=True, seed=seed,
-                        **case.check_options(dtype))
-    except (GradcheckError, AssertionError) as exc:
-        return _failed_row(case.name, "gradient", device, dtype, start, exc)
-    s = result.summaries[0]
-    tol = s.tolerance.describe() if s.tolerance else ""
-    return Row(case.name, "gradient", device, dtype, s.examples, s.max_abs_error, s.max_rel_error, tol, True,
-               time.perf_counter() - start, inconclusive=int(getattr(s, "inconclusive", 0)))
-
-
-def _optimizer_rows(case: Any, device: str, dtype: str, seed: int) -> Iterator[Row]:
-    from gradcheck_lab.cases.registry import check_optimizer_case
-    from gradcheck_lab.errors import GradcheckError
-    from gradcheck_lab.optim.check import check_torch_implementations
-
-    start = time.perf_counter()
-    try:
-        report = check_optimizer_case(case, device=device, dtype=dtype, seed=seed)
-        yield Row(case.name, "optimizer", device, dtype, report.steps, report.max_abs_error,
-                  report.max_rel_error, report.tolerance.describe(), True, time.perf_counter() - start)
-    except (GradcheckError, AssertionError) as exc:
-        yield _failed_row(case.name, "optimizer", device, dtype, start, exc)
-    start = time.perf_counter()
-    try:
-        variants = check_torch_implementations(case.torch_cls, hyper=case.hyper, shapes=case.shapes,
-                                               steps=case.steps, device=device, dtype=dtype, seed=seed)
-    except (GradcheckError, AssertionError) as exc:
-        yield _failed_row(f"{case.name} [torch variants]", "optimizer", device, dtype, start, exc)
-        return
-    for name, report in variants.items():
-        yield Row(f"{case.name} [torch {name} vs for-loop]", "optimizer", device, dtype, report.steps,
-                  report.max_abs_error, report.max_rel_error, report.tolerance.describe(), True,
-                  time.perf_counter() - start)
-
-
-@dataclass(frozen=True)
-class Check:
-    """One unit of work: a case on one device in one dtype."""
-
-    case: Any
-    kind: str  # "gradient" or "optimizer"
-    device: str
-    dtype: str
-
-
-def _selected(registry: Mapping[str, Any], kind: str, names: Sequence[str] | None, devices: Sequence[str],
-              dtypes: set[str] | None) -> Iterator[Check]:
-    for case in registry.values():
-        if names is not None and case.name not in names:
-            continue
-        for device in devices:
-            for dtype in case.dtypes:
-                if dtypes is None or dtype in dtypes:
-                    yield Check(case, kind, device, dtype)
-
-
-def plan_checks(devices: Sequence[str], dtypes: Sequence[str] | None, cases: Sequence[str] | None,
-                optimizers: bool) -> list[Check]:
-    """Every selected case on every device and every dtype it supports (or the requested ones)."""
-    from gradcheck_lab.cases.registry import CASES, OPTIMIZER_CASES
-    from gradcheck_lab.core.dtypes import dtype_name, resolve_dtype
-
-    wanted = None if dtypes is None else {dtype_name(resolve_dtype(d)) for d in dtypes}
-    checks = list(_selected(CASES, "gradient", cases, devices, wanted))
-    if optimizers:
-        checks += _selected(OPTIMIZER_CASES, "optimizer", cases, devices, wanted)
-    return checks
-
-
-def run_checks(checks: Sequence[Check], max_examples: int, seed: int,
-               progress: Callable[[Row], None] | None = None) -> list[Row]:
-    """Run ``checks`` in order; each row goes to ``progress`` as it finishes."""
-    rows: list[Row] = []
-    for check in checks:
-        new = ([_gradient_row(check.case, check.device, check.dtype, max_examples, seed)]
-               if check.kind == "gradient" else _optimizer_rows(check.case, check.device, check.dtype, seed))
-        for row in new:
-            rows.append(row)
-            if progress:
-                progress(row)
-    return rows
 
 
 # --- the table ----------------------------------------------------------------------------------
@@ -229,7 +117,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     if unknown:
         return _usage(args, f"unknown case(s): {', '.join(unknown)} (see `gradcheck-lab list`)")
     devices = resolve_devices(args.device)
-    checks = plan_checks(devices, args.dtype.split(",") if args.dtype else None, names, not args.no_optimizers)
+    checks = runner.plan_checks(devices, args.dtype.split(",") if args.dtype else None, names, not args.no_optimizers)
     if not checks:
         return _usage(args, "this selection checks nothing: no selected case supports the requested "
                             f"dtype(s) {args.dtype or ''} (see `gradcheck-lab list` for each case's dtypes)")
@@ -245,14 +133,18 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     interrupted = False
+    results = runner.check_results(checks, args.max_examples, args.seed, workers=args.jobs)
     try:
         for check in checks:
             output.start(check)
-            run_checks([check], args.max_examples, args.seed, finished)
+            for row in next(results):
+                finished(row)
             output.done += 1
     except KeyboardInterrupt:
         interrupted = True
         output.clear()
+    finally:
+        results.close()  # stops the workers (at once when interrupted)
     elapsed = time.perf_counter() - start
     failures = [r for r in rows if not r.passed]
     for r in failures:
@@ -340,6 +232,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="hypothesis examples per case, device and dtype")
     p.add_argument("--seed", type=int, default=0, help="seed for the input search and optimizer gradients")
     p.add_argument("--no-optimizers", action="store_true", help="skip the optimizer cases")
+    p.add_argument("--jobs", type=positive_int, default=None, metavar="N",
+                   help="checks run in parallel in N processes, each with its share of the cores (default: one "
+                        "per core this process may use; 1 runs them all in this process; GPU runs use 1)")
     p.add_argument("--json", metavar="PATH", type=output_path, help="also write the results as JSON")
     p.set_defaults(func=_cmd_verify, parser=p)
 
@@ -349,7 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cases", action="append", metavar="MODULE", help="also import MODULE's cases (repeatable)")
     p.set_defaults(func=_cmd_list, parser=p)
 
-    from gradcheck_lab.bench import run as bench
+    from gradcheck_lab.cli import bench
 
     bench.add_parser(sub, HelpFormatter)
     return parser

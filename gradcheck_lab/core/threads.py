@@ -55,9 +55,35 @@ def xdist_workers() -> int:
         return 1
 
 
+_worker_share: int | None = None
+
+
 def cores_for_this_process() -> int:
-    """This process's share of :func:`available_cores`: divided among xdist workers, at least 1."""
+    """This process's share of :func:`available_cores`: divided among xdist workers, at least 1.
+
+    In a worker of a process pool (see :func:`set_worker_share`), the share its parent gave it.
+    """
+    if _worker_share is not None:
+        return _worker_share
     return max(1, available_cores() // xdist_workers())
+
+
+def set_worker_share(cores: int | None) -> None:
+    """Make this process (a worker of a pool that splits the cores) use ``cores`` threads from now on.
+
+    Every later :func:`thread_budget` and :func:`check_threads` in this process sizes torch's pool to
+    ``cores``; torch's intra-op pool is set now. None goes back to :func:`cores_for_this_process`'s own
+    count (torch's pool is then left as it is). Raises ValueError below 1.
+    """
+    global _worker_share
+    if cores is not None and cores < 1:
+        raise ValueError(f"a worker needs at least 1 core, got {cores}")
+    _worker_share = cores
+    _process_budget.cache_clear()
+    if cores is not None:
+        import torch
+
+        torch.set_num_threads(cores)
 
 
 def _blas_limiter(n: int) -> Any:

@@ -1,0 +1,122 @@
+"""Large optimizer updates in cache-sized blocks, spread over threads (NumPy's ufuncs release the GIL).
+
+An update makes about a dozen elementwise passes over its arrays. On 10^6 parameters each pass
+streams megabytes from memory; done a cache-sized block at a time, the passes after the first read
+from cache. Blocks are independent (every kernel is elementwise), so threads can take them in
+parallel, and the result is the same, bit for bit, whatever the block size and thread count.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+
+BLOCK = 1 << 15
+"""Elements per block. Measured for 10^6 float32 parameters on a 2-core Xeon (1.25 MiB L2 a core):
+2^15 and 2^16 took 3.2 ms a step, level with torch's foreach Adam; 2^14 took 3.6 ms, 2^17 5.5 ms,
+and the whole array at once 7.4 ms. 2^15 leaves room for float64."""
+
+
+_threads: int | None = None
+_pools: dict[int, ThreadPoolExecutor] = {}
+
+
+def default_threads() -> int:
+    """The cores NumPy may use here: this process's CPU affinity, capped by ``OMP_NUM_THREADS`` where set."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    try:
+        cap = int(os.environ.get("OMP_NUM_THREADS", "0"))
+    except ValueError:
+        cap = 0
+    return max(1, min(cores, cap) if cap > 0 else cores)
+
+
+def num_threads() -> int:
+    """Threads an update of a large parameter is split over (:func:`set_num_threads`, else :func:`default_threads`)."""
+    return _threads if _threads is not None else default_threads()
+
+
+def set_num_threads(threads: int | None) -> int | None:
+    """Split large updates over ``threads`` threads from now on (None: :func:`default_threads`); the previous setting.
+
+    NumPy's ufuncs release the GIL, so blocks of one update run in parallel on several cores.
+    """
+    global _threads
+    if threads is not None and threads < 1:
+        raise ValueError(f"set_num_threads needs at least 1 thread, got {threads}")
+    previous, _threads = _threads, threads
+    return previous
+
+
+if hasattr(os, "register_at_fork"):  # a forked child has none of its parent's threads: start new pools there
+    os.register_at_fork(after_in_child=_pools.clear)
+
+
+def _pool(threads: int) -> ThreadPoolExecutor:
+    if threads not in _pools:
+        _pools[threads] = ThreadPoolExecutor(threads, thread_name_prefix="reference-optim")
+    return _pools[threads]
+
+
+class BlockedUpdate:
+    """Runs an elementwise update kernel over cache-sized blocks (:data:`BLOCK`), split over :func:`num_threads`.
+
+    The kernel is called as ``kernel(*block_of_each_array, *scratch, **hyper)``: one block of each array
+    (None stays None) and ``n_scratch`` scratch arrays of the block's shape, views of buffers kept between
+    steps (no allocation per step), one set per thread. Each thread takes a contiguous span of blocks.
+    Elementwise kernels give the same result, bit for bit, whatever the blocks and threads. Arrays that are
+    small or not C-contiguous (a flat view would be a copy, losing in-place updates) are updated whole,
+    in the calling thread.
+    """
+
+    def __init__(self) -> None:
+        self._scratch: dict[tuple[np.dtype[Any], int], list[np.ndarray]] = {}
+
+    def _scratch_for(self, dtype: np.dtype[Any], thread: int, size: int, n_scratch: int) -> list[np.ndarray]:
+        buffers = self._scratch.get((dtype, thread), [])
+        if len(buffers) < n_scratch or (buffers and buffers[0].size < size):
+            size = max(size, buffers[0].size if buffers else 0)
+            buffers = [np.empty(size, dtype=dtype) for _ in range(max(n_scratch, len(buffers)))]
+            self._scratch[(dtype, thread)] = buffers
+        return buffers[:n_scratch]
+
+    def run(self, kernel: Callable[..., Any], arrays: list[np.ndarray | None], n_scratch: int,
+            **hyper: Any) -> None:
+        """Apply ``kernel`` to every block of ``arrays`` (the first is the parameter and sets the dtype)."""
+        ref = arrays[0]
+        assert ref is not None
+        present = [a for a in arrays if a is not None]
+        if ref.size <= BLOCK or not all(a.flags.c_contiguous for a in present):
+            scratch = self._scratch_for(ref.dtype, 0, ref.size, n_scratch)
+            kernel(*arrays, *(b[:ref.size].reshape(ref.shape) for b in scratch), **hyper)
+            return
+        flat = [None if a is None else a.reshape(-1) for a in arrays]
+        starts = range(0, ref.size, BLOCK)
+        threads = min(num_threads(), len(starts))
+
+        def span(thread: int) -> None:
+            scratch = self._scratch_for(ref.dtype, thread, BLOCK, n_scratch)
+            for start in _contiguous(starts, thread, threads):
+                block = [None if a is None else a[start:start + BLOCK] for a in flat]
+                size = block[0].size  # type: ignore[union-attr]
+                kernel(*block, *(b[:size] for b in scratch), **hyper)
+
+        if threads == 1:
+            span(0)
+            return
+        for future in [_pool(threads).submit(span, t) for t in range(threads)]:
+            future.result()
+
+
+def _contiguous(starts: range, thread: int, threads: int) -> range:
+    """Thread ``thread``'s share of ``starts``: a contiguous run, the shares differing by at most one."""
+    per, extra = divmod(len(starts), threads)
+    first = thread * per + min(thread, extra)
+    return starts[first:first + per + (1 if thread < extra else 0)]
