@@ -230,11 +230,41 @@ def layer_norm_reference(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> t
     return F.layer_norm(x, (x.shape[-1],), w, b, EPS)
 
 
-def layer_norm_inputs(seed: int, rows: int = 8, features: int = FEATURES) -> tuple[np.ndarray, ...]:
+def layer_norm_inputs(seed: int, rows: int = 32, features: int = FEATURES) -> tuple[np.ndarray, ...]:
     """Activations with an offset (the mean matters), weights near 1, small biases."""
     rng = np.random.default_rng([seed, 0x1A])
     x = 2.0 * rng.standard_normal((rows, features)) + 0.5
     return x, 1.0 + 0.1 * rng.standard_normal(features), 0.1 * rng.standard_normal(features)
+
+
+# --- mean squared error: a scalar output, where torch's own error is sometimes near 0 by luck ----------------------
+
+class MeanSquaredError(torch.autograd.Function):
+    r""":math:`L = \frac1n \sum_i (a_i - b_i)^2`, :math:`\partial L/\partial a = 2(a - b)/n = -\partial L/\partial b`;
+    the sum accumulated in float32 in blocks of 256 (another order than torch's)."""
+
+    @staticmethod
+    def forward(ctx: Any, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(a, b)
+        squares = ((wide(a) - wide(b)) ** 2).reshape(-1)
+        padded = torch.nn.functional.pad(squares, (0, -squares.numel() % 256))
+        return (padded.reshape(-1, 256).sum(0).sum() / squares.numel()).to(a.dtype)
+
+    @staticmethod
+    def backward(ctx: Any, g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        a, b = ctx.saved_tensors
+        grad = 2 * (wide(a) - wide(b)) * (wide(g) / a.numel())
+        return grad.to(a.dtype), (-grad).to(b.dtype)
+
+
+def mse_reference(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """torch's composition: ``F.mse_loss`` (mean reduction)."""
+    return F.mse_loss(a, b)
+
+
+def mse_inputs(seed: int, size: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng([seed, 0x35E])
+    return rng.standard_normal(size), rng.standard_normal(size)
 
 
 # --- the registry -------------------------------------------------------------------------------------------
@@ -276,6 +306,7 @@ def _cases() -> dict[str, TorchFunctionCase]:
             bug="a missing term: the backward forgets - onehot(y)", wrong_in=LOW_PRECISION),
         _ce("softmax_cross_entropy/mask_forward_only", CrossEntropyMaskForwardOnly.apply,
             bug="a mask applied in the forward but not in the backward", wrong_in=LOW_PRECISION),
+        TorchFunctionCase("mean_squared_error", MeanSquaredError.apply, mse_reference, mse_inputs),
         _ln("layer_norm", LayerNorm.apply),
         _ln("layer_norm/missing_term", LayerNormMissingTerm.apply,
             bug="a missing term: the path through the variance", wrong_in=LOW_PRECISION),

@@ -182,7 +182,7 @@ def check_torch_function(
         inputs: a tuple of NumPy arrays (or tensors), rounded to ``dtype``; each side gets its own copies.
         device: where both sides run; the truth runs there too unless the device has no float64 (MPS: the CPU).
         dtype: the precision under test (``"bfloat16"``, ``"float16"``, ``"float32"``, ``"float64"``).
-        rtol: replaces the resolution floor's ``FLOOR_ULPS * eps`` (relative to each tensor's scale); in
+        rtol: replaces the resolution floor's ``FLOOR_ULPS[dtype] * eps`` (relative to each tensor's scale); in
             float64, the library's rtol.
         atol: an absolute term added to every bound.
         seed: draws grad_output (when None) and the order-2 vectors.

@@ -106,6 +106,9 @@ def differentiate(out: torch.Tensor, tensors: list[torch.Tensor], plan: Plan, ro
         raise error(f"the {role}'s backward is not differentiable (its gradients have no grad_fn), so its double "
                     "backward cannot be checked: write backward with differentiable torch ops on tensors saved "
                     "with ctx.save_for_backward (not under no_grad, not @once_differentiable)")
+    if any(grad is not None and _reaches_error_node(grad) for grad in grads):
+        raise error(f"the {role}'s backward is marked @once_differentiable, so its double backward cannot be "
+                    "checked: drop the decorator and write backward with differentiable torch ops")
     s = sum((grad * torch.tensor(v, dtype=grad.dtype, device=grad.device)).sum()
             for grad, v in zip(grads, vectors, strict=True) if grad is not None and grad.requires_grad)
     assert isinstance(s, torch.Tensor)
@@ -118,6 +121,22 @@ def differentiate(out: torch.Tensor, tensors: list[torch.Tensor], plan: Plan, ro
     _raise_contract(problems, role)
     return results + [_numpy(torch.zeros_like(t) if d is None else d) for d, t in zip(second, [*inputs, g],
                                                                                        strict=True)]
+
+
+def _reaches_error_node(t: torch.Tensor) -> bool:
+    """Whether ``t``'s graph holds the node ``@once_differentiable`` plants (differentiating it would fail, but
+    autograd skips it silently when it has no inputs to reach, giving None instead of an error)."""
+    seen: set[int] = set()
+    stack = [t.grad_fn]
+    while stack and len(seen) < _MAX_NODES:
+        node = stack.pop()
+        if node is None or id(node) in seen:
+            continue
+        seen.add(id(node))
+        if type(node).__name__ in ("Error", "DelayedError"):
+            return True
+        stack.extend(n for n, _ in node.next_functions)
+    return False
 
 
 def _first_order(grad: torch.Tensor | None, x: torch.Tensor, name: str, role: Role,
