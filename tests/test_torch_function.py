@@ -252,3 +252,11 @@ def test_verify_torch_function_searches_and_shrinks() -> None:
     with pytest.raises(gl.GradientMismatch, match="minimal counterexample"):
         verify_torch_function(LayerNormMissingTerm.apply, layer_norm_reference, inputs=drawn, max_examples=3,
                               dtype="float32")
+
+
+def test_device_and_dtype_positionally_work_with_a_deprecation_warning() -> None:
+    with pytest.warns(DeprecationWarning, match="by keyword"):
+        report = check_torch_function(lambda x: x * 2, lambda x: x * 2, X, "cpu", "float16")  # type: ignore[misc]
+    assert report.dtype == "float16"
+    with pytest.raises(gl.InvalidInputError, match="pass the others by keyword"):
+        check_torch_function(lambda x: x * 2, lambda x: x * 2, X, "cpu", "float16", ())  # type: ignore[misc]

@@ -156,6 +156,7 @@ def _arrays(inputs: Any) -> tuple[Any, ...]:
     return tuple(out)
 
 
+@arguments.call_style(positional=3, legacy_positional=("device", "dtype"))
 def check_torch_function(
     candidate: TorchCallable,
     reference: TorchCallable,
@@ -205,6 +206,9 @@ def check_torch_function(
         NonFiniteError: NaN or Inf in the truth, or in the candidate where the truth is finite.
         DtypeOverflowError: a result overflows ``dtype`` where the truth is finite.
         InvalidInputError: an argument that cannot be used (named, with the fix), before any work.
+
+    ``device`` and ``dtype`` passed positionally (as issue #21 writes the call) still work, with a
+    :class:`DeprecationWarning`: everything after ``inputs`` is keyword-only.
     """
     __tracebackhide__ = True
     arguments.callable_argument("candidate", candidate, "the torch implementation to check (e.g. MyFunction.apply)")
