@@ -260,3 +260,13 @@ def test_device_and_dtype_positionally_work_with_a_deprecation_warning() -> None
     assert report.dtype == "float16"
     with pytest.raises(gl.InvalidInputError, match="pass the others by keyword"):
         check_torch_function(lambda x: x * 2, lambda x: x * 2, X, "cpu", "float16", ())  # type: ignore[misc]
+
+
+def test_a_reference_without_a_kernel_for_the_dtype() -> None:
+    def reference(x: torch.Tensor) -> torch.Tensor:
+        if x.dtype == torch.float16:
+            raise RuntimeError('"addmm" not implemented for \'Half\'')
+        return x * 2
+
+    with pytest.raises(gl.TorchFunctionError, match="the reference cannot run in float16 on cpu"):
+        check_torch_function(lambda x: x * 2, reference, X, dtype="float16")

@@ -268,7 +268,8 @@ def mismatch_message(report: TorchFunctionReport) -> str:
     if len(failing) > 1:
         lines.append("  also wrong: " + ", ".join(f"{t.name.removeprefix('the ')} ({t.error_ratio:.3g}x)"
                                                   for t in failing[1:]))
-    lines.append("  every tensor, candidate error / torch's own: " + ", ".join(
+    per = "candidate error / torch's own" if low else "candidate error in half-ulps of float64 at its scale"
+    lines.append(f"  every tensor, {per}: " + ", ".join(
         f"{t.name.removeprefix('the ')} {t.error_ratio:.3g}x" for t in report.tensors.values()))
     if report.diagnosis:
         lines.append(f"  diagnosis: {report.diagnosis}")

@@ -71,8 +71,16 @@ def leaves(inputs: Sequence[np.ndarray], plan: Plan, dtype: torch.dtype, device:
 def forward(fn: TorchCallable, role: Role, tensors: list[torch.Tensor]) -> torch.Tensor:
     """Call ``fn`` and check it returned one differentiable tensor."""
     __tracebackhide__ = True
-    out = fn(*tensors)
     error = CandidateContractError if role == "candidate" else TorchFunctionError
+    if role == "reference":
+        try:
+            out = fn(*tensors)
+        except RuntimeError as exc:  # an op without a kernel for this dtype or device
+            first = next((t for t in tensors if t.is_floating_point()), tensors[0])
+            where = f"{str(first.dtype).removeprefix('torch.')} on {first.device}"
+            raise TorchFunctionError(f"the reference cannot run in {where}: {exc}") from exc
+    else:
+        out = fn(*tensors)
     if not isinstance(out, torch.Tensor):
         raise error(f"the {role} must return one tensor, got {type(out).__name__}: return the output tensor "
                     "(a loss, or an activation of any shape)")
