@@ -277,3 +277,18 @@ def test_a_reference_without_a_kernel_for_the_dtype() -> None:
 
     with pytest.raises(gl.TorchFunctionError, match="the reference cannot run in float16 on cpu"):
         check_torch_function(lambda x: x * 2, reference, X, dtype="float16")
+
+
+@pytest.mark.parametrize(("dtype", "passing", "failing"), [("bfloat16", 1, 4), ("float16", 1, 4), ("float32", 4, 16)])
+def test_the_floor_is_a_few_ulps_where_torch_is_exact(dtype: str, passing: int, failing: int) -> None:
+    # the sum is exact in every dtype: torch's own error is 0, so only the floor (2 ulps; 8 in float32) is left
+    x = (np.array([1.0, 2.0, 0.5, 0.25]),)
+    eps = torch.finfo(getattr(torch, dtype)).eps
+
+    def off_by(ulps: int) -> object:
+        return lambda t: t.sum() * (1 + ulps * eps)
+
+    assert check_torch_function(off_by(passing), torch.sum, x, dtype=dtype, grad_output=np.array(1.0)).passed
+    with pytest.raises(gl.GradientMismatch) as caught:
+        check_torch_function(off_by(failing), torch.sum, x, dtype=dtype, grad_output=np.array(1.0))
+    assert caught.value.report.tensors["the output"].reference_error == 0.0
