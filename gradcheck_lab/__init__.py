@@ -24,8 +24,10 @@ __version__ = "0.1.0"
 
 __all__ = [  # sorted (ruff RUF022); each name's home is its import line in the TYPE_CHECKING block
     "CASES",
+    "CandidateContractError",
     "Case",
     "DeviceError",
+    "DtypeOverflowError",
     "GradcheckError",
     "GradientMismatch",
     "InconclusiveWarning",
@@ -39,6 +41,7 @@ __all__ = [  # sorted (ruff RUF022); each name's home is its import line in the 
     "Report",
     "Schedule",
     "TorchFunctionError",
+    "TorchFunctionReport",
     "UnknownDtypeError",
     "VerifyResult",
     "check_case",
@@ -48,6 +51,7 @@ __all__ = [  # sorted (ruff RUF022); each name's home is its import line in the 
     "check_jvp",
     "check_layer",
     "check_optimizer",
+    "check_torch_function",
     "check_update_rule",
     "check_vjp",
     "gradient_sequence",
@@ -60,6 +64,7 @@ __all__ = [  # sorted (ruff RUF022); each name's home is its import line in the 
     "verify_jvp",
     "verify_layer",
     "verify_optimizer",
+    "verify_torch_function",
     "verify_update_rule",
     "verify_vjp",
 ]
@@ -128,7 +133,9 @@ if TYPE_CHECKING:  # the home of each name in __all__ (see the module docstring)
     from gradcheck_lab.cases.registry import register_optimizer as register_optimizer
     from gradcheck_lab.core.dtypes import resolve_dtype as resolve_dtype
     from gradcheck_lab.core.report import Report as Report
+    from gradcheck_lab.errors import CandidateContractError as CandidateContractError
     from gradcheck_lab.errors import DeviceError as DeviceError
+    from gradcheck_lab.errors import DtypeOverflowError as DtypeOverflowError
     from gradcheck_lab.errors import GradcheckError as GradcheckError
     from gradcheck_lab.errors import GradientMismatch as GradientMismatch
     from gradcheck_lab.errors import InconclusiveWarning as InconclusiveWarning
@@ -150,6 +157,9 @@ if TYPE_CHECKING:  # the home of each name in __all__ (see the module docstring)
     from gradcheck_lab.gradients.search import verify as verify
     from gradcheck_lab.gradients.second_search import verify_hvp as verify_hvp
     from gradcheck_lab.gradients.second_search import verify_jvp as verify_jvp
+    from gradcheck_lab.gradients.torch_function import check_torch_function as check_torch_function
+    from gradcheck_lab.gradients.torch_function_rule import TorchFunctionReport as TorchFunctionReport
+    from gradcheck_lab.gradients.torch_function_search import verify_torch_function as verify_torch_function
     from gradcheck_lab.gradients.vjp import check_vjp as check_vjp
     from gradcheck_lab.optim.check import check_optimizer as check_optimizer
     from gradcheck_lab.optim.report import OptimizerReport as OptimizerReport

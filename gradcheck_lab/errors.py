@@ -68,3 +68,12 @@ class OptimizerMismatch(GradcheckError, AssertionError):
         self.param = param
         self.entry = entry
         self.report = report
+
+
+class CandidateContractError(TorchFunctionError):
+    """A candidate torch implementation (a custom ``autograd.Function``, a fused kernel) breaks autograd's contract:
+    its output is not differentiable, or its backward returns a gradient of the wrong dtype, shape or device."""
+
+
+class DtypeOverflowError(NonFiniteError):
+    """A result overflows the dtype under test where the float64 truth is finite: this input cannot be judged in it."""
