@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from gradcheck_lab.core import arguments
 from gradcheck_lab.core.comparison import all_finite, finite_or_zero
 from gradcheck_lab.core.devices import resolve_device
 from gradcheck_lab.core.diagnosis import diagnose_mismatch, diagnose_value, input_shapes
@@ -45,6 +46,7 @@ from gradcheck_lab.gradients.inputs import (
     constant_indices,
     input_names,
     prepare_inputs,
+    reference_precision,
 )
 
 
@@ -71,6 +73,7 @@ def run_reference(reference_fn: ReferenceFn, inputs: Sequence[np.ndarray], names
     ``grads`` holds one gradient per input, or one per non-constant input; the entries of constant
     inputs are ignored (None is fine there). ``_Side.grads`` lists the non-constant inputs' gradients.
     """
+    __tracebackhide__ = True
     copies = [np.array(x, copy=True) for x in inputs]
     result = reference_fn(*copies)
     mutated = tuple(names[k] for k, (c, x) in enumerate(zip(copies, inputs, strict=True))
@@ -136,6 +139,7 @@ def run_torch(torch_fn: TorchFn, inputs: Sequence[np.ndarray], names: Sequence[s
     Constant inputs are tensors without ``requires_grad`` (integer data keeps its integer dtype);
     the gradients returned are those of the other inputs, in order.
     """
+    __tracebackhide__ = True
     leaves = [_leaf(x, k in constants, device, dtype) for k, x in enumerate(inputs)]
     variables = [k for k in range(len(inputs)) if k not in constants]
     out = torch_fn(*leaves)
@@ -180,9 +184,11 @@ class _Runner:
             torch.cuda.set_rng_state(self.cuda_rng_state, self.device)
 
     def reference(self, point: Sequence[np.ndarray]) -> _Side:
+        __tracebackhide__ = True
         return run_reference(self.reference_fn, point, self.names, self.fixed)
 
     def torch(self, point: Sequence[np.ndarray], dtype: torch.dtype) -> _Side:
+        __tracebackhide__ = True
         self._reset_rng()
         device = torch.device("cpu") if (dtype == torch.float64 and self.device.type == "mps") else self.device
         default = torch.get_default_dtype()
@@ -237,6 +243,7 @@ class _Runner:
 
 def _raise_nonfinite(reference: _Side, actual: _Side, names: Sequence[str]) -> None:
     """Raise :class:`NonFiniteError` naming the first NaN or Inf of the reference, else of torch."""
+    __tracebackhide__ = True
     for side, label in ((reference, "reference"), (actual, "torch")):
         for name, arr in [("value", side.value), *zip(names, side.grads, strict=True)]:
             if not all_finite(arr):
@@ -260,42 +267,77 @@ def check_gradients(
     dtype: str | torch.dtype = "float64",
     rtol: float | None = None,
     atol: float | None = None,
-    finite_differences: bool = False,
-    directions: int = 1,
     seed: int = 0,
-    allow_nonfinite: bool = False,
-    tf32: bool = False,
     constants: Sequence[int] = (),
     kinks: str = "strict",
+    finite_differences: bool = False,
+    directions: int = 1,
+    allow_nonfinite: bool = False,
+    tf32: bool = False,
+    reference_dtype: str | None = None,
 ) -> Report:
     """Check a hand-derived gradient against torch.autograd on ``device`` in ``dtype``.
 
-    The inputs are rounded to ``dtype``; the reference runs on them in float64 and returns
-    ``(value, grads)`` with one gradient per input (or per non-constant input); ``torch_fn`` runs
-    on tensors of ``dtype`` on ``device`` and returns a scalar. ``constants`` are the indices of data
-    inputs (labels, targets, masks; integer arrays allowed): passed through, never perturbed, no
-    gradient needed.
+    The inputs are rounded to ``dtype``; the reference runs on them (it is expected to compute in
+    float64) and returns ``(value, grads)``; ``torch_fn`` runs on tensors of ``dtype`` on ``device``
+    and returns a scalar. The reference is compared with torch re-run in float64 on the same inputs
+    (the math, at float64 resolution in every dtype) and, below float64, with torch in ``dtype`` (its
+    own rounding), under :mod:`gradcheck_lab.core.tolerances`. Where float64 rounding at these
+    inputs can explain a disagreement the verdict is inconclusive: the report comes back with
+    ``verdict == "inconclusive"`` and an :class:`InconclusiveWarning`.
 
-    The reference is compared with torch re-run in float64 on the same inputs (the math, at float64
-    resolution in every dtype) and, below float64, with torch in ``dtype`` (its own rounding), under
-    :mod:`gradcheck_lab.core.tolerances`. Where float64 rounding at these inputs can explain a
-    disagreement the verdict is inconclusive: the report comes back with ``verdict ==
-    "inconclusive"`` and an :class:`InconclusiveWarning`. Where an element sits on a kink (one-sided
-    derivatives differ) the message says so; ``kinks="subgradient"`` accepts any value between them.
+    Args:
+        reference_fn: ``reference_fn(*arrays) -> (value, grads)``: a scalar and one gradient per input
+            (or per non-constant input), each shaped like its input.
+        torch_fn: ``torch_fn(*tensors) -> scalar tensor``, the same function written in torch.
+        inputs: a tuple of NumPy arrays (one array alone is one input); never modified.
+        device: where torch runs ("cpu", "cuda", "cuda:1", "mps").
+        dtype: the precision under test ("float64", "float32", "float16", "bfloat16" or a torch dtype).
+        rtol: relative tolerance; None takes the dtype's default.
+        atol: absolute tolerance; None takes the dtype's default (a true absolute floor, tiny).
+        seed: seeds the finite-difference directions.
+        constants: indices of data inputs (labels, targets, masks; integer arrays allowed): passed
+            through, never perturbed, no gradient needed.
+        kinks: "strict", or "subgradient" to accept, at a point where the function is not
+            differentiable, any value between its one-sided derivatives.
+        finite_differences: also vote with central differences of the float64 value along
+            ``directions`` random directions (they abstain where they cannot resolve a direction).
+        directions: how many random directions the finite differences use (at least 1).
+        allow_nonfinite: accept NaN/Inf where both sides hold the same non-finite value.
+        tf32: let float32 matmuls on CUDA use TF32 (judged at TF32's precision).
+        reference_dtype: "float32" or "float16" for a reference that computes in that precision:
+            it is judged at its own precision, its error against torch's float64 truth at most twice
+            torch's own error in that dtype (plus a few units of its last place). Without it, a
+            reference that computes below float64 fails with that cause named.
 
-    With ``finite_differences``, central differences of the float64 value along ``directions``
-    random directions vote too (two evaluations each, more only to confirm a mistake both gradients
-    share); they abstain where they cannot resolve the direction. Returns a :class:`Report`; raises
-    :class:`GradientMismatch` on disagreement, and a typed error for inputs or outputs that cannot be
-    checked (NaN/Inf fail unless ``allow_nonfinite``).
+    Returns:
+        A :class:`Report` (``verdict`` "passed" or "inconclusive").
+
+    Raises:
+        GradientMismatch: the reference and torch disagree (the message names the tensor, the worst
+            element, both values, every term of the bound and a diagnosis where a pattern fits).
+        InvalidInputError: an argument that cannot be used, named with the fix, before anything runs.
+        UnknownDtypeError, DeviceError: an unknown dtype or device.
+        NonFiniteError: NaN or Inf in an input or a result (unless ``allow_nonfinite``).
+        ReferenceContractError: the reference did not return ``(value, grads)`` as described, or is
+            not deterministic.
+        TorchFunctionError: ``torch_fn`` did not return a differentiable scalar.
     """
     __tracebackhide__ = True
-    if kinks not in ("strict", "subgradient"):
-        raise InvalidInputError(f"kinks must be 'strict' or 'subgradient', got {kinks!r}")
-    if directions < 1:
-        raise InvalidInputError(f"directions must be at least 1, got {directions}")
+    arguments.callable_argument("reference_fn", reference_fn, "a function (*arrays) -> (value, grads)")
+    arguments.callable_argument("torch_fn", torch_fn, "a function (*tensors) -> scalar tensor")
     torch_dtype = resolve_dtype(dtype)
     torch_device = resolve_device(device)
+    rtol = arguments.tolerance("rtol", rtol)
+    atol = arguments.tolerance("atol", atol)
+    seed = arguments.integer("seed", seed)
+    kinks = arguments.choice("kinks", kinks, ("strict", "subgradient"))
+    directions = arguments.integer("directions", directions, minimum=1)
+    for flag, given in (("finite_differences", finite_differences), ("allow_nonfinite", allow_nonfinite),
+                        ("tf32", tf32)):
+        if not isinstance(given, bool | np.bool_):
+            raise InvalidInputError(f"{flag} must be True or False, got {given!r}")
+    reference_precision(reference_dtype)  # judged by its own precision from item 4 on
     original = as_input_tuple(inputs)
     all_names = input_names(reference_fn, len(original))
     fixed = constant_indices(constants, len(original))
@@ -334,6 +376,7 @@ def _judge(runner: _Runner, rounded: list[np.ndarray], variables: list[int], nam
     (a tanh that saturates to exactly 1, a float16 gradient that underflows) legitimately move it
     further than input perturbations can show, so it cannot tell a torch-side bug from the dtype's limits.
     """
+    __tracebackhide__ = True
     labels = ["value", *names]
     inputs = [rounded[k] for k in variables]
     # |reference gradient| serves the value's condition scale and the oracle: computed once, if at all.
