@@ -54,32 +54,12 @@ def largest_magnitude(x: np.ndarray) -> float:
     return float(max(np.max(x), -np.min(x)))
 
 
-def _terms_at(abs_expected: float, tol: Tolerance, scale: float, global_scale: float,
-              floor: float) -> dict[str, float]:
-    terms = {"atol": tol.atol, "rtol*|e|": tol.rtol * abs_expected, "ntol*S": tol.ntol * scale}
-    if tol.gtol:
-        terms["gtol*G"] = tol.gtol * global_scale
-    if tol.floor and floor:
-        terms["floor*phi"] = tol.floor * floor
-    return terms
-
-
 def allowed_error(expected: np.ndarray, actual: np.ndarray, tol: Tolerance, *, global_scale: float = 0.0,
                   floor: np.ndarray | None = None) -> np.ndarray:
     """The per-element bound of :mod:`gradcheck_lab.core.tolerances`; non-finite entries count as zero."""
     expected, actual = finite_or_zero(expected), finite_or_zero(actual)
     scale = max(largest_magnitude(expected), largest_magnitude(actual))
-    return _bound(expected, tol, scale, global_scale, floor)
-
-
-def _bound(expected: np.ndarray, tol: Tolerance, scale: float, global_scale: float,
-           floor: np.ndarray | None) -> np.ndarray:
-    bound = np.abs(expected, out=np.empty_like(expected))
-    bound *= tol.rtol
-    bound += tol.atol + tol.ntol * scale + tol.gtol * global_scale
-    if floor is not None and tol.floor:
-        bound += tol.floor * floor
-    return np.asarray(bound)
+    return tol.bound(np.abs(expected), scale=scale, global_scale=global_scale, floor=floor)
 
 
 def compare(
@@ -102,7 +82,7 @@ def compare(
     if expected.shape != actual.shape:
         raise ValueError(f"cannot compare shapes {expected.shape} and {actual.shape}")
     if expected.size == 0:
-        return Comparison(True, 0.0, 0.0, 0.0, (), 0.0, 0.0, terms=_terms_at(0.0, tol, 0.0, global_scale, 0.0))
+        return Comparison(True, 0.0, 0.0, 0.0, (), 0.0, 0.0, terms=tol.terms(0.0, scale=0.0, global_scale=global_scale))
     result = _compare_finite(expected, actual, tol, global_scale, floor)
     if result is not None:
         return result
@@ -125,7 +105,7 @@ def _compare_finite(expected: np.ndarray, actual: np.ndarray, tol: Tolerance, gl
     # Passes over the data are what a check of a large tensor costs: each array below is made once
     # and reused. S = max(|e|_inf, |t|_inf) needs |t|_inf only when the error could move it by more
     # than a thousandth of |e|_inf (|t|_inf <= |e|_inf + max error); below that, ntol*S is unchanged.
-    bound = np.abs(expected)
+    bound = np.abs(expected, out=np.empty_like(expected))
     scale = float(bound.max())
     with np.errstate(over="ignore", invalid="ignore"):  # Inf - Inf, or finite sides past float64's range
         error = np.subtract(actual, expected, out=np.empty_like(expected))
@@ -135,10 +115,7 @@ def _compare_finite(expected: np.ndarray, actual: np.ndarray, tol: Tolerance, gl
         return None  # (finite sides whose difference overflows go on: their error is infinite)
     if max_abs > 1e-3 * scale:
         scale = max(scale, largest_magnitude(actual))
-    bound *= tol.rtol
-    bound += tol.atol + tol.ntol * scale + tol.gtol * global_scale
-    if floor is not None and tol.floor:
-        bound += tol.floor * floor
+    bound = tol.bound(bound, scale=scale, global_scale=global_scale, floor=floor, out=bound)
     if tol.atol > 0:  # every bound is positive: the ratios overwrite the errors
         ratios = np.divide(error, bound, out=error)
     else:  # atol = 0 (trajectories): an error against a zero bound is infinitely over it
@@ -159,7 +136,7 @@ def _compare_finite(expected: np.ndarray, actual: np.ndarray, tol: Tolerance, gl
         expected=e_at,
         actual=float(actual[index]),
         bound=float(bound[index]),
-        terms=_terms_at(abs(e_at), tol, scale, global_scale, phi),
+        terms=tol.terms(abs(e_at), scale=scale, global_scale=global_scale, floor=phi),
         scale=scale,
         failing=failing,
         size=int(expected.size),
@@ -173,13 +150,6 @@ def all_finite(*arrays: np.ndarray) -> bool:
             if not np.isfinite(x).all():
                 return False
     return True
-
-
-def exceeding(expected: np.ndarray, actual: np.ndarray, tol: Tolerance, *, global_scale: float = 0.0,
-              floor: np.ndarray | None = None) -> np.ndarray:
-    """The boolean mask of elements past their bound (non-finite entries count as zero)."""
-    error = np.abs(finite_or_zero(actual) - finite_or_zero(expected))
-    return np.asarray(error > allowed_error(expected, actual, tol, global_scale=global_scale, floor=floor))
 
 
 def _nonfinite_problem(expected: np.ndarray, actual: np.ndarray, allow_nonfinite: bool) -> Comparison | None:
