@@ -67,3 +67,7 @@ class OptimizerMismatch(GradcheckError, AssertionError):
         self.param = param
         self.entry = entry
         self.report = report
+
+
+class NondeterministicReferenceError(ReferenceContractError):
+    """The reference returned different results for the same inputs: uninitialized weights or random state?"""

@@ -21,13 +21,14 @@ from typing import Protocol
 import numpy as np
 import torch
 
+from gradcheck_lab.core import precision
 from gradcheck_lab.core.comparison import Comparison, allowed_error, compare, finite_or_zero, largest_magnitude
 from gradcheck_lab.core.diagnosis import diagnose_mismatch, diagnose_value, input_shapes
-from gradcheck_lab.core.dtypes import dtype_name
+from gradcheck_lab.core.dtypes import dtype_name, round_to_dtype
 from gradcheck_lab.core.floor import rounding_floor
 from gradcheck_lab.core.kinks import KinkFinding, examine_kinks
 from gradcheck_lab.core.oracle import oracle_votes
-from gradcheck_lab.core.report import OracleVotes, Report, Verdict
+from gradcheck_lab.core.report import ByName, OracleVotes, Report, Verdict
 from gradcheck_lab.core.tolerances import (
     WIDE_MOVE,
     Tolerance,
@@ -36,7 +37,7 @@ from gradcheck_lab.core.tolerances import (
     math_tolerance,
     perturbation_size,
 )
-from gradcheck_lab.errors import NonFiniteError
+from gradcheck_lab.errors import NondeterministicReferenceError, NonFiniteError
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,9 @@ class CheckRun:
     ``inputs`` is the full input list (rounded to ``dtype``), ``variables`` the indices of the differentiated
     ones, ``names`` their display labels; ``reference`` and ``torch_side`` ran on ``inputs`` (torch in ``dtype`` on
     ``device``), ``truth`` is torch in float64 (None where it cannot run in float64). ``oracle`` is
-    ``(directions, seed)`` when finite differences vote.
+    ``(directions, seed)`` when finite differences vote. ``reference_dtype`` is the precision the caller
+    declared the reference computes in, and ``torch_at_reference_dtype`` torch run in it on ``inputs`` (see
+    :mod:`gradcheck_lab.core.precision`).
     """
 
     inputs: list[np.ndarray]
@@ -99,6 +102,19 @@ class CheckRun:
     allow_nonfinite: bool = False
     subgradient: bool = False
     oracle: tuple[int, int] | None = None
+    reference_dtype: torch.dtype | None = None
+    torch_at_reference_dtype: SideResults | None = None
+    keys: list[str] | None = None
+
+    def key_of(self) -> dict[str, str]:
+        """Display label -> plain name (the report's keys; ``keys``, or the labels themselves where not given)."""
+        return dict(zip(["value", *self.names], ["value", *(self.keys or self.names)], strict=True))
+
+    def by_name(self, comparisons: dict[str, Comparison], *, gradients_only: bool = False) -> ByName:
+        """``comparisons`` (keyed by label) keyed by plain name; the labels still resolve (deprecated)."""
+        key_of = self.key_of()
+        return ByName({key_of[n]: c for n, c in comparisons.items() if not (gradients_only and n == "value")},
+                      labels={key_of[n]: n for n in self.names})
 
 
 @dataclass(frozen=True)
@@ -231,6 +247,8 @@ def judge(run: CheckRun, evaluate: Evaluations) -> Outcome:
     __tracebackhide__ = True
     reference, dtype = run.reference, run.dtype
     labels = ["value", *run.names]
+    if run.reference_dtype is not None and run.truth is not None:
+        return _at_own_precision(run, labels)
     inputs = [run.inputs[k] for k in run.variables]
     # |reference gradient| serves the value's condition scale and the oracle: computed once, if at all.
     magnitudes = functools.cache(lambda: [np.abs(finite_or_zero(g)) for g in reference.grads])
@@ -240,11 +258,11 @@ def judge(run: CheckRun, evaluate: Evaluations) -> Outcome:
     if run.truth is not None:
         deciding = Judge(labels, reference.results(), run.truth.results(),
                          math_tolerance(dtype, rtol=run.rtol, atol=run.atol), condition, run.allow_nonfinite)
-        torch_at, precision = evaluate.results_float64, "float64"
+        torch_at, arithmetic = evaluate.results_float64, "float64"
     else:
         deciding = Judge(labels, reference.results(), run.torch_side.results(), dtype_tolerance, condition,
                          run.allow_nonfinite)
-        precision = "tf32" if (run.tf32 and dtype == torch.float32) else dtype_name(dtype)
+        arithmetic = "tf32" if (run.tf32 and dtype == torch.float32) else dtype_name(dtype)
         torch_at = functools.partial(_in_dtype, evaluate, dtype)
     shown = deciding
     if run.truth is not None and dtype != torch.float64:
@@ -253,7 +271,18 @@ def judge(run: CheckRun, evaluate: Evaluations) -> Outcome:
     if not run.allow_nonfinite and (deciding.nonfinite or shown.nonfinite):
         raise_nonfinite(reference, run.torch_side, run.names)  # the comparisons found it: say which side holds it
     if not deciding.passed and not deciding.nonfinite:
-        _measure_floor(deciding, evaluate.results_reference, torch_at, run.inputs, run.variables, precision)
+        _require_deterministic(run, evaluate)
+    if not deciding.passed and not deciding.nonfinite and run.truth is not None:
+        found = _computes_below_float64(run, evaluate)
+        if found is not None:  # its own rounding must not set the floor: the check fails, the cause named
+            beyond = deciding.beyond()
+            pattern = diagnose_mismatch(run.names, deciding.expected[1:], deciding.actual[1:], beyond[1:], [],
+                                        run.inputs, run.variables)
+            report = _build_report(run, "mismatch", shown, deciding, None, [], [], pattern,
+                                   cause=precision.cause(found))
+            return Outcome(report, [])
+    if not deciding.passed and not deciding.nonfinite:
+        _measure_floor(deciding, evaluate.results_reference, torch_at, run.inputs, run.variables, arithmetic)
 
     beyond, unresolved = deciding.beyond(), deciding.unresolved()
     f0 = float((run.truth or reference).value)
@@ -286,6 +315,75 @@ def judge(run: CheckRun, evaluate: Evaluations) -> Outcome:
     if len(findings) > 3:
         extra.append(f"... and {len(findings) - 3} more elements on kinks")
     return Outcome(report, extra)
+
+
+def _require_deterministic(run: CheckRun, evaluate: Evaluations) -> None:
+    """Raise :class:`NondeterministicReferenceError` where the reference differs from itself on the same inputs.
+
+    Its disagreement with torch would otherwise be read as rounding (a fresh draw at every moved point)."""
+    __tracebackhide__ = True
+    again = evaluate.results_reference([np.array(x, copy=True) for x in run.inputs])
+    first = run.reference.results()
+    if again is None:
+        return
+    for name, a, b in zip(["value", *run.names], first, again, strict=True):
+        if not np.array_equal(a, b, equal_nan=True):
+            where = "value" if name == "value" else f"gradient of {name}"
+            diff = np.abs(finite_or_zero(a) - finite_or_zero(b))
+            raise NondeterministicReferenceError(
+                f"the reference is not deterministic: called twice on the same inputs, its {where} differs by up "
+                f"to {float(diff.max(initial=0.0)):.3g}: uninitialized weights or random state? (seed its random "
+                "numbers, or draw the weights once, outside the function)")
+
+
+def _computes_below_float64(run: CheckRun, evaluate: Evaluations) -> str | None:
+    """"float32" or "float16" where the reference shows it computes below float64 (see core.precision)."""
+    assert run.truth is not None
+    reference, truth = run.reference.results(), run.truth.results()
+    found = precision.returns_below_float64(reference, truth)
+    if found is not None or run.dtype != torch.float64:
+        return found
+    point = [round_to_dtype(x, torch.float32) if k in run.variables else x for k, x in enumerate(run.inputs)]
+    if all(np.array_equal(p, x) for p, x in zip(point, run.inputs, strict=True)):
+        return None  # the inputs are float32 numbers already: nothing to tell
+    if precision.ignores_low_digits(reference, evaluate.results_reference(point), truth,
+                                    evaluate.results_float64(point)):
+        return "float32"
+    return None
+
+
+def _at_own_precision(run: CheckRun, labels: list[str]) -> Outcome:
+    """A reference declared to compute in ``run.reference_dtype``: the factor rule of core.precision."""
+    assert run.truth is not None and run.reference_dtype is not None
+    low = None if run.torch_at_reference_dtype is None else run.torch_at_reference_dtype.results()
+    condition = _condition([np.abs(finite_or_zero(g)) for g in run.truth.grads],
+                           [run.inputs[k] for k in run.variables])
+    comparisons, tolerances, ratio = precision.judge_at_precision(labels, run.reference.results(),
+                                                                  run.truth.results(), low, run.reference_dtype,
+                                                                  value_scale=condition)
+    verdict: Verdict = "passed" if all(c.passed for c in comparisons.values()) else "mismatch"
+    name = dtype_name(run.reference_dtype)
+    note = (f"the reference is judged at its declared precision, {name}: its error against torch in float64 is "
+            f"{ratio:.3g}x torch's own {name} error on the same inputs (at most {precision.FACTOR:g}x, plus "
+            f"{precision.FLOOR_ULPS:g} units of {name} roundoff at each tensor's scale)")
+    worst_name, worst = max(comparisons.items(), key=lambda item: item[1].ratio)
+    headline = None if verdict == "passed" else (
+        f"the reference, computing in {name}, is less accurate than torch in {name} on the same inputs: its "
+        f"error against torch in float64 is {ratio:.3g}x torch's own in {_where(worst_name)}")
+    report = Report(
+        passed=verdict == "passed", device=str(run.device), dtype=dtype_name(run.dtype),
+        max_abs_error=max(c.max_abs_error for c in comparisons.values()),
+        max_rel_error=max(c.max_rel_error for c in comparisons.values()), ratio=worst.ratio,
+        worst_input=run.key_of()[worst_name], worst_index=worst.index, reference_value=worst.expected,
+        torch_value=worst.actual, tolerance=tolerances[worst_name], value=comparisons["value"],
+        gradients=run.by_name(comparisons, gradients_only=True), verdict=verdict, math=run.by_name(comparisons),
+        math_tolerance=None, bound_terms=dict(worst.terms), notes=(note,), cause=headline, error_ratio=ratio,
+        labels={v: k for k, v in run.key_of().items() if k != "value"})
+    return Outcome(report, [])
+
+
+def _where(name: str) -> str:
+    return "the value" if name == "value" else f"the gradient of {name}"
 
 
 def _in_dtype(evaluate: Evaluations, dtype: torch.dtype, point: Point) -> list[np.ndarray] | None:
@@ -382,7 +480,8 @@ def _dtype_note(shown: Judge, dtype: torch.dtype) -> str:
 
 
 def _build_report(run: CheckRun, verdict: Verdict, shown: Judge, deciding: Judge, votes: OracleVotes | None,
-                  findings: list[KinkFinding], extra_notes: list[str], pattern: str | None = None) -> Report:
+                  findings: list[KinkFinding], extra_notes: list[str], pattern: str | None = None,
+                  cause: str | None = None) -> Report:
     reference = run.reference
     comparisons = shown.comparisons
     worst_name, worst = max(deciding.comparisons.items(), key=lambda item: item[1].ratio)
@@ -398,27 +497,29 @@ def _build_report(run: CheckRun, verdict: Verdict, shown: Judge, deciding: Judge
         max_abs_error=max(c.max_abs_error for c in comparisons.values()),
         max_rel_error=max(c.max_rel_error for c in comparisons.values()),
         ratio=worst.ratio,
-        worst_input=worst_name,
+        worst_input=run.key_of()[worst_name],
         worst_index=worst.index,
-        expected=worst.expected,
-        actual=worst.actual,
+        reference_value=worst.expected,
+        torch_value=worst.actual,
         tolerance=shown.tol,
         value=comparisons["value"],
-        gradients={n: c for n, c in comparisons.items() if n != "value"},
+        gradients=run.by_name(comparisons, gradients_only=True),
         oracle=votes,
         verdict=verdict,
-        math=dict(deciding.comparisons),
+        math=run.by_name(deciding.comparisons),
         math_tolerance=deciding.tol,
         bound_terms=dict(worst.terms),
         diagnosis="; ".join(d for d in (_context_diagnosis(reference, verdict), pattern) if d) or None,
         notes=tuple(notes),
+        cause=cause,
+        labels={v: k for k, v in run.key_of().items() if k != "value"},
     )
 
 
 def _context_diagnosis(reference: SideResults, verdict: Verdict) -> str | None:
     if verdict == "passed":
         return None
-    if reference.low_precision:
+    if reference.low_precision:  # (a reference whose results are float32 numbers is failed with its cause)
         return (f"the reference returns {', '.join(reference.low_precision)} in a precision below float64: "
                 "computing it in float32 loses precision the check needs (compute in float64)")
     if reference.mutated:

@@ -28,9 +28,10 @@ from gradcheck_lab.errors import (
 from gradcheck_lab.gradients.inputs import (
     ReferenceFn,
     TorchFn,
-    as_input_tuple,
+    array_inputs,
     constant_indices,
     input_names,
+    parameter_names,
     prepare_inputs,
     reference_precision,
 )
@@ -153,11 +154,15 @@ class _Runner:
         if self.cuda_rng_state is not None:
             torch.cuda.set_rng_state(self.cuda_rng_state, self.device)
 
-    def results_torch(self, point: list[np.ndarray], dtype: torch.dtype) -> list[np.ndarray] | None:
+    def torch_or_none(self, point: list[np.ndarray], dtype: torch.dtype) -> SideResults | None:
         try:
-            return self.torch(point, dtype).results()
+            return self.torch(point, dtype)
         except Exception:
             return None
+
+    def results_torch(self, point: list[np.ndarray], dtype: torch.dtype) -> list[np.ndarray] | None:
+        side = self.torch_or_none(point, dtype)
+        return None if side is None else side.results()
 
     def reference(self, point: Sequence[np.ndarray]) -> SideResults:
         __tracebackhide__ = True
@@ -296,21 +301,26 @@ def check_gradients(
                         ("tf32", tf32)):
         if not isinstance(given, bool | np.bool_):
             raise InvalidInputError(f"{flag} must be True or False, got {given!r}")
-    reference_precision(reference_dtype)  # judged by its own precision from item 4 on
-    original = as_input_tuple(inputs)
+    low_dtype = reference_precision(reference_dtype)
+    original = array_inputs(inputs)
     all_names = input_names(reference_fn, len(original))
     fixed = constant_indices(constants, len(original))
     rounded = prepare_inputs(original, torch_dtype, all_names, fixed)
     variables = [k for k in range(len(rounded)) if k not in fixed]
     names = [all_names[k] for k in variables]
+    keys = [name for k, name in enumerate(parameter_names(reference_fn, len(original))) if k not in fixed]
     with preserved_torch_state(torch_device, tf32=tf32), check_threads():
         runner = _Runner(reference_fn, torch_fn, all_names, fixed, torch_device)
         reference = runner.reference(rounded)
         actual = runner.torch(rounded, torch_dtype)
         truth = actual if torch_dtype == torch.float64 else runner.torch_float64(rounded)
+        at_reference_dtype = None
+        if low_dtype is not None:  # torch's own error in the reference's precision: the yardstick it is held to
+            at_reference_dtype = actual if low_dtype == torch_dtype else runner.torch_or_none(rounded, low_dtype)
         run = CheckRun(rounded, variables, names, reference, actual, truth, torch_device, torch_dtype, rtol=rtol,
                        atol=atol, tf32=tf32, allow_nonfinite=allow_nonfinite, subgradient=kinks == "subgradient",
-                       oracle=(directions, seed) if finite_differences else None)
+                       oracle=(directions, seed) if finite_differences else None, reference_dtype=low_dtype,
+                       torch_at_reference_dtype=at_reference_dtype, keys=keys)
         outcome = judge(run, runner)
     report, extra = outcome.report, outcome.kinks
     if reference.mutated:

@@ -19,53 +19,74 @@ TorchFn = Callable[..., torch.Tensor]
 
 
 def input_names(fn: Callable[..., Any], count: int) -> list[str]:
-    """Names for the inputs: the function's positional parameter names when they fit, else ``input[k]``."""
+    """Display labels for messages: ``'x' (input 0)`` from the function's positional parameters when they fit,
+    else ``input 0``."""
+    found = _found_parameters(fn, count)
+    if found is None:
+        return [f"input {k}" for k in range(count)]
+    return [f"{name!r} (input {k})" for k, name in enumerate(found)]
+
+
+def parameter_names(fn: Callable[..., Any], count: int) -> list[str]:
+    """Plain names, the keys of a report: the function's positional parameter names when it has ``count`` of
+    them, else ``input0``, ``input1``, ..."""
+    found = _found_parameters(fn, count)
+    return list(found) if found is not None else [f"input{k}" for k in range(count)]
+
+
+def _found_parameters(fn: Callable[..., Any], count: int) -> tuple[str, ...] | None:
     try:
-        return list(_cached_input_names(fn, count))
+        return _cached_parameters(fn, count)
     except TypeError:  # unhashable callable
-        return list(_input_names(fn, count))
+        return _parameters(fn, count)
 
 
 @functools.lru_cache(maxsize=256)
-def _cached_input_names(fn: Callable[..., Any], count: int) -> tuple[str, ...]:
-    return _input_names(fn, count)
+def _cached_parameters(fn: Callable[..., Any], count: int) -> tuple[str, ...] | None:
+    return _parameters(fn, count)
 
 
-def _input_names(fn: Callable[..., Any], count: int) -> tuple[str, ...]:
+def _parameters(fn: Callable[..., Any], count: int) -> tuple[str, ...] | None:
     try:
         params = [p for p in inspect.signature(fn).parameters.values()
                   if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     except (TypeError, ValueError):
         params = []
-    if len(params) >= count:
-        return tuple(f"{params[k].name!r} (input {k})" for k in range(count))
-    return tuple(f"input {k}" for k in range(count))
+    return tuple(params[k].name for k in range(count)) if len(params) >= count else None
 
 
 def as_input_tuple(inputs: Any) -> tuple[Any, ...]:
-    """Accept one array or a tuple (or list) of arrays; anything else is an error naming the fix.
-
-    A list made only of numbers and lists (``[1.0, 2.0]``, ``[[1.0, 2.0], [3.0, 4.0]]``) is ambiguous: one matrix, or
-    several inputs? It is refused with both spellings, as is ``None`` or a string in place of an input.
-    """
+    """Accept one array or a tuple (or list) of inputs (static settings such as a dict allowed among them)."""
     __tracebackhide__ = True
     if isinstance(inputs, np.ndarray | torch.Tensor | float | int | np.generic) and not isinstance(inputs, bool):
         return (inputs,)
     if isinstance(inputs, list | tuple):
         if not inputs:
             raise InvalidInputError("inputs is empty: pass a tuple with at least one array, e.g. (np.ones(3),)")
-        if isinstance(inputs, list) and all(_is_plain_nested(x) for x in inputs):
-            raise InvalidInputError(
-                "inputs is a list of numbers, which could mean one array or several inputs: pass "
-                "(np.array(inputs),) for one array input, or a tuple of arrays, "
-                "one per input, such as (np.array(inputs[0]), np.array(inputs[1]))")
-        for k, x in enumerate(inputs):
-            if x is None or isinstance(x, str | bytes | dict | set | bool):
-                raise InvalidInputError(f"inputs[{k}] is {x!r:.60} ({type(x).__name__}): every input must be a "
-                                        "NumPy array (or a number), e.g. np.array([1.0, 2.0])")
         return tuple(inputs)
     raise InvalidInputError(f"inputs must be a tuple of NumPy arrays, got {type(inputs).__name__}: pass e.g. "
                             "(np.array([1.0, 2.0]),)")
+
+
+def array_inputs(inputs: Any) -> tuple[Any, ...]:
+    """:func:`as_input_tuple` for a check whose every input is an array (``check_gradients``).
+
+    A list made only of numbers and lists (``[1.0, 2.0]``, ``[[1.0, 2.0], [3.0, 4.0]]``) is ambiguous: one
+    array, or several inputs? It is refused with both spellings, as is ``None``, a string, a dict or a bool
+    in place of an input.
+    """
+    __tracebackhide__ = True
+    if isinstance(inputs, list) and inputs and all(_is_plain_nested(x) for x in inputs):
+        raise InvalidInputError(
+            "inputs is a list of numbers, which could mean one array or several inputs: pass "
+            "(np.array(inputs),) for one array input, or a tuple of arrays, "
+            "one per input, such as (np.array(inputs[0]), np.array(inputs[1]))")
+    found = as_input_tuple(inputs)
+    for k, x in enumerate(found):
+        if x is None or isinstance(x, str | bytes | dict | set | bool):
+            raise InvalidInputError(f"inputs[{k}] is {x!r:.60} ({type(x).__name__}): every input must be a "
+                                    "NumPy array (or a number), e.g. np.array([1.0, 2.0])")
+    return found
 
 
 def _is_plain_nested(x: Any) -> bool:

@@ -17,6 +17,7 @@ import torch
 from gradcheck_lab.core.comparison import Comparison, compare, finite_or_zero
 from gradcheck_lab.core.devices import resolve_device
 from gradcheck_lab.core.dtypes import dtype_name, resolve_dtype, round_to_dtype
+from gradcheck_lab.core.report import comparison_lines
 from gradcheck_lab.core.tolerances import Tolerance, trajectory_tolerance
 from gradcheck_lab.core.torch_state import preserved_torch_state
 from gradcheck_lab.errors import InvalidInputError, OptimizerMismatch
@@ -365,10 +366,8 @@ def _mismatch(step: int, failing: dict[tuple[int, str], Comparison], grads: list
         g = grads[param]
         grad_here = ("None (skipped)" if g is None
                      else f"{float(g[c.index]):.3g}" if len(c.index) == g.ndim else "n/a")
-        lines.append(f"  worst element {list(c.index)}: expected {c.expected!r} ({labels[0]}), "
-                     f"got {c.actual!r} ({labels[1]}); gradient there this step {grad_here}")
-        lines.append(f"  max abs error {c.max_abs_error:.3e}, max rel error {c.max_rel_error:.3e}, "
-                     f"{c.ratio:.3g}x the allowed bound")
+        lines += comparison_lines(c, labels[0], labels[1], note=f"gradient there this step {grad_here}",
+                                  bound=False)
     others = [f"param {p} {e}" for (p, e) in failing if (p, e) != (param, entry)]
     if others:
         lines.append("  also diverging at this step: " + ", ".join(others))
