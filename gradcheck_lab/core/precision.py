@@ -23,9 +23,12 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from gradcheck_lab.core.comparison import Comparison, compare, finite_or_zero, largest_magnitude
-from gradcheck_lab.core.dtypes import dtype_name, unit_roundoff
+from gradcheck_lab.core.comparison import Comparison, compare, condition_scale, finite_or_zero, largest_magnitude
+from gradcheck_lab.core.dtypes import dtype_name, round_to_dtype, unit_roundoff
+from gradcheck_lab.core.report import Report, Verdict
+from gradcheck_lab.core.run import CheckRun, Evaluations, Outcome
 from gradcheck_lab.core.tolerances import ATOL, Tolerance
+from gradcheck_lab.errors import NondeterministicReferenceError
 
 FACTOR = 2.0
 """The reference's error may be this many times torch's own error in the reference's dtype."""
@@ -112,3 +115,69 @@ def judge_at_precision(names: Sequence[str], reference: Sequence[np.ndarray], tr
         comparisons[name], tolerances[name] = compare(reference[k], truth[k], tol), tol
         ratio = max(ratio, error / own if own else (float("inf") if error else 0.0))
     return comparisons, tolerances, ratio
+
+
+def require_deterministic(run: CheckRun, evaluate: Evaluations) -> None:
+    """Raise :class:`NondeterministicReferenceError` where the reference differs from itself on the same inputs.
+
+    Its disagreement with torch would otherwise be read as rounding (a fresh draw at every moved point)."""
+    __tracebackhide__ = True
+    again = evaluate.results_reference([np.array(x, copy=True) for x in run.inputs])
+    first = run.reference.results()
+    if again is None:
+        return
+    for name, a, b in zip(["value", *run.names], first, again, strict=True):
+        if not np.array_equal(a, b, equal_nan=True):
+            where = "value" if name == "value" else f"gradient of {name}"
+            diff = np.abs(finite_or_zero(a) - finite_or_zero(b))
+            raise NondeterministicReferenceError(
+                f"the reference is not deterministic: called twice on the same inputs, its {where} differs by up "
+                f"to {float(diff.max(initial=0.0)):.3g}: uninitialized weights or random state? (seed its random "
+                "numbers, or draw the weights once, outside the function)")
+
+
+def computes_below_float64(run: CheckRun, evaluate: Evaluations) -> str | None:
+    """"float32" or "float16" where the reference shows it computes below float64 (see the module docstring)."""
+    assert run.truth is not None
+    reference, truth = run.reference.results(), run.truth.results()
+    found = returns_below_float64(reference, truth)
+    if found is not None or run.dtype != torch.float64:
+        return found
+    point = [round_to_dtype(x, torch.float32) if k in run.variables else x for k, x in enumerate(run.inputs)]
+    if all(np.array_equal(p, x) for p, x in zip(point, run.inputs, strict=True)):
+        return None  # the inputs are float32 numbers already: nothing to tell
+    if ignores_low_digits(reference, evaluate.results_reference(point), truth,
+                                    evaluate.results_float64(point)):
+        return "float32"
+    return None
+
+
+def judged_at_declared_precision(run: CheckRun, labels: list[str]) -> Outcome:
+    """A reference declared to compute in ``run.reference_dtype``: the factor rule of core.precision."""
+    assert run.truth is not None and run.reference_dtype is not None
+    low = None if run.torch_at_reference_dtype is None else run.torch_at_reference_dtype.results()
+    condition = condition_scale([np.abs(finite_or_zero(g)) for g in run.truth.grads],
+                           [run.inputs[k] for k in run.variables])
+    comparisons, tolerances, ratio = judge_at_precision(labels, run.reference.results(),
+                                                                  run.truth.results(), low, run.reference_dtype,
+                                                                  value_scale=condition)
+    verdict: Verdict = "passed" if all(c.passed for c in comparisons.values()) else "mismatch"
+    name = dtype_name(run.reference_dtype)
+    note = (f"the reference is judged at its declared precision, {name}: its error against torch in float64 is "
+            f"{ratio:.3g}x torch's own {name} error on the same inputs (at most {FACTOR:g}x, plus "
+            f"{FLOOR_ULPS:g} units of {name} roundoff at each tensor's scale)")
+    worst_name, worst = max(comparisons.items(), key=lambda item: item[1].ratio)
+    where = "the value" if worst_name == "value" else f"the gradient of {worst_name}"
+    headline = None if verdict == "passed" else (
+        f"the reference, computing in {name}, is less accurate than torch in {name} on the same inputs: its "
+        f"error against torch in float64 is {ratio:.3g}x torch's own in {where}")
+    report = Report(
+        passed=verdict == "passed", device=str(run.device), dtype=dtype_name(run.dtype),
+        max_abs_error=max(c.max_abs_error for c in comparisons.values()),
+        max_rel_error=max(c.max_rel_error for c in comparisons.values()), ratio=worst.ratio,
+        worst_input=run.key_of()[worst_name], worst_index=worst.index, reference_value=worst.expected,
+        torch_value=worst.actual, tolerance=tolerances[worst_name], value=comparisons["value"],
+        gradients=run.by_name(comparisons, gradients_only=True), verdict=verdict, math=run.by_name(comparisons),
+        math_tolerance=None, bound_terms=dict(worst.terms), notes=(note,), cause=headline, error_ratio=ratio,
+        labels={v: k for k, v in run.key_of().items() if k != "value"})
+    return Outcome(report, [])

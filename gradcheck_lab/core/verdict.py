@@ -1,235 +1,43 @@
 """From the results of a check to its verdict: the comparisons, the measured floor, kinks and the oracle.
 
 See :mod:`gradcheck_lab.core.tolerances` for the error model. :func:`judge` takes one
-:class:`CheckRun` (what both sides returned on the rounded inputs, and the check's settings) and an
-:class:`Evaluations` (how to run either side again at moved inputs, for the floor, kinks and the oracle)
-and returns the :class:`~gradcheck_lab.core.report.Report` with the lines about kinks its message shows.
+:class:`~gradcheck_lab.core.run.CheckRun` (what both sides returned on the rounded inputs, and the check's
+settings) and an :class:`~gradcheck_lab.core.run.Evaluations` (how to run either side again at moved inputs,
+for the floor, kinks and the oracle) and returns an :class:`~gradcheck_lab.core.run.Outcome`: the
+:class:`~gradcheck_lab.core.report.Report` with the lines about kinks its message shows. The reference's own
+precision and determinism are checked first (:mod:`gradcheck_lab.core.precision`).
 
-A :class:`Judge` holds one comparison (the math one, or the dtype one) over every tensor of a check (the
-value, then each gradient), takes the rounding floor once it is measured, and sorts the elements that
-exceed the bound into *beyond* (a mismatch, unless a kink excuses it) and *unresolved* (within the floor,
-but the floor is above what the dtype must resolve: inconclusive).
+A :class:`~gradcheck_lab.core.comparison.Judge` holds one comparison (the math one, or the dtype one) over
+every tensor of a check (the value, then each gradient), takes the rounding floor once it is measured, and
+sorts the elements that exceed the bound into *beyond* (a mismatch, unless a kink excuses it) and
+*unresolved* (within the floor, but the floor is above what the dtype must resolve: inconclusive).
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass, field, replace
-from typing import Protocol
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
 
 from gradcheck_lab.core import precision
-from gradcheck_lab.core.comparison import Comparison, allowed_error, compare, finite_or_zero, largest_magnitude
+from gradcheck_lab.core.comparison import Judge, allowed_error, condition_scale, finite_or_zero
 from gradcheck_lab.core.diagnosis import diagnose_mismatch, diagnose_value, input_shapes
-from gradcheck_lab.core.dtypes import dtype_name, round_to_dtype
+from gradcheck_lab.core.dtypes import dtype_name
 from gradcheck_lab.core.floor import rounding_floor
 from gradcheck_lab.core.kinks import KinkFinding, examine_kinks
 from gradcheck_lab.core.oracle import oracle_votes
-from gradcheck_lab.core.report import ByName, OracleVotes, Report, Verdict
+from gradcheck_lab.core.report import OracleVotes, Report, Verdict
+from gradcheck_lab.core.run import CheckRun, Evaluations, Outcome, Point, SideResults
 from gradcheck_lab.core.tolerances import (
     WIDE_MOVE,
-    Tolerance,
     conditioning_size,
     gradient_tolerance,
     math_tolerance,
     perturbation_size,
 )
-from gradcheck_lab.errors import NondeterministicReferenceError, NonFiniteError
-
-
-@dataclass(frozen=True)
-class SideResults:
-    """One side's results: the scalar value and the gradients of the non-constant inputs, in float64.
-
-    ``low_precision`` names results the function returned below float64 (a reference computing in
-    float32); ``mutated`` the inputs it modified in place.
-    """
-
-    value: np.ndarray
-    grads: list[np.ndarray]
-    low_precision: tuple[str, ...] = ()
-    mutated: tuple[str, ...] = ()
-
-    def results(self) -> list[np.ndarray]:
-        return [self.value, *self.grads]
-
-
-Point = list[np.ndarray]
-
-
-class Evaluations(Protocol):
-    """Runs the sides again at moved inputs (a full input list, float64): what the floor, kinks and oracle need."""
-
-    def results_reference(self, point: Point) -> list[np.ndarray] | None:
-        """The reference's ``[value, *grads]`` at ``point``, or None where it fails."""
-
-    def results_float64(self, point: Point) -> list[np.ndarray] | None:
-        """torch's ``[value, *grads]`` in float64 at ``point``, or None where it cannot run in float64."""
-
-    def results_torch(self, point: Point, dtype: torch.dtype) -> list[np.ndarray] | None:
-        """torch's ``[value, *grads]`` in ``dtype`` at ``point``, or None where it fails."""
-
-    def value(self, point: Point, fresh: Collection[int] = ()) -> float:
-        """The float64 value at ``point`` (``fresh``: inputs made for this call alone)."""
-
-
-@dataclass(frozen=True)
-class CheckRun:
-    """Everything a verdict is computed from: the rounded inputs, the three runs, and the check's settings.
-
-    ``inputs`` is the full input list (rounded to ``dtype``), ``variables`` the indices of the differentiated
-    ones, ``names`` their display labels; ``reference`` and ``torch_side`` ran on ``inputs`` (torch in ``dtype`` on
-    ``device``), ``truth`` is torch in float64 (None where it cannot run in float64). ``oracle`` is
-    ``(directions, seed)`` when finite differences vote. ``reference_dtype`` is the precision the caller
-    declared the reference computes in, and ``torch_at_reference_dtype`` torch run in it on ``inputs`` (see
-    :mod:`gradcheck_lab.core.precision`).
-    """
-
-    inputs: list[np.ndarray]
-    variables: list[int]
-    names: list[str]
-    reference: SideResults
-    torch_side: SideResults
-    truth: SideResults | None
-    device: torch.device
-    dtype: torch.dtype
-    rtol: float | None = None
-    atol: float | None = None
-    tf32: bool = False
-    allow_nonfinite: bool = False
-    subgradient: bool = False
-    oracle: tuple[int, int] | None = None
-    reference_dtype: torch.dtype | None = None
-    torch_at_reference_dtype: SideResults | None = None
-    keys: list[str] | None = None
-
-    def key_of(self) -> dict[str, str]:
-        """Display label -> plain name (the report's keys; ``keys``, or the labels themselves where not given)."""
-        return dict(zip(["value", *self.names], ["value", *(self.keys or self.names)], strict=True))
-
-    def by_name(self, comparisons: dict[str, Comparison], *, gradients_only: bool = False) -> ByName:
-        """``comparisons`` (keyed by label) keyed by plain name; the labels still resolve (deprecated)."""
-        key_of = self.key_of()
-        return ByName({key_of[n]: c for n, c in comparisons.items() if not (gradients_only and n == "value")},
-                      labels={key_of[n]: n for n in self.names})
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """The report, and the lines about elements on kinks that its message shows."""
-
-    report: Report
-    kinks: list[str]
-
-
-@dataclass
-class Judge:
-    """One comparison (reference against one torch run) over every tensor of a check.
-
-    ``expected``/``actual`` list the value then each gradient; ``names`` their labels; the value
-    is judged relative to its condition scale ``condition()`` (sum_k <|grad_k|, |x_k|>, computed
-    only when the value needs it), so a value that cancels is not held to a precision its terms
-    never had. A NaN or Inf fails its comparison (``nonfinite``) unless ``allow_nonfinite`` and
-    both sides hold the same non-finite value there.
-    """
-
-    names: list[str]
-    expected: list[np.ndarray]
-    actual: list[np.ndarray]
-    tol: Tolerance
-    condition: Callable[[], float]
-    allow_nonfinite: bool = False
-    floor: list[np.ndarray] | None = None
-    nearby: list[float] = field(default_factory=list)
-    excused: list[np.ndarray | None] = field(default_factory=list)
-    comparisons: dict[str, Comparison] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        self.excused = [None] * len(self.expected)  # a mask only once an element is excused
-        self.comparisons = self._compare(None)
-
-    def _tolerance(self, k: int) -> tuple[Tolerance, float]:
-        if k == 0:  # the value: rounding relative to its condition scale
-            return replace(self.tol, gtol=self.tol.rtol), self.condition()
-        return self.tol, 0.0
-
-    def _expected(self, k: int) -> np.ndarray:
-        """The reference, with excused elements (accepted kinks) replaced by torch's value."""
-        excused = self.excused[k]
-        return self.expected[k] if excused is None else np.where(excused, self.actual[k], self.expected[k])
-
-    def _compare(self, floor: list[np.ndarray] | None) -> dict[str, Comparison]:
-        out = {}
-        for k, name in enumerate(self.names):
-            if k == 0 and floor is None:  # the condition scale costs a pass over every input: only if needed
-                first = compare(self._expected(0), self.actual[0], self.tol, allow_nonfinite=self.allow_nonfinite)
-                if first.passed:
-                    out[name] = first
-                    continue
-            tol, global_scale = self._tolerance(k)
-            out[name] = compare(self._expected(k), self.actual[k], tol, global_scale=global_scale,
-                                floor=None if floor is None else floor[k], allow_nonfinite=self.allow_nonfinite)
-        return out
-
-    @property
-    def passed(self) -> bool:
-        return all(c.passed for c in self.comparisons.values())
-
-    @property
-    def nonfinite(self) -> bool:
-        return any(c.nonfinite for c in self.comparisons.values())
-
-    def apply_floor(self, floor: list[np.ndarray] | None, nearby: Sequence[float] = ()) -> None:
-        """Judge again with the measured rounding floor (None: it could not be measured).
-
-        ``nearby`` holds each tensor's largest magnitude around the input (see
-        :class:`~gradcheck_lab.core.floor.MeasuredFloor`): the scale what must be resolved is measured against,
-        so that a gradient exactly zero here is not judged against its own rounding noise.
-        """
-        self.floor = floor
-        if nearby:
-            self.nearby = list(nearby)
-        self.comparisons = self._compare(floor)
-
-    def _masks(self, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """(beyond, unresolved) for tensor ``k``: past the floor-widened bound; past the a-priori one only,
-        where the floor exceeds what must be resolved."""
-        tol, global_scale = self._tolerance(k)
-        e, a = finite_or_zero(self._expected(k)), finite_or_zero(self.actual[k])
-        error = np.abs(a - e)
-        floor = None if self.floor is None else self.floor[k]
-        beyond = error > allowed_error(e, a, tol, global_scale=global_scale, floor=floor)
-        if floor is None:
-            return beyond, np.zeros_like(beyond)
-        apriori = error > allowed_error(e, a, tol, global_scale=global_scale)
-        scale = max(largest_magnitude(e), largest_magnitude(a))
-        if self.nearby and scale <= tol.floor * largest_magnitude(floor):
-            # The whole tensor is rounding noise here (a gradient exactly zero at an extremum or a symmetry):
-            # what must be resolved is measured against the function's scale for it nearby, not the noise.
-            scale = max(scale, self.nearby[k])
-        unresolved = apriori & ~beyond & (tol.floor * floor > tol.resolution * scale)
-        return beyond, unresolved
-
-    def beyond(self) -> list[np.ndarray]:
-        return [self._masks(k)[0] if not self.comparisons[name].passed else np.zeros(np.shape(e), dtype=bool)
-                for k, (name, e) in enumerate(zip(self.names, self.expected, strict=True))]
-
-    def unresolved(self) -> list[np.ndarray]:
-        if self.floor is None:  # nothing is unresolved before the floor is measured
-            return [np.zeros(np.shape(e), dtype=bool) for e in self.expected]
-        return [self._masks(k)[1] for k in range(len(self.names))]
-
-    def excuse(self, k: int, index: tuple[int, ...]) -> None:
-        excused = self.excused[k]
-        if excused is None:
-            excused = self.excused[k] = np.zeros(np.shape(self.expected[k]), dtype=bool)
-        excused[index] = True
-
-    def rejudge(self) -> None:
-        self.comparisons = self._compare(self.floor)
+from gradcheck_lab.errors import NonFiniteError
 
 
 def judge(run: CheckRun, evaluate: Evaluations) -> Outcome:
@@ -248,11 +56,11 @@ def judge(run: CheckRun, evaluate: Evaluations) -> Outcome:
     reference, dtype = run.reference, run.dtype
     labels = ["value", *run.names]
     if run.reference_dtype is not None and run.truth is not None:
-        return _at_own_precision(run, labels)
+        return precision.judged_at_declared_precision(run, labels)
     inputs = [run.inputs[k] for k in run.variables]
     # |reference gradient| serves the value's condition scale and the oracle: computed once, if at all.
     magnitudes = functools.cache(lambda: [np.abs(finite_or_zero(g)) for g in reference.grads])
-    condition = functools.cache(lambda: _condition(magnitudes(), inputs))
+    condition = functools.cache(lambda: condition_scale(magnitudes(), inputs))
     dtype_tolerance = gradient_tolerance(dtype, rtol=run.rtol, atol=run.atol, tf32=run.tf32)
     torch_at: Callable[[Point], list[np.ndarray] | None]
     if run.truth is not None:
@@ -271,9 +79,9 @@ def judge(run: CheckRun, evaluate: Evaluations) -> Outcome:
     if not run.allow_nonfinite and (deciding.nonfinite or shown.nonfinite):
         raise_nonfinite(reference, run.torch_side, run.names)  # the comparisons found it: say which side holds it
     if not deciding.passed and not deciding.nonfinite:
-        _require_deterministic(run, evaluate)
+        precision.require_deterministic(run, evaluate)
     if not deciding.passed and not deciding.nonfinite and run.truth is not None:
-        found = _computes_below_float64(run, evaluate)
+        found = precision.computes_below_float64(run, evaluate)
         if found is not None:  # its own rounding must not set the floor: the check fails, the cause named
             beyond = deciding.beyond()
             pattern = diagnose_mismatch(run.names, deciding.expected[1:], deciding.actual[1:], beyond[1:], [],
@@ -317,82 +125,8 @@ def judge(run: CheckRun, evaluate: Evaluations) -> Outcome:
     return Outcome(report, extra)
 
 
-def _require_deterministic(run: CheckRun, evaluate: Evaluations) -> None:
-    """Raise :class:`NondeterministicReferenceError` where the reference differs from itself on the same inputs.
-
-    Its disagreement with torch would otherwise be read as rounding (a fresh draw at every moved point)."""
-    __tracebackhide__ = True
-    again = evaluate.results_reference([np.array(x, copy=True) for x in run.inputs])
-    first = run.reference.results()
-    if again is None:
-        return
-    for name, a, b in zip(["value", *run.names], first, again, strict=True):
-        if not np.array_equal(a, b, equal_nan=True):
-            where = "value" if name == "value" else f"gradient of {name}"
-            diff = np.abs(finite_or_zero(a) - finite_or_zero(b))
-            raise NondeterministicReferenceError(
-                f"the reference is not deterministic: called twice on the same inputs, its {where} differs by up "
-                f"to {float(diff.max(initial=0.0)):.3g}: uninitialized weights or random state? (seed its random "
-                "numbers, or draw the weights once, outside the function)")
-
-
-def _computes_below_float64(run: CheckRun, evaluate: Evaluations) -> str | None:
-    """"float32" or "float16" where the reference shows it computes below float64 (see core.precision)."""
-    assert run.truth is not None
-    reference, truth = run.reference.results(), run.truth.results()
-    found = precision.returns_below_float64(reference, truth)
-    if found is not None or run.dtype != torch.float64:
-        return found
-    point = [round_to_dtype(x, torch.float32) if k in run.variables else x for k, x in enumerate(run.inputs)]
-    if all(np.array_equal(p, x) for p, x in zip(point, run.inputs, strict=True)):
-        return None  # the inputs are float32 numbers already: nothing to tell
-    if precision.ignores_low_digits(reference, evaluate.results_reference(point), truth,
-                                    evaluate.results_float64(point)):
-        return "float32"
-    return None
-
-
-def _at_own_precision(run: CheckRun, labels: list[str]) -> Outcome:
-    """A reference declared to compute in ``run.reference_dtype``: the factor rule of core.precision."""
-    assert run.truth is not None and run.reference_dtype is not None
-    low = None if run.torch_at_reference_dtype is None else run.torch_at_reference_dtype.results()
-    condition = _condition([np.abs(finite_or_zero(g)) for g in run.truth.grads],
-                           [run.inputs[k] for k in run.variables])
-    comparisons, tolerances, ratio = precision.judge_at_precision(labels, run.reference.results(),
-                                                                  run.truth.results(), low, run.reference_dtype,
-                                                                  value_scale=condition)
-    verdict: Verdict = "passed" if all(c.passed for c in comparisons.values()) else "mismatch"
-    name = dtype_name(run.reference_dtype)
-    note = (f"the reference is judged at its declared precision, {name}: its error against torch in float64 is "
-            f"{ratio:.3g}x torch's own {name} error on the same inputs (at most {precision.FACTOR:g}x, plus "
-            f"{precision.FLOOR_ULPS:g} units of {name} roundoff at each tensor's scale)")
-    worst_name, worst = max(comparisons.items(), key=lambda item: item[1].ratio)
-    headline = None if verdict == "passed" else (
-        f"the reference, computing in {name}, is less accurate than torch in {name} on the same inputs: its "
-        f"error against torch in float64 is {ratio:.3g}x torch's own in {_where(worst_name)}")
-    report = Report(
-        passed=verdict == "passed", device=str(run.device), dtype=dtype_name(run.dtype),
-        max_abs_error=max(c.max_abs_error for c in comparisons.values()),
-        max_rel_error=max(c.max_rel_error for c in comparisons.values()), ratio=worst.ratio,
-        worst_input=run.key_of()[worst_name], worst_index=worst.index, reference_value=worst.expected,
-        torch_value=worst.actual, tolerance=tolerances[worst_name], value=comparisons["value"],
-        gradients=run.by_name(comparisons, gradients_only=True), verdict=verdict, math=run.by_name(comparisons),
-        math_tolerance=None, bound_terms=dict(worst.terms), notes=(note,), cause=headline, error_ratio=ratio,
-        labels={v: k for k, v in run.key_of().items() if k != "value"})
-    return Outcome(report, [])
-
-
-def _where(name: str) -> str:
-    return "the value" if name == "value" else f"the gradient of {name}"
-
-
 def _in_dtype(evaluate: Evaluations, dtype: torch.dtype, point: Point) -> list[np.ndarray] | None:
     return evaluate.results_torch(point, dtype)
-
-
-def _condition(magnitudes: Sequence[np.ndarray], inputs: Sequence[np.ndarray]) -> float:
-    """sum_k <|grad_k|, |x_k|> from ``magnitudes`` |grad_k|: the size of the terms whose rounding shows in the value."""
-    return float(sum(np.vdot(g, np.abs(x)) for g, x in zip(magnitudes, inputs, strict=True)))
 
 
 def _measure_floor(deciding: Judge, reference_at: Callable[[Point], list[np.ndarray] | None],

@@ -14,9 +14,10 @@ from gradcheck_lab.core.comparison import all_finite
 from gradcheck_lab.core.devices import resolve_device
 from gradcheck_lab.core.dtypes import resolve_dtype
 from gradcheck_lab.core.report import Report, mismatch_message
+from gradcheck_lab.core.run import CheckRun, SideResults
 from gradcheck_lab.core.threads import check_threads
 from gradcheck_lab.core.torch_state import preserved_torch_state
-from gradcheck_lab.core.verdict import CheckRun, SideResults, judge
+from gradcheck_lab.core.verdict import judge
 from gradcheck_lab.errors import (
     GradientMismatch,
     InconclusiveWarning,
