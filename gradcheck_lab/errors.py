@@ -77,3 +77,7 @@ class CandidateContractError(TorchFunctionError):
 
 class DtypeOverflowError(NonFiniteError):
     """A result overflows the dtype under test where the float64 truth is finite: this input cannot be judged in it."""
+
+
+class NondeterministicReferenceError(ReferenceContractError):
+    """The reference returned different results for the same inputs: uninitialized weights or random state?"""

@@ -41,7 +41,7 @@ AFFINE = (rng.standard_normal((4, 2, 3)), rng.standard_normal((6, 5)), rng.stand
 
 def test_course_style_pair_passes(dtype):
     report = gl.check_vjp(affine_forward, affine_backward, torch_affine, AFFINE, dtype=dtype)
-    assert report.passed and list(report.gradients) == ["'x' (input 0)", "'w' (input 1)", "'b' (input 2)"]
+    assert report.passed and list(report.gradients) == ["x", "w", "b"]
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32", *LOW])
@@ -194,7 +194,7 @@ CONV = (rng.standard_normal((2, 2, 5, 5)), rng.standard_normal((3, 2, 3, 3)), rn
 
 def test_settings_dict_between_arrays(dtype):
     report = gl.check_vjp(conv_forward, conv_backward, torch_conv, CONV, dtype=dtype)
-    assert report.passed and list(report.gradients) == ["'x' (input 0)", "'w' (input 1)", "'b' (input 2)"]
+    assert report.passed and list(report.gradients) == ["x", "w", "b"]
 
     def kernel_flipped(dout, cache):
         dx, dw, db = conv_backward(dout, cache)
@@ -302,7 +302,7 @@ X = rng.standard_normal((5, 3))
 def test_layer_with_mapped_and_transposed_parameters(dtype):
     layer = Affine(3, 4)
     report = gl.check_layer(layer, LINEAR, X, dtype=dtype, **AFFINE_MAP)
-    assert report.passed and {"'weight' (input 1)", "'bias' (input 2)"} <= set(report.gradients)
+    assert report.passed and {"weight", "bias"} <= set(report.gradients)
     assert not layer.params["W"].any() and not layer.grads, "the caller's layer is never modified"
 
 
@@ -490,7 +490,7 @@ def test_list_paths_and_a_flag_between_the_inputs():
     paths = {"params": {"weight": "params.0", "bias": "params.1"},
              "param_grads": {"weight": "grads.0", "bias": "grads.1"}, "transforms": {"weight": np.transpose}}
     report = gl.check_layer(ListLayer(), module, (X, True), **paths)
-    assert report.passed and "'weight' (input 1)" in report.gradients
+    assert report.passed and "weight" in report.gradients
     with pytest.raises(gl.GradientMismatch, match="'weight'"):
         gl.check_layer(ListLayer(scale=-1.0), module, (X, True), **paths)
 

@@ -1,9 +1,14 @@
-"""The one comparison helper every check goes through, so a failure always reads the same."""
+"""The one comparison helper every check goes through, so a failure always reads the same.
+
+:func:`compare` compares two arrays under a :class:`~gradcheck_lab.core.tolerances.Tolerance`; a
+:class:`Judge` holds one such comparison over every tensor of a gradient check (the value, then each gradient).
+"""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -54,32 +59,12 @@ def largest_magnitude(x: np.ndarray) -> float:
     return float(max(np.max(x), -np.min(x)))
 
 
-def _terms_at(abs_expected: float, tol: Tolerance, scale: float, global_scale: float,
-              floor: float) -> dict[str, float]:
-    terms = {"atol": tol.atol, "rtol*|e|": tol.rtol * abs_expected, "ntol*S": tol.ntol * scale}
-    if tol.gtol:
-        terms["gtol*G"] = tol.gtol * global_scale
-    if tol.floor and floor:
-        terms["floor*phi"] = tol.floor * floor
-    return terms
-
-
 def allowed_error(expected: np.ndarray, actual: np.ndarray, tol: Tolerance, *, global_scale: float = 0.0,
                   floor: np.ndarray | None = None) -> np.ndarray:
     """The per-element bound of :mod:`gradcheck_lab.core.tolerances`; non-finite entries count as zero."""
     expected, actual = finite_or_zero(expected), finite_or_zero(actual)
     scale = max(largest_magnitude(expected), largest_magnitude(actual))
-    return _bound(expected, tol, scale, global_scale, floor)
-
-
-def _bound(expected: np.ndarray, tol: Tolerance, scale: float, global_scale: float,
-           floor: np.ndarray | None) -> np.ndarray:
-    bound = np.abs(expected, out=np.empty_like(expected))
-    bound *= tol.rtol
-    bound += tol.atol + tol.ntol * scale + tol.gtol * global_scale
-    if floor is not None and tol.floor:
-        bound += tol.floor * floor
-    return np.asarray(bound)
+    return tol.bound(np.abs(expected), scale=scale, global_scale=global_scale, floor=floor)
 
 
 def compare(
@@ -102,7 +87,7 @@ def compare(
     if expected.shape != actual.shape:
         raise ValueError(f"cannot compare shapes {expected.shape} and {actual.shape}")
     if expected.size == 0:
-        return Comparison(True, 0.0, 0.0, 0.0, (), 0.0, 0.0, terms=_terms_at(0.0, tol, 0.0, global_scale, 0.0))
+        return Comparison(True, 0.0, 0.0, 0.0, (), 0.0, 0.0, terms=tol.terms(0.0, scale=0.0, global_scale=global_scale))
     result = _compare_finite(expected, actual, tol, global_scale, floor)
     if result is not None:
         return result
@@ -125,7 +110,7 @@ def _compare_finite(expected: np.ndarray, actual: np.ndarray, tol: Tolerance, gl
     # Passes over the data are what a check of a large tensor costs: each array below is made once
     # and reused. S = max(|e|_inf, |t|_inf) needs |t|_inf only when the error could move it by more
     # than a thousandth of |e|_inf (|t|_inf <= |e|_inf + max error); below that, ntol*S is unchanged.
-    bound = np.abs(expected)
+    bound = np.abs(expected, out=np.empty_like(expected))
     scale = float(bound.max())
     with np.errstate(over="ignore", invalid="ignore"):  # Inf - Inf, or finite sides past float64's range
         error = np.subtract(actual, expected, out=np.empty_like(expected))
@@ -135,10 +120,7 @@ def _compare_finite(expected: np.ndarray, actual: np.ndarray, tol: Tolerance, gl
         return None  # (finite sides whose difference overflows go on: their error is infinite)
     if max_abs > 1e-3 * scale:
         scale = max(scale, largest_magnitude(actual))
-    bound *= tol.rtol
-    bound += tol.atol + tol.ntol * scale + tol.gtol * global_scale
-    if floor is not None and tol.floor:
-        bound += tol.floor * floor
+    bound = tol.bound(bound, scale=scale, global_scale=global_scale, floor=floor, out=bound)
     if tol.atol > 0:  # every bound is positive: the ratios overwrite the errors
         ratios = np.divide(error, bound, out=error)
     else:  # atol = 0 (trajectories): an error against a zero bound is infinitely over it
@@ -159,7 +141,7 @@ def _compare_finite(expected: np.ndarray, actual: np.ndarray, tol: Tolerance, gl
         expected=e_at,
         actual=float(actual[index]),
         bound=float(bound[index]),
-        terms=_terms_at(abs(e_at), tol, scale, global_scale, phi),
+        terms=tol.terms(abs(e_at), scale=scale, global_scale=global_scale, floor=phi),
         scale=scale,
         failing=failing,
         size=int(expected.size),
@@ -175,13 +157,6 @@ def all_finite(*arrays: np.ndarray) -> bool:
     return True
 
 
-def exceeding(expected: np.ndarray, actual: np.ndarray, tol: Tolerance, *, global_scale: float = 0.0,
-              floor: np.ndarray | None = None) -> np.ndarray:
-    """The boolean mask of elements past their bound (non-finite entries count as zero)."""
-    error = np.abs(finite_or_zero(actual) - finite_or_zero(expected))
-    return np.asarray(error > allowed_error(expected, actual, tol, global_scale=global_scale, floor=floor))
-
-
 def _nonfinite_problem(expected: np.ndarray, actual: np.ndarray, allow_nonfinite: bool) -> Comparison | None:
     finite_e, finite_a = np.isfinite(expected), np.isfinite(actual)
     bad = ~(finite_e & finite_a)
@@ -195,3 +170,115 @@ def _nonfinite_problem(expected: np.ndarray, actual: np.ndarray, allow_nonfinite
     return Comparison(False, float("inf"), float("inf"), float("inf"), index, e, a,
                       nonfinite=f"non-finite value at {list(index)}: expected {e!r}, got {a!r}{both}",
                       failing=int(np.count_nonzero(bad & ~same if allow_nonfinite else bad)), size=int(expected.size))
+
+
+def condition_scale(magnitudes: Sequence[np.ndarray], inputs: Sequence[np.ndarray]) -> float:
+    """sum_k <|grad_k|, |x_k|> from ``magnitudes`` |grad_k|: the size of the terms whose rounding shows in the value."""
+    return float(sum(np.vdot(g, np.abs(x)) for g, x in zip(magnitudes, inputs, strict=True)))
+
+
+@dataclass
+class Judge:
+    """One comparison (reference against one torch run) over every tensor of a check.
+
+    ``expected``/``actual`` list the value then each gradient; ``names`` their labels; the value
+    is judged relative to its condition scale ``condition()`` (sum_k <|grad_k|, |x_k|>, computed
+    only when the value needs it), so a value that cancels is not held to a precision its terms
+    never had. A NaN or Inf fails its comparison (``nonfinite``) unless ``allow_nonfinite`` and
+    both sides hold the same non-finite value there.
+    """
+
+    names: list[str]
+    expected: list[np.ndarray]
+    actual: list[np.ndarray]
+    tol: Tolerance
+    condition: Callable[[], float]
+    allow_nonfinite: bool = False
+    floor: list[np.ndarray] | None = None
+    nearby: list[float] = field(default_factory=list)
+    excused: list[np.ndarray | None] = field(default_factory=list)
+    comparisons: dict[str, Comparison] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.excused = [None] * len(self.expected)  # a mask only once an element is excused
+        self.comparisons = self._compare(None)
+
+    def _tolerance(self, k: int) -> tuple[Tolerance, float]:
+        if k == 0:  # the value: rounding relative to its condition scale
+            return replace(self.tol, gtol=self.tol.rtol), self.condition()
+        return self.tol, 0.0
+
+    def _expected(self, k: int) -> np.ndarray:
+        """The reference, with excused elements (accepted kinks) replaced by torch's value."""
+        excused = self.excused[k]
+        return self.expected[k] if excused is None else np.where(excused, self.actual[k], self.expected[k])
+
+    def _compare(self, floor: list[np.ndarray] | None) -> dict[str, Comparison]:
+        out = {}
+        for k, name in enumerate(self.names):
+            if k == 0 and floor is None:  # the condition scale costs a pass over every input: only if needed
+                first = compare(self._expected(0), self.actual[0], self.tol, allow_nonfinite=self.allow_nonfinite)
+                if first.passed:
+                    out[name] = first
+                    continue
+            tol, global_scale = self._tolerance(k)
+            out[name] = compare(self._expected(k), self.actual[k], tol, global_scale=global_scale,
+                                floor=None if floor is None else floor[k], allow_nonfinite=self.allow_nonfinite)
+        return out
+
+    @property
+    def passed(self) -> bool:
+        return all(c.passed for c in self.comparisons.values())
+
+    @property
+    def nonfinite(self) -> bool:
+        return any(c.nonfinite for c in self.comparisons.values())
+
+    def apply_floor(self, floor: list[np.ndarray] | None, nearby: Sequence[float] = ()) -> None:
+        """Judge again with the measured rounding floor (None: it could not be measured).
+
+        ``nearby`` holds each tensor's largest magnitude around the input (see
+        :class:`~gradcheck_lab.core.floor.MeasuredFloor`): the scale what must be resolved is measured against,
+        so that a gradient exactly zero here is not judged against its own rounding noise.
+        """
+        self.floor = floor
+        if nearby:
+            self.nearby = list(nearby)
+        self.comparisons = self._compare(floor)
+
+    def _masks(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(beyond, unresolved) for tensor ``k``: past the floor-widened bound; past the a-priori one only,
+        where the floor exceeds what must be resolved."""
+        tol, global_scale = self._tolerance(k)
+        e, a = finite_or_zero(self._expected(k)), finite_or_zero(self.actual[k])
+        error = np.abs(a - e)
+        floor = None if self.floor is None else self.floor[k]
+        beyond = error > allowed_error(e, a, tol, global_scale=global_scale, floor=floor)
+        if floor is None:
+            return beyond, np.zeros_like(beyond)
+        apriori = error > allowed_error(e, a, tol, global_scale=global_scale)
+        scale = max(largest_magnitude(e), largest_magnitude(a))
+        if self.nearby and scale <= tol.floor * largest_magnitude(floor):
+            # The whole tensor is rounding noise here (a gradient exactly zero at an extremum or a symmetry):
+            # what must be resolved is measured against the function's scale for it nearby, not the noise.
+            scale = max(scale, self.nearby[k])
+        unresolved = apriori & ~beyond & (tol.floor * floor > tol.resolution * scale)
+        return beyond, unresolved
+
+    def beyond(self) -> list[np.ndarray]:
+        return [self._masks(k)[0] if not self.comparisons[name].passed else np.zeros(np.shape(e), dtype=bool)
+                for k, (name, e) in enumerate(zip(self.names, self.expected, strict=True))]
+
+    def unresolved(self) -> list[np.ndarray]:
+        if self.floor is None:  # nothing is unresolved before the floor is measured
+            return [np.zeros(np.shape(e), dtype=bool) for e in self.expected]
+        return [self._masks(k)[1] for k in range(len(self.names))]
+
+    def excuse(self, k: int, index: tuple[int, ...]) -> None:
+        excused = self.excused[k]
+        if excused is None:
+            excused = self.excused[k] = np.zeros(np.shape(self.expected[k]), dtype=bool)
+        excused[index] = True
+
+    def rejudge(self) -> None:
+        self.comparisons = self._compare(self.floor)

@@ -34,6 +34,7 @@ exceeds the a-priori bound.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -41,29 +42,65 @@ Evaluation = Callable[[list[np.ndarray]], list[np.ndarray] | None]
 """Runs one side at a full input list; returns ``[value, grad_0, grad_1, ...]`` (float64), or None if it fails."""
 
 
+ZERO_MOVE = 2.0**-10
+"""An input that is zero everywhere moves as if its elements were this fraction of the largest input's
+magnitude (or of 1 where every input is zero): relative moves alone leave zeros where they are, and a
+disagreement at all-zero inputs (KL(p || q) at p = q = 0) would never be redrawn. Zeros beside nonzero
+elements stay put: they are where kinks sit (relu at 0), and moving them across one would redraw far more
+than rounding."""
+
+
+def _zero_sizes(inputs: Sequence[np.ndarray], variables: Sequence[int]) -> list[float]:
+    """How far each element of an all-zero variable input moves per unit of relative move (0: not moved)."""
+    largest = [float(np.max(np.abs(inputs[k]), initial=0.0)) for k in variables]
+    overall = max(largest, default=0.0) or 1.0
+    return [0.0 if big else ZERO_MOVE * overall for big in largest]
+
+
+def _moved(x: np.ndarray, steps: np.ndarray, zero_size: float) -> np.ndarray:
+    """``x * (1 + steps)``, or ``steps * zero_size`` for an all-zero input (``zero_size`` > 0)."""
+    if zero_size:
+        return np.asarray(steps * zero_size)  # the input is zero everywhere
+    return np.asarray(x * (1.0 + steps))
+
+
 def perturbed(inputs: Sequence[np.ndarray], variables: Sequence[int], relative: float,
               rng: np.random.Generator) -> list[np.ndarray]:
     """Copies of ``inputs`` with each element of the ``variables`` moved by ``relative`` of itself, random sign.
 
-    Constant inputs (data) are copied unchanged; zeros stay zero, and no element changes sign.
+    Constant inputs (data) are copied unchanged; no element changes sign; zeros stay zero, except in an
+    input that is zero everywhere (see ``ZERO_MOVE``).
     """
     out = [np.array(x, copy=True) for x in inputs]
-    for k in variables:
+    for k, size in zip(variables, _zero_sizes(inputs, variables), strict=True):
         x = out[k]
         signs = np.unpackbits(rng.integers(0, 256, size=(x.size + 7) // 8, dtype=np.uint8))[:x.size]
-        factors = 1.0 + relative * (signs.astype(np.float64) * 2 - 1)
-        out[k] = x * factors.reshape(x.shape)
+        out[k] = _moved(x, relative * (signs.astype(np.float64) * 2 - 1).reshape(x.shape), size)
     return out
 
 
 def jittered(inputs: Sequence[np.ndarray], variables: Sequence[int], relative: float,
              rng: np.random.Generator) -> list[np.ndarray]:
-    """Copies of ``inputs`` with each element of the ``variables`` scaled by a random factor in ``1 +- relative``."""
+    """Copies of ``inputs`` with each element of the ``variables`` moved by a random fraction within
+    ``+- relative`` of itself (an all-zero input: see ``ZERO_MOVE``)."""
     out = [np.array(x, copy=True) for x in inputs]
-    for k in variables:
+    for k, size in zip(variables, _zero_sizes(inputs, variables), strict=True):
         x = out[k]
-        out[k] = x * (1.0 + relative * (2 * rng.random(x.shape) - 1))
+        out[k] = _moved(x, relative * (2 * rng.random(x.shape) - 1), size)
     return out
+
+
+@dataclass(frozen=True)
+class MeasuredFloor:
+    """The floor of each result (value, then each gradient), and each result's largest magnitude nearby.
+
+    ``scales`` is the largest magnitude either side's result had at the moved points: the function's own
+    scale for that tensor around the input, which a gradient that is exactly zero here (an extremum, a
+    symmetry) does not collapse to rounding noise.
+    """
+
+    levels: list[np.ndarray]
+    scales: list[float]
 
 
 def rounding_floor(
@@ -78,20 +115,22 @@ def rounding_floor(
     *,
     samples: int = 3,
     seed: int = 0,
-) -> list[np.ndarray] | None:
+) -> MeasuredFloor | None:
     """The rounding floor of the disagreement ``expected - actual``, element by element.
 
     The larger of its change over ``samples`` moves of the inputs by ``relative`` of themselves, and
     the change of either side's result over ``samples`` moves by random factors within ``1 +- ulps``
     (see the module docstring; ``ulps=None`` skips those). ``expected_at``/``actual_at`` evaluate each side at a point;
     ``expected``/``actual`` are their results at the unmoved inputs. Returns one array per result
-    (value, then each gradient), pooled, or None when no moved point could be evaluated on both sides.
+    (value, then each gradient), pooled, with each result's largest magnitude at the moved points, or None
+    when no moved point could be evaluated on both sides.
     """
     rng = np.random.default_rng(seed + 7_919)
     expected = [np.asarray(e, dtype=np.float64) for e in expected]
     actual = [np.asarray(a, dtype=np.float64) for a in actual]
     baseline = [e - a for e, a in zip(expected, actual, strict=True)]
     floor: list[np.ndarray] | None = None
+    scales = [0.0] * len(expected)
     for _ in range(samples):
         point = perturbed(inputs, variables, relative, rng)
         moved_expected, moved_actual = expected_at(point), actual_at(point)
@@ -99,6 +138,8 @@ def rounding_floor(
             continue
         changes = [np.abs(np.asarray(e, dtype=np.float64) - np.asarray(a, dtype=np.float64) - d)
                    for e, a, d in zip(moved_expected, moved_actual, baseline, strict=True)]
+        scales = [max(s, _largest(e), _largest(a)) for s, e, a in zip(scales, moved_expected, moved_actual,
+                                                                       strict=True)]
         if ulps is None:  # the disagreement's change only
             near_expected = near_actual = None
         else:
@@ -112,7 +153,14 @@ def rounding_floor(
         # A disagreement that turns NaN or Inf under a tiny move is unboundedly sensitive there.
         changes = [np.where(np.isnan(c), np.inf, c) for c in changes]
         floor = changes if floor is None else [np.maximum(f, c) for f, c in zip(floor, changes, strict=True)]
-    return None if floor is None else [_pooled(f) for f in floor]
+    return None if floor is None else MeasuredFloor([_pooled(f) for f in floor], scales)
+
+
+def _largest(x: np.ndarray) -> float:
+    """max |x| over the finite elements (0 if none)."""
+    x = np.asarray(x, dtype=np.float64)
+    finite = np.abs(x[np.isfinite(x)])
+    return float(finite.max()) if finite.size else 0.0
 
 
 def _pooled(floor: np.ndarray) -> np.ndarray:

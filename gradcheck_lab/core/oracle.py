@@ -25,8 +25,6 @@ _UNDERFLOW = 64 * float(np.finfo(np.float64).tiny) / _EPS
 """Below about 6e-291 values have lost precision to gradual underflow: the oracles treat them as noise."""
 RELATIVE_FD_STEP = 8 * _EPS ** (1 / 3)
 """Central-difference step along a :func:`relative_direction` (about 5e-5 of each element)."""
-RELATIVE_TAYLOR_STEP = 1e-2
-"""First Taylor-test step along a :func:`relative_direction`; it is then halved."""
 
 
 def random_directions(shapes: Sequence[tuple[int, ...]], count: int, seed: int = 0) -> list[list[np.ndarray]]:

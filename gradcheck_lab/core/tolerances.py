@@ -52,6 +52,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
+import numpy as np
 import torch
 
 from gradcheck_lab.core.dtypes import unit_roundoff
@@ -77,6 +78,33 @@ class Tolerance:
     floor: float = 0.0
     resolution: float = 1.0
     precision: str = "float64"
+
+    def bound(self, abs_reference: np.ndarray | float, *, scale: float, global_scale: float = 0.0,
+              floor: np.ndarray | float | None = None, weight: float = 1.0,
+              out: np.ndarray | None = None) -> np.ndarray:
+        """The bound of the module docstring: ``atol + rtol |e| + ntol S + gtol G + floor phi``, the one place
+        it is written.
+
+        ``abs_reference`` is ``|e|`` (an array, written into ``out`` when given, or a number); ``scale`` is
+        S, ``global_scale`` G, ``floor`` the measured floor phi (or None). For a bound
+        summed against weights (the oracle's slack along a direction v: ``sum_i bound_i |v_i|``), pass
+        ``abs_reference = sum |e_i||v_i|``, ``floor = sum phi_i |v_i|`` and ``weight = sum |v_i|``.
+        """
+        bound = np.multiply(abs_reference, self.rtol, out=out)
+        bound += (self.atol + self.ntol * scale + self.gtol * global_scale) * weight
+        if floor is not None and self.floor:
+            bound += self.floor * floor
+        return np.asarray(bound)
+
+    def terms(self, abs_reference: float, *, scale: float, global_scale: float = 0.0,
+              floor: float = 0.0) -> dict[str, float]:
+        """Every term of :meth:`bound` at one element, by name (``gtol*G`` and ``floor*phi`` where they apply)."""
+        terms = {"atol": self.atol, "rtol*|e|": self.rtol * abs_reference, "ntol*S": self.ntol * scale}
+        if self.gtol:
+            terms["gtol*G"] = self.gtol * global_scale
+        if self.floor and floor:
+            terms["floor*phi"] = self.floor * floor
+        return terms
 
     def describe(self) -> str:
         text = f"rtol={self.rtol:.1e}, atol={self.atol:.1e}, ntol={self.ntol:.1e}"

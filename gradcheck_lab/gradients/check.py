@@ -2,38 +2,26 @@
 
 from __future__ import annotations
 
-import functools
 import warnings
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
-from gradcheck_lab.core.comparison import all_finite, finite_or_zero
+from gradcheck_lab.core import arguments
+from gradcheck_lab.core.comparison import all_finite
 from gradcheck_lab.core.devices import resolve_device
-from gradcheck_lab.core.diagnosis import diagnose_mismatch, diagnose_value, input_shapes
-from gradcheck_lab.core.dtypes import dtype_name, resolve_dtype
-from gradcheck_lab.core.floor import rounding_floor
-from gradcheck_lab.core.kinks import KinkFinding, examine_kinks
-from gradcheck_lab.core.oracle import oracle_votes
-from gradcheck_lab.core.report import OracleVotes, Report, Verdict, mismatch_message
+from gradcheck_lab.core.dtypes import resolve_dtype
+from gradcheck_lab.core.report import Report, mismatch_message
+from gradcheck_lab.core.run import CheckRun, SideResults
 from gradcheck_lab.core.threads import check_threads
-from gradcheck_lab.core.tolerances import (
-    WIDE_MOVE,
-    conditioning_size,
-    gradient_tolerance,
-    math_tolerance,
-    perturbation_size,
-)
 from gradcheck_lab.core.torch_state import preserved_torch_state
-from gradcheck_lab.core.verdict import Judge
+from gradcheck_lab.core.verdict import judge
 from gradcheck_lab.errors import (
     GradientMismatch,
     InconclusiveWarning,
     InvalidInputError,
-    NonFiniteError,
     ReferenceContractError,
     ReferenceMutationWarning,
     TorchFunctionError,
@@ -41,36 +29,23 @@ from gradcheck_lab.errors import (
 from gradcheck_lab.gradients.inputs import (
     ReferenceFn,
     TorchFn,
-    as_input_tuple,
+    array_inputs,
     constant_indices,
     input_names,
+    parameter_names,
     prepare_inputs,
+    reference_precision,
 )
 
 
-@dataclass(frozen=True)
-class _Side:
-    """One side's results: the scalar value and the gradients of the non-constant inputs, in float64.
-
-    ``low_precision`` names results the function returned below float64 (a reference computing in float32).
-    """
-
-    value: np.ndarray
-    grads: list[np.ndarray]
-    low_precision: tuple[str, ...] = ()
-    mutated: tuple[str, ...] = ()
-
-    def results(self) -> list[np.ndarray]:
-        return [self.value, *self.grads]
-
-
 def run_reference(reference_fn: ReferenceFn, inputs: Sequence[np.ndarray], names: Sequence[str],
-                  constants: frozenset[int] = frozenset()) -> _Side:
+                  constants: frozenset[int] = frozenset()) -> SideResults:
     """Call the reference on copies and validate that it returned ``(value, grads)``.
 
     ``grads`` holds one gradient per input, or one per non-constant input; the entries of constant
-    inputs are ignored (None is fine there). ``_Side.grads`` lists the non-constant inputs' gradients.
+    inputs are ignored (None is fine there). ``SideResults.grads`` lists the non-constant inputs' gradients.
     """
+    __tracebackhide__ = True
     copies = [np.array(x, copy=True) for x in inputs]
     result = reference_fn(*copies)
     mutated = tuple(names[k] for k, (c, x) in enumerate(zip(copies, inputs, strict=True))
@@ -106,7 +81,7 @@ def run_reference(reference_fn: ReferenceFn, inputs: Sequence[np.ndarray], names
             raise ReferenceContractError(
                 f"the reference's gradient of {names[k]} has shape {g.shape}, the input has {inputs[k].shape}")
         checked.append(g)
-    return _Side(value.reshape(()), checked, tuple(low), mutated)
+    return SideResults(value.reshape(()), checked, tuple(low), mutated)
 
 
 def _below_float64(x: Any) -> bool:
@@ -130,12 +105,13 @@ def _value_leaf(x: np.ndarray, constant: bool, fresh: bool, device: torch.device
 
 
 def run_torch(torch_fn: TorchFn, inputs: Sequence[np.ndarray], names: Sequence[str],
-              device: torch.device, dtype: torch.dtype, constants: frozenset[int] = frozenset()) -> _Side:
+              device: torch.device, dtype: torch.dtype, constants: frozenset[int] = frozenset()) -> SideResults:
     """Run ``torch_fn`` with autograd on fresh tensors and return its value and gradients in float64.
 
     Constant inputs are tensors without ``requires_grad`` (integer data keeps its integer dtype);
     the gradients returned are those of the other inputs, in order.
     """
+    __tracebackhide__ = True
     leaves = [_leaf(x, k in constants, device, dtype) for k, x in enumerate(inputs)]
     variables = [k for k in range(len(inputs)) if k not in constants]
     out = torch_fn(*leaves)
@@ -153,7 +129,7 @@ def run_torch(torch_fn: TorchFn, inputs: Sequence[np.ndarray], names: Sequence[s
             raise TorchFunctionError(
                 f"the torch function does not depend on {names[k]}: autograd gave it no gradient "
                 "(if it is data, such as labels or a mask, pass its index in constants=)")
-    return _Side(out.detach().double().cpu().numpy().reshape(()),
+    return SideResults(out.detach().double().cpu().numpy().reshape(()),
                  [g.detach().double().cpu().numpy() for g in grads])
 
 
@@ -179,10 +155,22 @@ class _Runner:
         if self.cuda_rng_state is not None:
             torch.cuda.set_rng_state(self.cuda_rng_state, self.device)
 
-    def reference(self, point: Sequence[np.ndarray]) -> _Side:
+    def torch_or_none(self, point: list[np.ndarray], dtype: torch.dtype) -> SideResults | None:
+        try:
+            return self.torch(point, dtype)
+        except Exception:
+            return None
+
+    def results_torch(self, point: list[np.ndarray], dtype: torch.dtype) -> list[np.ndarray] | None:
+        side = self.torch_or_none(point, dtype)
+        return None if side is None else side.results()
+
+    def reference(self, point: Sequence[np.ndarray]) -> SideResults:
+        __tracebackhide__ = True
         return run_reference(self.reference_fn, point, self.names, self.fixed)
 
-    def torch(self, point: Sequence[np.ndarray], dtype: torch.dtype) -> _Side:
+    def torch(self, point: Sequence[np.ndarray], dtype: torch.dtype) -> SideResults:
+        __tracebackhide__ = True
         self._reset_rng()
         device = torch.device("cpu") if (dtype == torch.float64 and self.device.type == "mps") else self.device
         default = torch.get_default_dtype()
@@ -194,7 +182,7 @@ class _Runner:
             if torch.get_default_dtype() != default:
                 torch.set_default_dtype(default)
 
-    def torch_float64(self, point: Sequence[np.ndarray]) -> _Side | None:
+    def torch_float64(self, point: Sequence[np.ndarray]) -> SideResults | None:
         """torch in float64 on ``point``, or None where the function cannot run in float64 (or is not finite)."""
         if not self.float64_ok:
             return None
@@ -235,22 +223,6 @@ class _Runner:
         return float(self.reference(point).value)
 
 
-def _raise_nonfinite(reference: _Side, actual: _Side, names: Sequence[str]) -> None:
-    """Raise :class:`NonFiniteError` naming the first NaN or Inf of the reference, else of torch."""
-    for side, label in ((reference, "reference"), (actual, "torch")):
-        for name, arr in [("value", side.value), *zip(names, side.grads, strict=True)]:
-            if not all_finite(arr):
-                idx = tuple(int(i) for i in np.argwhere(~np.isfinite(arr))[0]) if arr.ndim else ()
-                what = "value" if name == "value" else "gradient of " + name
-                raise NonFiniteError(f"the {label} {what} holds {float(arr[idx])!r} at {list(idx)} "
-                                     "(pass allow_nonfinite=True to require matching non-finite values)")
-
-
-def _condition(magnitudes: Sequence[np.ndarray], inputs: Sequence[np.ndarray]) -> float:
-    """sum_k <|grad_k|, |x_k|> from ``magnitudes`` |grad_k|: the size of the terms whose rounding shows in the value."""
-    return float(sum(np.vdot(g, np.abs(x)) for g, x in zip(magnitudes, inputs, strict=True)))
-
-
 def check_gradients(
     reference_fn: ReferenceFn,
     torch_fn: TorchFn,
@@ -260,36 +232,65 @@ def check_gradients(
     dtype: str | torch.dtype = "float64",
     rtol: float | None = None,
     atol: float | None = None,
-    finite_differences: bool = False,
-    directions: int = 1,
     seed: int = 0,
-    allow_nonfinite: bool = False,
-    tf32: bool = False,
     constants: Sequence[int] = (),
     kinks: str = "strict",
+    finite_differences: bool = False,
+    directions: int = 1,
+    allow_nonfinite: bool = False,
+    tf32: bool = False,
+    reference_dtype: str | None = None,
 ) -> Report:
     """Check a hand-derived gradient against torch.autograd on ``device`` in ``dtype``.
 
-    The inputs are rounded to ``dtype``; the reference runs on them in float64 and returns
-    ``(value, grads)`` with one gradient per input (or per non-constant input); ``torch_fn`` runs
-    on tensors of ``dtype`` on ``device`` and returns a scalar. ``constants`` are the indices of data
-    inputs (labels, targets, masks; integer arrays allowed): passed through, never perturbed, no
-    gradient needed.
+    The inputs are rounded to ``dtype``; the reference runs on them (it is expected to compute in
+    float64) and returns ``(value, grads)``; ``torch_fn`` runs on tensors of ``dtype`` on ``device``
+    and returns a scalar. The reference is compared with torch re-run in float64 on the same inputs
+    (the math, at float64 resolution in every dtype) and, below float64, with torch in ``dtype`` (its
+    own rounding), under :mod:`gradcheck_lab.core.tolerances`. Where float64 rounding at these
+    inputs can explain a disagreement the verdict is inconclusive: the report comes back with
+    ``verdict == "inconclusive"`` and an :class:`InconclusiveWarning`.
 
-    The reference is compared with torch re-run in float64 on the same inputs (the math, at float64
-    resolution in every dtype) and, below float64, with torch in ``dtype`` (its own rounding), under
-    :mod:`gradcheck_lab.core.tolerances`. Where float64 rounding at these inputs can explain a
-    disagreement the verdict is inconclusive: the report comes back with ``verdict ==
-    "inconclusive"`` and an :class:`InconclusiveWarning`. Where an element sits on a kink (one-sided
-    derivatives differ) the message says so; ``kinks="subgradient"`` accepts any value between them.
+    Args:
+        reference_fn: ``reference_fn(*arrays) -> (value, grads)``: a scalar and one gradient per input
+            (or per non-constant input), each shaped like its input.
+        torch_fn: ``torch_fn(*tensors) -> scalar tensor``, the same function written in torch.
+        inputs: a tuple of NumPy arrays (one array alone is one input); never modified.
+        device: where torch runs ("cpu", "cuda", "cuda:1", "mps").
+        dtype: the precision under test ("float64", "float32", "float16", "bfloat16" or a torch dtype).
+        rtol: relative tolerance; None takes the dtype's default.
+        atol: absolute tolerance; None takes the dtype's default (a true absolute floor, tiny).
+        seed: seeds the finite-difference directions.
+        constants: indices of data inputs (labels, targets, masks; integer arrays allowed): passed
+            through, never perturbed, no gradient needed.
+        kinks: "strict", or "subgradient" to accept, at a point where the function is not
+            differentiable, any value between its one-sided derivatives.
+        finite_differences: also vote with central differences of the float64 value along
+            ``directions`` random directions (they abstain where they cannot resolve a direction).
+        directions: how many random directions the finite differences use (at least 1).
+        allow_nonfinite: accept NaN/Inf where both sides hold the same non-finite value.
+        tf32: let float32 matmuls on CUDA use TF32 (judged at TF32's precision).
+        reference_dtype: "float32" or "float16" for a reference that computes in that precision:
+            it is judged at its own precision, its error against torch's float64 truth at most twice
+            torch's own error in that dtype (plus a few units of its last place). Without it, a
+            reference that computes below float64 fails with that cause named.
 
-    With ``finite_differences``, central differences of the float64 value along ``directions``
-    random directions vote too (two evaluations each, more only to confirm a mistake both gradients
-    share); they abstain where they cannot resolve the direction. Returns a :class:`Report`; raises
-    :class:`GradientMismatch` on disagreement, and a typed error for inputs or outputs that cannot be
-    checked (NaN/Inf fail unless ``allow_nonfinite``).
+    Returns:
+        A :class:`Report` (``verdict`` "passed" or "inconclusive").
+
+    Raises:
+        GradientMismatch: the reference and torch disagree (the message names the tensor, the worst
+            element, both values, every term of the bound and a diagnosis where a pattern fits).
+        InvalidInputError: an argument that cannot be used, named with the fix, before anything runs.
+        UnknownDtypeError, DeviceError: an unknown dtype or device.
+        NonFiniteError: NaN or Inf in an input or a result (unless ``allow_nonfinite``).
+        ReferenceContractError: the reference did not return ``(value, grads)`` as described, or is
+            not deterministic.
+        TorchFunctionError: ``torch_fn`` did not return a differentiable scalar.
     """
     __tracebackhide__ = True
+    arguments.callable_argument("reference_fn", reference_fn, "a function (*arrays) -> (value, grads)")
+    arguments.callable_argument("torch_fn", torch_fn, "a function (*tensors) -> scalar tensor")
     from gradcheck_lab.gradients import complex as complex_inputs  # complex.py builds on this module
 
     if complex_inputs.any_complex(inputs):
@@ -297,27 +298,39 @@ def check_gradients(
             reference_fn, torch_fn, inputs, device=device, dtype=dtype, rtol=rtol, atol=atol,
             finite_differences=finite_differences, directions=directions, seed=seed, allow_nonfinite=allow_nonfinite,
             tf32=tf32, constants=constants, kinks=kinks)
-    if kinks not in ("strict", "subgradient"):
-        raise InvalidInputError(f"kinks must be 'strict' or 'subgradient', got {kinks!r}")
-    if directions < 1:
-        raise InvalidInputError(f"directions must be at least 1, got {directions}")
     torch_dtype = resolve_dtype(dtype)
     torch_device = resolve_device(device)
-    original = as_input_tuple(inputs)
+    rtol = arguments.tolerance("rtol", rtol)
+    atol = arguments.tolerance("atol", atol)
+    seed = arguments.integer("seed", seed)
+    kinks = arguments.choice("kinks", kinks, ("strict", "subgradient"))
+    directions = arguments.integer("directions", directions, minimum=1)
+    for flag, given in (("finite_differences", finite_differences), ("allow_nonfinite", allow_nonfinite),
+                        ("tf32", tf32)):
+        if not isinstance(given, bool | np.bool_):
+            raise InvalidInputError(f"{flag} must be True or False, got {given!r}")
+    low_dtype = reference_precision(reference_dtype)
+    original = array_inputs(inputs)
     all_names = input_names(reference_fn, len(original))
     fixed = constant_indices(constants, len(original))
     rounded = prepare_inputs(original, torch_dtype, all_names, fixed)
     variables = [k for k in range(len(rounded)) if k not in fixed]
     names = [all_names[k] for k in variables]
+    keys = [name for k, name in enumerate(parameter_names(reference_fn, len(original))) if k not in fixed]
     with preserved_torch_state(torch_device, tf32=tf32), check_threads():
         runner = _Runner(reference_fn, torch_fn, all_names, fixed, torch_device)
         reference = runner.reference(rounded)
         actual = runner.torch(rounded, torch_dtype)
         truth = actual if torch_dtype == torch.float64 else runner.torch_float64(rounded)
-        report, extra = _judge(runner, rounded, variables, names, reference, actual, truth, torch_device,
-                               torch_dtype, rtol=rtol, atol=atol, tf32=tf32, allow_nonfinite=allow_nonfinite,
-                               subgradient=kinks == "subgradient",
-                               oracle=(directions, seed) if finite_differences else None)
+        at_reference_dtype = None
+        if low_dtype is not None:  # torch's own error in the reference's precision: the yardstick it is held to
+            at_reference_dtype = actual if low_dtype == torch_dtype else runner.torch_or_none(rounded, low_dtype)
+        run = CheckRun(rounded, variables, names, reference, actual, truth, torch_device, torch_dtype, rtol=rtol,
+                       atol=atol, tf32=tf32, allow_nonfinite=allow_nonfinite, subgradient=kinks == "subgradient",
+                       oracle=(directions, seed) if finite_differences else None, reference_dtype=low_dtype,
+                       torch_at_reference_dtype=at_reference_dtype, keys=keys)
+        outcome = judge(run, runner)
+    report, extra = outcome.report, outcome.kinks
     if reference.mutated:
         warnings.warn(f"the reference modified its input(s) {', '.join(reference.mutated)} in place; the harness "
                       "passes copies, so nothing was corrupted, but code that reuses its inputs will be",
@@ -327,164 +340,3 @@ def check_gradients(
     if report.verdict == "inconclusive":
         warnings.warn(mismatch_message(report, extra), InconclusiveWarning, stacklevel=2)
     return report
-
-
-def _judge(runner: _Runner, rounded: list[np.ndarray], variables: list[int], names: list[str], reference: _Side,
-           actual: _Side, truth: _Side | None, device: torch.device, dtype: torch.dtype, *, rtol: float | None,
-           atol: float | None, tf32: bool, allow_nonfinite: bool, subgradient: bool,
-           oracle: tuple[int, int] | None) -> tuple[Report, list[str]]:
-    """The comparisons, the floor where needed, kinks and the oracle; returns the report and the kink lines.
-
-    The math comparison (reference against torch in float64) decides. The dtype comparison (against
-    torch in ``dtype``) is what the report shows as errors; it decides only where torch cannot run in
-    float64. Otherwise a low-precision run beyond its a-priori bound is a note: rounded intermediates
-    (a tanh that saturates to exactly 1, a float16 gradient that underflows) legitimately move it
-    further than input perturbations can show, so it cannot tell a torch-side bug from the dtype's limits.
-    """
-    labels = ["value", *names]
-    inputs = [rounded[k] for k in variables]
-    # |reference gradient| serves the value's condition scale and the oracle: computed once, if at all.
-    magnitudes = functools.cache(lambda: [np.abs(finite_or_zero(g)) for g in reference.grads])
-    condition = functools.cache(lambda: _condition(magnitudes(), inputs))
-    if truth is not None:
-        deciding = Judge(labels, reference.results(), truth.results(), math_tolerance(dtype, rtol=rtol, atol=atol),
-                         condition, allow_nonfinite)
-        torch_at, precision = runner.results_float64, "float64"
-    else:
-        deciding = Judge(labels, reference.results(), actual.results(),
-                         gradient_tolerance(dtype, rtol=rtol, atol=atol, tf32=tf32), condition, allow_nonfinite)
-        precision = "tf32" if (tf32 and dtype == torch.float32) else dtype_name(dtype)
-
-        def torch_at(point: list[np.ndarray]) -> list[np.ndarray] | None:
-            try:
-                return runner.torch(point, dtype).results()
-            except Exception:
-                return None
-    shown = deciding
-    if truth is not None and dtype != torch.float64:
-        shown = Judge(labels, reference.results(), actual.results(),
-                      gradient_tolerance(dtype, rtol=rtol, atol=atol, tf32=tf32), condition, allow_nonfinite)
-    if not allow_nonfinite and (deciding.nonfinite or shown.nonfinite):
-        _raise_nonfinite(reference, actual, names)  # the comparisons found it: say which side holds it
-    if not deciding.passed and not deciding.nonfinite:
-        floor = rounding_floor(runner.results_reference, torch_at, deciding.expected, deciding.actual, rounded,
-                               variables, perturbation_size(precision), conditioning_size(precision))
-        deciding.apply_floor(floor)
-        if not deciding.passed and floor is not None and precision == "float64":
-            # Still past it: an intermediate the small moves cannot re-round (a probability within
-            # 1e-12 of 1) gets wider moves; see tolerances.WIDE_MOVE for why this stays sound.
-            # The wider floor is adopted only if it explains every element: else the gradient is
-            # wrong somewhere, and the sharper floor keeps the picture of which elements are.
-            wide = rounding_floor(runner.results_reference, torch_at, deciding.expected, deciding.actual, rounded,
-                                  variables, WIDE_MOVE, None, seed=1)
-            if wide is not None:
-                deciding.apply_floor([np.maximum(f, w) for f, w in zip(floor, wide, strict=True)])
-                if any(b.any() for b in deciding.beyond()):
-                    deciding.apply_floor(floor)
-
-    beyond, unresolved = deciding.beyond(), deciding.unresolved()
-    f0 = float((truth or reference).value)
-    findings: list[KinkFinding] = []
-    if any(b.any() or u.any() for b, u in zip(beyond[1:], unresolved[1:], strict=True)) and not deciding.nonfinite:
-        disputed = [b | u for b, u in zip(beyond, unresolved, strict=True)]
-        findings = examine_kinks(deciding, disputed, runner.value, rounded, variables, f0, subgradient=subgradient)
-        for finding in findings:  # a kink is a convention, not rounding: never inconclusive
-            k = labels.index(finding.tensor)
-            unresolved[k][finding.index] = False
-            beyond[k][finding.index] = not finding.accepted
-            if finding.accepted and shown is not deciding:
-                shown.excuse(k, finding.index)
-        if shown is not deciding:
-            shown.rejudge()
-
-    votes = None
-    if oracle is not None:
-        torch_grads = (truth or actual).grads
-        def slack(abs_v: list[np.ndarray], reference_norm: float) -> float:
-            """sum_k <bound_k, |v_k|>, term by term (the bound's arrays are never built); the relative
-            term is rtol * sum_k <|reference_k|, |v_k|>, which the oracle has computed as ``reference_norm``."""
-            tol = deciding.tol
-            total = tol.rtol * reference_norm
-            for k, a in enumerate(abs_v):
-                total += (tol.atol + tol.ntol * deciding.comparisons[names[k]].scale) * float(a.sum())
-                if deciding.floor is not None and tol.floor:
-                    total += tol.floor * float(np.vdot(deciding.floor[k + 1], a))
-            return total
-
-        value_at = functools.partial(runner.value, fresh=frozenset(variables))  # the oracle's moves are fresh
-        votes = oracle_votes(value_at, rounded, variables, f0, reference.grads, magnitudes(), torch_grads, slack,
-                             reference_vs_autograd=not any(b.any() for b in beyond[1:]), condition=condition(),
-                             count=oracle[0], seed=oracle[1])
-
-    notes = [] if shown.passed or shown is deciding else [_dtype_note(shown, dtype)]
-    mismatch = (any(b.any() for b in beyond) or (deciding.nonfinite and not deciding.passed)
-                or (shown is not deciding and shown.nonfinite and not shown.passed)
-                or (votes is not None and votes.shared_mistake))
-    verdict: Verdict = "mismatch" if mismatch else "inconclusive" if any(u.any() for u in unresolved) else "passed"
-    pattern = None
-    if verdict == "mismatch" and not deciding.nonfinite:
-        value = diagnose_value(float(deciding.expected[0]), float(deciding.actual[0]),
-                               not any(b.any() for b in beyond[1:]), input_shapes(names, rounded, variables)
-                               ) if beyond[0].any() else None
-        gradients = diagnose_mismatch(names, deciding.expected[1:], deciding.actual[1:], beyond[1:],
-                                      [(f.tensor, f.index) for f in findings], rounded, variables)
-        pattern = "; ".join(t for t in (value, gradients) if t) or None
-    report = _build_report(device, dtype, verdict, shown, deciding, votes, reference, findings, notes, pattern)
-    extra = [f.describe() for f in findings[:3]]
-    if len(findings) > 3:
-        extra.append(f"... and {len(findings) - 3} more elements on kinks")
-    return report, extra
-
-
-def _dtype_note(shown: Judge, dtype: torch.dtype) -> str:
-    name, c = max(((n, c) for n, c in shown.comparisons.items() if not c.passed), key=lambda item: item[1].ratio)
-    where = "the value" if name == "value" else f"the gradient of {name}"
-    return (f"torch in {dtype_name(dtype)} differs from the reference by up to {c.max_abs_error:.3g} "
-            f"({c.max_rel_error:.3g} of the tensor's largest magnitude) in {where}, {c.ratio:.3g}x the a-priori "
-            f"bound of a well-conditioned {dtype_name(dtype)} computation, while the float64 math agrees: a rounded "
-            f"intermediate (a saturated activation, an underflow) or a precision loss on the torch side")
-
-
-def _build_report(device: torch.device, dtype: torch.dtype, verdict: Verdict, shown: Judge, deciding: Judge,
-                  votes: OracleVotes | None, reference: _Side, findings: list[KinkFinding],
-                  extra_notes: list[str], pattern: str | None = None) -> Report:
-    comparisons = shown.comparisons
-    worst_name, worst = max(deciding.comparisons.items(), key=lambda item: item[1].ratio)
-    notes = [f.describe() for f in findings] + extra_notes
-    if reference.mutated:
-        notes.append(f"the reference modifies its input(s) in place: {', '.join(reference.mutated)}")
-    if reference.low_precision:
-        notes.append(f"the reference returns {', '.join(reference.low_precision)} below float64")
-    return Report(
-        passed=verdict == "passed",
-        device=str(device),
-        dtype=dtype_name(dtype),
-        max_abs_error=max(c.max_abs_error for c in comparisons.values()),
-        max_rel_error=max(c.max_rel_error for c in comparisons.values()),
-        ratio=worst.ratio,
-        worst_input=worst_name,
-        worst_index=worst.index,
-        expected=worst.expected,
-        actual=worst.actual,
-        tolerance=shown.tol,
-        value=comparisons["value"],
-        gradients={n: c for n, c in comparisons.items() if n != "value"},
-        oracle=votes,
-        verdict=verdict,
-        math=dict(deciding.comparisons),
-        math_tolerance=deciding.tol,
-        bound_terms=dict(worst.terms),
-        diagnosis="; ".join(d for d in (_context_diagnosis(reference, verdict), pattern) if d) or None,
-        notes=tuple(notes),
-    )
-
-
-def _context_diagnosis(reference: _Side, verdict: Verdict) -> str | None:
-    if verdict == "passed":
-        return None
-    if reference.low_precision:
-        return (f"the reference returns {', '.join(reference.low_precision)} in a precision below float64: "
-                "computing it in float32 loses precision the check needs (compute in float64)")
-    if reference.mutated:
-        return f"the reference modifies its input(s) {', '.join(reference.mutated)} in place"
-    return None

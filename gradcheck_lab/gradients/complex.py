@@ -37,7 +37,7 @@ from gradcheck_lab.errors import (
     UnknownDtypeError,
 )
 from gradcheck_lab.gradients.check import check_gradients, run_reference, run_torch
-from gradcheck_lab.gradients.inputs import ReferenceFn, TorchFn, as_input_tuple, constant_indices
+from gradcheck_lab.gradients.inputs import ReferenceFn, TorchFn, as_input_tuple, constant_indices, parameter_names
 from gradcheck_lab.gradients.products import fits
 from gradcheck_lab.gradients.vjp import (
     GRAD_OUTPUT,
@@ -45,7 +45,6 @@ from gradcheck_lab.gradients.vjp import (
     as_grads,
     draw_grad_output,
     named,
-    plain_names,
     shape_hint,
     split_forward,
     split_static,
@@ -255,7 +254,7 @@ def check_complex_gradients(reference_fn: ReferenceFn, torch_fn: TorchFn, inputs
     real = real_precision(dtype)
     complex_at = frozenset(k for k, x in enumerate(original) if is_complex(x))
     fixed = constant_indices(constants, len(original))
-    names = plain_names(reference_fn, len(original))
+    names = parameter_names(reference_fn, len(original))
     shapes = [tuple(np.shape(x)) for x in original]
     pairs = tuple(as_pairs(x) if k in complex_at else x for k, x in enumerate(original))
     reference = complex_reference(reference_fn, complex_at, names, fixed, shapes)
@@ -300,7 +299,7 @@ def check_complex_vjp(forward: Callable[..., Any], backward: Callable[..., Any],
         grad_output = draw_grad_output(out.shape, seed)
         if np.iscomplexobj(out):
             grad_output = grad_output + 1j * draw_grad_output(out.shape, seed + 1)
-    names = [n for k, n in enumerate(plain_names(forward, place.total)) if k not in static]
+    names = [n for k, n in enumerate(parameter_names(forward, place.total)) if k not in static]
     count = len(xs) - len(fixed)
 
     def reference(*args: Any) -> tuple[Any, list[Any]]:

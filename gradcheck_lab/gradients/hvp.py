@@ -38,7 +38,7 @@ from gradcheck_lab.core.threads import check_threads
 from gradcheck_lab.core.torch_state import preserved_torch_state
 from gradcheck_lab.errors import GradientMismatch, InvalidInputError, ReferenceContractError, TorchFunctionError
 from gradcheck_lab.gradients.check import check_gradients
-from gradcheck_lab.gradients.inputs import as_input_tuple, constant_indices, prepare_inputs
+from gradcheck_lab.gradients.inputs import as_input_tuple, constant_indices, parameter_names, prepare_inputs
 from gradcheck_lab.gradients.products import (
     conclude,
     cross_term_pattern,
@@ -51,7 +51,7 @@ from gradcheck_lab.gradients.products import (
     reworded,
     validate_vectors,
 )
-from gradcheck_lab.gradients.vjp import named, plain_names
+from gradcheck_lab.gradients.vjp import named
 
 CPU = torch.device("cpu")
 PROBE_LIMIT = 256
@@ -231,7 +231,7 @@ def check_hvp(
     resolve_device(device)
     original = as_input_tuple(inputs)
     n = len(original)
-    names = [f"'{p}' (input {k})" for k, p in enumerate(plain_names(torch_fn, n))]
+    names = [f"'{p}' (input {k})" for k, p in enumerate(parameter_names(torch_fn, n))]
     fixed = constant_indices(constants, n)
     xs = prepare_inputs(original, torch_dtype, names, fixed)
     variables = [k for k in range(n) if k not in fixed]
@@ -239,15 +239,15 @@ def check_hvp(
         vectors = draw_vectors([xs[k].shape for k in variables], seed, 0x687670)
     vs = validate_vectors("vectors", vectors, xs, variables, names, torch_dtype)
     q = torch_hvp_fn(torch_fn, n, fixed)
-    reference = hvp_reference(hvp, q, n, fixed, plain_names(torch_fn, n))
-    labels = [f"'{p}' (input {k})" for k, p in enumerate(plain_names(torch_fn, n))]
+    reference = hvp_reference(hvp, q, n, fixed, parameter_names(torch_fn, n))
+    labels = [f"'{p}' (input {k})" for k, p in enumerate(parameter_names(torch_fn, n))]
     try:
         return check_gradients(reference, q, (*xs, *vs), device=device, dtype=torch_dtype, rtol=rtol, atol=atol,
                                seed=seed, constants=(*fixed, *range(n, n + len(vs))), kinks=kinks,
                                finite_differences=finite_differences)
     except GradientMismatch as exc:
         with preserved_torch_state(CPU), check_threads():
-            found = _hvp_diagnosis(hvp, torch_fn, xs, vs, fixed, plain_names(torch_fn, n))
+            found = _hvp_diagnosis(hvp, torch_fn, xs, vs, fixed, parameter_names(torch_fn, n))
         lines = [reworded_hvp(line, labels) for line in str(exc).split("\n")]
         report = exc.report
         if found:
@@ -307,7 +307,7 @@ def check_hessian(
     arguments.integer("seed", seed)
     torch_dtype, torch_device = resolve_dtype(dtype), resolve_device(device)
     original = as_input_tuple(inputs)
-    names = [f"'{p}' (input {k})" for k, p in enumerate(plain_names(torch_fn, len(original)))]
+    names = [f"'{p}' (input {k})" for k, p in enumerate(parameter_names(torch_fn, len(original)))]
     fixed = constant_indices(constants, len(original))
     variables = [k for k in range(len(original)) if k not in fixed]
     if len(variables) != 1:

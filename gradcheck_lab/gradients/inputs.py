@@ -4,65 +4,133 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
 from gradcheck_lab.core.comparison import all_finite
-from gradcheck_lab.core.dtypes import dtype_name, round_to_dtype
-from gradcheck_lab.errors import InvalidInputError, NonFiniteError
+from gradcheck_lab.core.dtypes import dtype_name, resolve_dtype, round_to_dtype
+from gradcheck_lab.errors import InvalidInputError, NonFiniteError, UnknownDtypeError
 
 ReferenceFn = Callable[..., tuple[Any, Sequence[Any]]]
 TorchFn = Callable[..., torch.Tensor]
 
 
 def input_names(fn: Callable[..., Any], count: int) -> list[str]:
-    """Names for the inputs: the function's positional parameter names when they fit, else ``input[k]``."""
+    """Display labels for messages: ``'x' (input 0)`` from the function's positional parameters when they fit,
+    else ``input 0``."""
+    found = _found_parameters(fn, count)
+    if found is None:
+        return [f"input {k}" for k in range(count)]
+    return [f"{name!r} (input {k})" for k, name in enumerate(found)]
+
+
+def parameter_names(fn: Callable[..., Any], count: int) -> list[str]:
+    """Plain names, the keys of a report: the function's positional parameter names when it has ``count`` of
+    them, else ``input0``, ``input1``, ..."""
+    found = _found_parameters(fn, count)
+    return list(found) if found is not None else [f"input{k}" for k in range(count)]
+
+
+def _found_parameters(fn: Callable[..., Any], count: int) -> tuple[str, ...] | None:
     try:
-        return list(_cached_input_names(fn, count))
+        return _cached_parameters(fn, count)
     except TypeError:  # unhashable callable
-        return list(_input_names(fn, count))
+        return _parameters(fn, count)
 
 
 @functools.lru_cache(maxsize=256)
-def _cached_input_names(fn: Callable[..., Any], count: int) -> tuple[str, ...]:
-    return _input_names(fn, count)
+def _cached_parameters(fn: Callable[..., Any], count: int) -> tuple[str, ...] | None:
+    return _parameters(fn, count)
 
 
-def _input_names(fn: Callable[..., Any], count: int) -> tuple[str, ...]:
+def _parameters(fn: Callable[..., Any], count: int) -> tuple[str, ...] | None:
     try:
         params = [p for p in inspect.signature(fn).parameters.values()
                   if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     except (TypeError, ValueError):
         params = []
-    if len(params) >= count:
-        return tuple(f"{params[k].name!r} (input {k})" for k in range(count))
-    return tuple(f"input {k}" for k in range(count))
+    return tuple(params[k].name for k in range(count)) if len(params) >= count else None
 
 
 def as_input_tuple(inputs: Any) -> tuple[Any, ...]:
-    """Accept one array or a sequence of arrays."""
-    if isinstance(inputs, np.ndarray | torch.Tensor | float | int | np.generic):
+    """Accept one array or a tuple (or list) of inputs (static settings such as a dict allowed among them)."""
+    __tracebackhide__ = True
+    if isinstance(inputs, np.ndarray | torch.Tensor | float | int | np.generic) and not isinstance(inputs, bool):
         return (inputs,)
     if isinstance(inputs, list | tuple):
         if not inputs:
-            raise InvalidInputError("inputs is empty: pass a tuple with at least one array")
+            raise InvalidInputError("inputs is empty: pass a tuple with at least one array, e.g. (np.ones(3),)")
         return tuple(inputs)
-    raise InvalidInputError(f"inputs must be a tuple of NumPy arrays, got {type(inputs).__name__}")
+    raise InvalidInputError(f"inputs must be a tuple of NumPy arrays, got {type(inputs).__name__}: pass e.g. "
+                            "(np.array([1.0, 2.0]),)")
+
+
+def array_inputs(inputs: Any) -> tuple[Any, ...]:
+    """:func:`as_input_tuple` for a check whose every input is an array (``check_gradients``).
+
+    A list made only of numbers and lists (``[1.0, 2.0]``, ``[[1.0, 2.0], [3.0, 4.0]]``) is ambiguous: one
+    array, or several inputs? It is refused with both spellings, as is ``None``, a string, a dict or a bool
+    in place of an input.
+    """
+    __tracebackhide__ = True
+    if isinstance(inputs, list) and inputs and all(_is_plain_nested(x) for x in inputs):
+        raise InvalidInputError(
+            "inputs is a list of numbers, which could mean one array or several inputs: pass "
+            "(np.array(inputs),) for one array input, or a tuple of arrays, "
+            "one per input, such as (np.array(inputs[0]), np.array(inputs[1]))")
+    found = as_input_tuple(inputs)
+    for k, x in enumerate(found):
+        if x is None or isinstance(x, str | bytes | dict | set | bool):
+            raise InvalidInputError(f"inputs[{k}] is {x!r:.60} ({type(x).__name__}): every input must be a "
+                                    "NumPy array (or a number), e.g. np.array([1.0, 2.0])")
+    return found
+
+
+def _is_plain_nested(x: Any) -> bool:
+    """A Python number, or a list/tuple of such (no arrays, no tensors)."""
+    if isinstance(x, list | tuple):
+        return all(_is_plain_nested(item) for item in x)
+    return isinstance(x, float | int) and not isinstance(x, bool)
+
+
+REFERENCE_DTYPES = ("float32", "float16")
+"""The precisions ``reference_dtype=`` can declare for a reference that computes below float64."""
+
+
+def reference_precision(reference_dtype: Any) -> torch.dtype | None:
+    """Validate ``reference_dtype=``: None (the reference computes in float64), "float32" or "float16"."""
+    __tracebackhide__ = True
+    if reference_dtype is None:
+        return None
+    try:
+        resolved = resolve_dtype(reference_dtype)
+    except UnknownDtypeError:
+        resolved = None
+    if resolved is None or dtype_name(resolved) not in REFERENCE_DTYPES:
+        raise InvalidInputError(f"reference_dtype must be None (a float64 reference), 'float32' or 'float16', got "
+                                f"{reference_dtype!r}: name the precision the reference computes in")
+    return resolved
 
 
 def constant_indices(constants: Sequence[int], count: int) -> frozenset[int]:
     """Validate ``constants=`` (indices of data inputs, negative ones from the end) against ``count`` inputs."""
-    if isinstance(constants, int | np.integer):
+    __tracebackhide__ = True
+    if constants is None:
+        constants = ()
+    if isinstance(constants, int | np.integer) and not isinstance(constants, bool):
         constants = (int(constants),)
+    if isinstance(constants, str | bytes) or not isinstance(constants, Iterable):
+        raise InvalidInputError(f"constants= must be a tuple of input indices such as (1,), got {constants!r}")
     indices = set()
     for k in constants:
         if not isinstance(k, int | np.integer) or isinstance(k, bool):
-            raise InvalidInputError(f"constants= holds {k!r}: give input indices (integers)")
+            raise InvalidInputError(f"constants= holds {k!r}: give input indices (integers), e.g. constants=(1,)")
         if not -count <= k < count:
-            raise InvalidInputError(f"constants= holds index {k}, but there are {count} input(s)")
+            raise InvalidInputError(f"constants= holds index {k}, but there are {count} input(s): indices run from "
+                                    f"0 to {count - 1} (or -{count} to -1 from the end)")
         indices.add(int(k) % count)
     if len(indices) == count:
         raise InvalidInputError("every input is in constants=: at least one input must be differentiated")
@@ -76,6 +144,7 @@ def prepare_inputs(inputs: Any, dtype: torch.dtype, names: Sequence[str] | None 
     Data inputs (indices in ``constants``) may also be integer or boolean arrays, kept exact; floating
     data is rounded to ``dtype`` like every other input, since the torch side sees it in ``dtype``.
     """
+    __tracebackhide__ = True
     inputs = as_input_tuple(inputs)
     names = names or [f"input {k}" for k in range(len(inputs))]
     rounded = []

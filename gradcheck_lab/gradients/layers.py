@@ -23,11 +23,11 @@ import torch
 
 from gradcheck_lab.core.comparison import compare
 from gradcheck_lab.core.dtypes import resolve_dtype
-from gradcheck_lab.core.report import Report
+from gradcheck_lab.core.report import Report, comparison_lines
 from gradcheck_lab.core.tolerances import gradient_tolerance
 from gradcheck_lab.errors import GradientMismatch, InvalidInputError, ReferenceContractError, TorchFunctionError
-from gradcheck_lab.gradients.inputs import as_input_tuple, constant_indices, prepare_inputs
-from gradcheck_lab.gradients.vjp import as_grads, check_vjp, is_static, plain_names
+from gradcheck_lab.gradients.inputs import as_input_tuple, constant_indices, parameter_names, prepare_inputs
+from gradcheck_lab.gradients.vjp import as_grads, check_vjp, is_static
 
 Path = str
 Transform = Callable[[np.ndarray], np.ndarray]
@@ -272,7 +272,7 @@ def _returned_param_grads(returned: Any, count: int, shapes: Sequence[tuple[int,
 def _signature(layer: Any, n_x: int, torch_names: list[str]) -> Any:
     import inspect
 
-    names = plain_names(layer.forward, n_x) + [n.replace(".", "_") for n in torch_names]
+    names = parameter_names(layer.forward, n_x) + [n.replace(".", "_") for n in torch_names]
     return inspect.Signature([inspect.Parameter(n if n.isidentifier() else f"param{k}",
                                                 inspect.Parameter.POSITIONAL_ONLY) for k, n in enumerate(names)])
 
@@ -315,7 +315,6 @@ def _compare_buffers(module: torch.nn.Module, xs: tuple[Any, ...], pair: LayerPa
         if not c.passed:
             raise GradientMismatch(
                 f"running statistic {name!r} (layer's {path!r}) differs after one training-mode forward\n"
-                f"  worst element {list(c.index)}: torch {c.expected!r}, layer {c.actual!r}; "
-                f"{c.failing} of {c.size} elements past their bound\n"
+                + "\n".join(comparison_lines(c, "torch", "layer", bound=False)) + "\n"
                 "  check the momentum convention (torch: new = (1 - momentum) * old + momentum * batch) and that "
                 "torch's running variance is unbiased (divides by n - 1)", inputs=tuple(xs))

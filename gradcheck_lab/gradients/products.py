@@ -19,19 +19,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from gradcheck_lab.core.comparison import all_finite, compare
+from gradcheck_lab.core.comparison import Judge, all_finite, compare
 from gradcheck_lab.core.diagnosis import FIT, constant_factor
 from gradcheck_lab.core.dtypes import dtype_name, round_to_dtype
-from gradcheck_lab.core.floor import rounding_floor
 from gradcheck_lab.core.report import Report, Verdict, mismatch_message
 from gradcheck_lab.core.tolerances import (
-    WIDE_MOVE,
-    conditioning_size,
     gradient_tolerance,
     math_tolerance,
-    perturbation_size,
 )
-from gradcheck_lab.core.verdict import Judge
+from gradcheck_lab.core.verdict import measure_floor
 from gradcheck_lab.errors import GradientMismatch, InconclusiveWarning, InvalidInputError, NonFiniteError
 
 Evaluation = Callable[[list[np.ndarray]], list[np.ndarray]]
@@ -131,16 +127,7 @@ def judge_products(labels: Sequence[str], reference: list[np.ndarray], truth: li
         return run
 
     if not deciding.passed:
-        floor = rounding_floor(safe(reference_at), safe(truth_at), deciding.expected, deciding.actual, point,
-                               variables, perturbation_size("float64"), conditioning_size("float64"))
-        deciding.apply_floor(floor)
-        if not deciding.passed and floor is not None:  # wider moves, adopted only if they explain all
-            wide = rounding_floor(safe(reference_at), safe(truth_at), deciding.expected, deciding.actual, point,
-                                  variables, WIDE_MOVE, None, seed=1)
-            if wide is not None:
-                deciding.apply_floor([np.maximum(f, w) for f, w in zip(floor, wide, strict=True)])
-                if any(b.any() for b in deciding.beyond()):
-                    deciding.apply_floor(floor)
+        measure_floor(deciding, safe(reference_at), safe(truth_at), point, variables, "float64")  # as check_gradients
     beyond = [bool(b.any()) for b in deciding.beyond()]
     unresolved = any(u.any() for u in deciding.unresolved())
     verdict: Verdict = "mismatch" if any(beyond) else "inconclusive" if unresolved else "passed"
@@ -157,8 +144,8 @@ def judge_products(labels: Sequence[str], reference: list[np.ndarray], truth: li
         passed=verdict == "passed", device=str(device), dtype=dtype_name(dtype),
         max_abs_error=max(c.max_abs_error for c in comparisons.values()),
         max_rel_error=max(c.max_rel_error for c in comparisons.values()),
-        ratio=worst.ratio, worst_input=worst_name, worst_index=worst.index, expected=worst.expected,
-        actual=worst.actual, tolerance=shown.tol, value=comparisons[first] if first else empty,
+        ratio=worst.ratio, worst_input=worst_name, worst_index=worst.index, reference_value=worst.expected,
+        torch_value=worst.actual, tolerance=shown.tol, value=comparisons[first] if first else empty,
         gradients={n: c for n, c in comparisons.items() if n != first}, verdict=verdict,
         math=dict(deciding.comparisons), math_tolerance=deciding.tol, bound_terms=dict(worst.terms),
         notes=tuple(notes))

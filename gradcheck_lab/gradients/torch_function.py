@@ -24,13 +24,13 @@ import numpy as np
 import torch
 
 from gradcheck_lab.core import arguments
+from gradcheck_lab.core.comparison import Judge
 from gradcheck_lab.core.devices import resolve_device
 from gradcheck_lab.core.dtypes import dtype_name, resolve_dtype, round_to_dtype
-from gradcheck_lab.core.floor import rounding_floor
 from gradcheck_lab.core.threads import check_threads
-from gradcheck_lab.core.tolerances import WIDE_MOVE, conditioning_size, math_tolerance, perturbation_size
+from gradcheck_lab.core.tolerances import math_tolerance
 from gradcheck_lab.core.torch_state import preserved_torch_state
-from gradcheck_lab.core.verdict import Judge
+from gradcheck_lab.core.verdict import measure_floor
 from gradcheck_lab.errors import (
     CandidateContractError,
     GradientMismatch,
@@ -259,16 +259,7 @@ def _judge_float64(runs: _Runs, rounded: list[np.ndarray], labels: list[str], tr
     if not judge.passed:
         variables = runs.plan.variables
         truth_at, candidate_at = runs.at("reference"), runs.at("candidate")
-        floor = rounding_floor(truth_at, candidate_at, truth, candidate, rounded, variables,
-                               perturbation_size("float64"), conditioning_size("float64"))
-        judge.apply_floor(floor)
-        if not judge.passed and floor is not None:  # as check_gradients: wider moves, adopted only if they explain all
-            wide = rounding_floor(truth_at, candidate_at, truth, candidate, rounded, variables, WIDE_MOVE, None,
-                                  seed=1)
-            if wide is not None:
-                judge.apply_floor([np.maximum(f, w) for f, w in zip(floor, wide, strict=True)])
-                if any(b.any() for b in judge.beyond()):
-                    judge.apply_floor(floor)
+        measure_floor(judge, truth_at, candidate_at, rounded, variables, "float64")  # as check_gradients
     beyond, unresolved = judge.beyond(), judge.unresolved()
     verdict: Verdict = ("mismatch" if any(b.any() for b in beyond) else
                         "inconclusive" if any(u.any() for u in unresolved) else "passed")

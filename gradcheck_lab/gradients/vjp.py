@@ -24,7 +24,7 @@ import torch
 from gradcheck_lab.core.report import Report
 from gradcheck_lab.errors import InvalidInputError, ReferenceContractError, TorchFunctionError
 from gradcheck_lab.gradients.check import check_gradients
-from gradcheck_lab.gradients.inputs import as_input_tuple, constant_indices, input_names
+from gradcheck_lab.gradients.inputs import as_input_tuple, constant_indices, parameter_names
 
 GRAD_OUTPUT = "grad_output"
 
@@ -40,12 +40,6 @@ def named(fn: Callable[..., Any], names: Sequence[str]) -> Callable[..., Any]:
               for k, n in enumerate(names)]
     fn.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
     return fn
-
-
-def plain_names(fn: Callable[..., Any], count: int) -> list[str]:
-    """The positional parameter names of ``fn`` when it has ``count`` of them, else ``input0``, ``input1``, ..."""
-    names = input_names(fn, count)
-    return [n.split("'")[1] if n.startswith("'") else f"input{k}" for k, n in enumerate(names)]
 
 
 def split_forward(result: Any) -> tuple[Any, Any, bool]:
@@ -225,7 +219,7 @@ def vjp_pair(forward: Callable[..., Any], backward: Callable[..., Any], torch_op
                 shape_hint(names[k], np.shape(grad), np.shape(x[k]))
         return value, [*grads, None] if len(grads) == len(x) and len(x) != count else grads
 
-    names = [n for k, n in enumerate(plain_names(forward, place.total)) if k not in static]
+    names = [n for k, n in enumerate(parameter_names(forward, place.total)) if k not in static]
     named(reference, [*names, GRAD_OUTPUT])
     op = torch_op if not static else (lambda *ts: torch_op(*place.merge(ts)))
     return reference, torch_inner(op)
