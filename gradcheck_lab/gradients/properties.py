@@ -18,6 +18,7 @@ from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from gradcheck_lab.core.search import arity
 from gradcheck_lab.errors import InvalidInputError, OptimizerMismatch
 from gradcheck_lab.gradients.inputs import constant_indices
 from gradcheck_lab.gradients.layers import Path, Transform, layer_pair
@@ -65,7 +66,7 @@ def verify_vjp(
     """
     __tracebackhide__ = True
     strategy = _input_strategy(shapes, inputs, bound, elements)
-    n = len(shapes) if shapes is not None else _arity(strategy)
+    n = len(shapes) if shapes is not None else arity(strategy)
     fixed = constant_indices(constants, n)
     reference, torch_fn = vjp_pair(forward, backward, torch_op, n, fixed)
     return verify(reference, torch_fn, inputs=_with_grad_output(forward, strategy), constants=(*fixed, n),
@@ -90,25 +91,12 @@ def verify_layer(
     parameters; shrunk on failure. The remaining keyword arguments are ``verify``'s."""
     __tracebackhide__ = True
     strategy = _input_strategy(shapes, inputs, bound, elements)
-    n = len(shapes) if shapes is not None else _arity(strategy)
+    n = len(shapes) if shapes is not None else arity(strategy)
     pair = layer_pair(layer, torch_module, n, params, param_grads, transforms, {}, constants)
     weights = tuple(pair.weights)
     full = strategy.map(lambda xs: (*xs, *weights))
     return verify_vjp(pair.forward, pair.backward, pair.torch_op, inputs=full, constants=tuple(pair.fixed),
                       **verify_kwargs)
-
-
-def _arity(strategy: st.SearchStrategy[tuple[Any, ...]]) -> int:
-    """The number of inputs a strategy of input tuples draws (one example, drawn once)."""
-    found: list[int] = []
-
-    @settings(max_examples=1, database=None, deadline=None, suppress_health_check=list(HealthCheck))
-    @given(strategy)
-    def probe(example: tuple[Any, ...]) -> None:
-        found.append(len(example))
-
-    probe()
-    return found[0]
 
 
 def verify_update_rule(
