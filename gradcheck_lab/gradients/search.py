@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from gradcheck_lab.core.devices import resolve_devices
 from gradcheck_lab.core.dtypes import resolve_dtype
 from gradcheck_lab.core.report import Report
-from gradcheck_lab.core.search import VerifyResult, VerifySummary, run_search
+from gradcheck_lab.core.search import SHRINK_BUDGET, VerifyResult, VerifySummary, run_search
 from gradcheck_lab.errors import InvalidInputError, NonFiniteError
 from gradcheck_lab.gradients.check import check_gradients
 from gradcheck_lab.gradients.inputs import ReferenceFn, TorchFn
@@ -33,6 +33,7 @@ def verify(
     atol: float | None = None,
     finite_differences: bool = False,
     seed: int | None = 0,
+    shrink_budget: float = SHRINK_BUDGET,
     **check_kwargs: Any,
 ) -> VerifyResult:
     """Run :func:`check_gradients` on inputs hypothesis draws, on every device and dtype.
@@ -42,7 +43,9 @@ def verify(
     function defined for positive inputs only; or one per input, where an entry may draw the whole array,
     as ``gst.labels((8,), 4)`` does). On the first failure hypothesis shrinks the example; the
     error raised (``GradientMismatch`` or another typed error) is the one for the *minimal*
-    counterexample, which ``GradientMismatch.inputs`` holds. ``seed`` fixes the search.
+    counterexample, which ``GradientMismatch.inputs`` holds. ``seed`` fixes the search. Shrinking takes at most
+    ``shrink_budget`` times what a passing search costs (``math.inf``: until hypothesis is done); past it the
+    smallest failing example so far is reported (see :mod:`gradcheck_lab.core.search`).
     """
     __tracebackhide__ = True
     if inputs is None:
@@ -58,7 +61,8 @@ def verify(
                                 finite_differences=finite_differences, **check_kwargs)
                 for dev in device_list for dt in dtype_list]
 
-    return run_search(check_one, inputs, max_examples=max_examples, seed=seed, hints={NonFiniteError: NONFINITE_HINT})
+    return run_search(check_one, inputs, max_examples=max_examples, seed=seed, shrink_budget=shrink_budget,
+                      hints={NonFiniteError: NONFINITE_HINT})
 
 
 NONFINITE_HINT = ("if the function is only defined on part of the line, restrict the inputs: "
