@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from hypothesis import strategies as st
 
+from gradcheck_lab.core import arguments
 from gradcheck_lab.core.devices import resolve_devices
 from gradcheck_lab.core.dtypes import resolve_dtype
 from gradcheck_lab.core.report import Report
@@ -25,6 +26,8 @@ def verify(
     shapes: Sequence[tuple[int, ...]] | None = None,
     devices: Sequence[str] | str = ("cpu",),
     dtypes: Sequence[str | torch.dtype] | str = ("float64",),
+    device: str | torch.device | None = None,
+    dtype: str | torch.dtype | None = None,
     max_examples: int | None = None,
     inputs: st.SearchStrategy[tuple[Any, ...]] | None = None,
     bound: float = DEFAULT_BOUND,
@@ -48,10 +51,14 @@ def verify(
     smallest failing example so far is reported (see :mod:`gradcheck_lab.core.search`).
     """
     __tracebackhide__ = True
-    if inputs is None:
-        if shapes is None:
-            raise InvalidInputError("verify needs shapes=[...] or inputs=<strategy of input tuples>")
-        inputs = input_tuples([tuple(s) for s in shapes], bound, elements)
+    inputs = search_inputs(shapes, inputs, bound, elements)
+    rtol, atol = arguments.tolerance("rtol", rtol), arguments.tolerance("atol", atol)
+    if max_examples is not None:
+        max_examples = arguments.integer("max_examples", max_examples, minimum=1)
+    if device is not None:
+        devices = [str(device)]
+    if dtype is not None:
+        dtypes = [dtype]
     device_list = resolve_devices(devices if isinstance(devices, str) else list(devices))
     dtype_list = [resolve_dtype(d) for d in ([dtypes] if isinstance(dtypes, str | torch.dtype) else dtypes)]
 
@@ -65,8 +72,35 @@ def verify(
                       hints={NonFiniteError: NONFINITE_HINT})
 
 
+def search_inputs(shapes: Any, inputs: Any, bound: float, elements: ElementSpec) -> st.SearchStrategy[tuple[Any, ...]]:
+    """The strategy of input tuples a ``verify_*`` searches: ``inputs=`` as given, or drawn for ``shapes=``.
+
+    Raises:
+        InvalidInputError: neither or both given, ``inputs`` not a hypothesis strategy, ``shapes`` not a list of
+            shapes (``[3]`` instead of ``[(3,)]``, a negative side), ``elements=`` of another length.
+    """
+    __tracebackhide__ = True
+    if inputs is not None:
+        if shapes is not None:
+            raise InvalidInputError("pass shapes= or inputs=, not both: inputs= already says the shapes")
+        if not isinstance(inputs, st.SearchStrategy):
+            raise InvalidInputError("inputs= must be a hypothesis strategy of input tuples, got "
+                                    f"{type(inputs).__name__}: for fixed inputs call the check_* function, or give "
+                                    "shapes=[...] to search")
+        return inputs
+    if shapes is None:
+        raise InvalidInputError("give shapes=[(4, 3), ...] (one shape per input) or inputs=<strategy of input tuples>")
+    shape_list = arguments.shapes("shapes", shapes)
+    if any(0 in s for s in shape_list):
+        raise InvalidInputError(f"shapes={shape_list!r} has an empty input (a side of 0): every side must be >= 1")
+    if isinstance(elements, Sequence) and len(elements) != len(shape_list):
+        raise InvalidInputError(f"elements= has {len(elements)} entries for {len(shape_list)} inputs: give one per "
+                                "input (None for the default) or one strategy for all")
+    return input_tuples(shape_list, bound, elements)
+
+
 NONFINITE_HINT = ("if the function is only defined on part of the line, restrict the inputs: "
                   "verify(..., elements=st.floats(0.1, 4.0)) or inputs=<strategy>")
 
 
-__all__ = ["NONFINITE_HINT", "VerifyResult", "VerifySummary", "verify"]
+__all__ = ["NONFINITE_HINT", "VerifyResult", "VerifySummary", "search_inputs", "verify"]

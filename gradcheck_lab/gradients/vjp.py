@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import copy
 import inspect
+import numbers
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
+from gradcheck_lab.core.arguments import call_style, callable_argument
 from gradcheck_lab.core.report import Report
 from gradcheck_lab.errors import InvalidInputError, ReferenceContractError, TorchFunctionError
 from gradcheck_lab.gradients.check import check_gradients
@@ -50,6 +52,7 @@ def plain_names(fn: Callable[..., Any], count: int) -> list[str]:
 
 def split_forward(result: Any) -> tuple[Any, Any, bool]:
     """``(out, cache, cached)``: a forward returning ``(out, cache)`` is the course style."""
+    __tracebackhide__ = True
     if isinstance(result, tuple | list) and len(result) == 2 and not isinstance(result[0], tuple | list):
         return result[0], result[1], True
     return result, None, False
@@ -57,6 +60,7 @@ def split_forward(result: Any) -> tuple[Any, Any, bool]:
 
 def as_grads(grads: Any, count: int, n_inputs: int) -> list[Any]:
     """A backward's result as a list: one array for a single input, a tuple otherwise."""
+    __tracebackhide__ = True
     if isinstance(grads, np.ndarray | np.generic | float) and count == 1:
         return [grads]
     if isinstance(grads, dict):
@@ -75,6 +79,7 @@ def inner(out: Any, grad_output: np.ndarray) -> np.ndarray:
 
     A forward computing in float32 then shows as a reference below float64 (the context diagnosis).
     """
+    __tracebackhide__ = True
     arr = np.asarray(out)
     if arr.shape != grad_output.shape:
         raise ReferenceContractError(
@@ -87,6 +92,7 @@ def torch_inner(torch_op: Callable[..., torch.Tensor]) -> Callable[..., torch.Te
     """``(torch_op(*xs) * g).sum()`` for ``(*xs, g)``, with the output's shape checked."""
 
     def torch_fn(*args: torch.Tensor) -> torch.Tensor:
+        __tracebackhide__ = True
         *xs, g = args
         out = torch_op(*xs)
         if not isinstance(out, torch.Tensor):
@@ -107,23 +113,37 @@ def output_shape(forward: Callable[..., Any], inputs: Sequence[Any]) -> tuple[in
     return tuple(np.shape(out))
 
 
+def checked_inputs(inputs: Any) -> tuple[Any, ...]:
+    """``inputs`` as a tuple, refusing what is surely a mistake: a bare nested list of numbers (read as several
+    inputs, one per row) and an empty tuple."""
+    __tracebackhide__ = True
+    if isinstance(inputs, list) and inputs and all(
+            isinstance(x, numbers.Number) or (isinstance(x, list) and all(isinstance(v, numbers.Number) for v in x))
+            for x in inputs):
+        raise InvalidInputError(f"inputs is a bare list of numbers ({inputs!r:.60}), which reads as one input per "
+                                "element: pass arrays, e.g. inputs=(np.array([[...]]),) for one input")
+    return as_input_tuple(inputs)
+
+
+@call_style(positional=4, legacy_positional=("grad_output", "constants", "device", "dtype", "rtol", "atol", "kinks"),
+            renamed={"torch_op": "torch_fn"})
 def check_vjp(
     forward: Callable[..., Any],
     backward: Callable[..., Any],
-    torch_op: Callable[..., torch.Tensor],
+    torch_fn: Callable[..., torch.Tensor],
     inputs: Any,
+    *,
     grad_output: np.ndarray | None = None,
     constants: Sequence[int] = (),
     device: str | torch.device = "cpu",
     dtype: str | torch.dtype = "float64",
     rtol: float | None = None,
     atol: float | None = None,
-    kinks: str = "strict",
-    *,
     seed: int = 0,
+    kinks: str = "strict",
     **check_kwargs: Any,
 ) -> Report:
-    """Check a hand-written ``forward``/``backward`` pair against ``torch_op`` and autograd.
+    """Check a hand-written ``forward``/``backward`` pair against ``torch_fn`` and autograd.
 
     Two styles are recognized from what ``forward`` returns:
 
@@ -131,23 +151,44 @@ def check_vjp(
     - ``forward(*inputs) -> (out, cache)``, then ``backward(grad_output, cache) -> grads`` (course style).
 
     ``grads`` holds one gradient per non-constant input (a bare array for one), or one per input with
-    anything in the data inputs' slots. ``out`` may have any shape; ``torch_op(*tensors)`` returns a
-    tensor of that shape. ``grad_output`` is drawn (standard normal, from ``seed``) when None. The
-    remaining arguments are :func:`~gradcheck_lab.gradients.check.check_gradients`'s; the report's inputs are the
-    given ones followed by ``grad_output`` (a data input).
+    anything in the data inputs' slots. ``out`` may have any shape; ``torch_fn(*tensors)`` returns a
+    tensor of that shape. The report's inputs are the given ones followed by ``grad_output`` (a data input).
+
+    Args:
+        forward: the forward function (either style above).
+        backward: its hand-derived backward.
+        torch_fn: the torch function ``forward`` implements (``torch_op=`` is its old name, kept for a release).
+        inputs: one array or a tuple of arrays; settings (a dict, an int, a string, None) pass through unchanged.
+        grad_output: the upstream gradient; None: standard normal, drawn from ``seed``.
+        constants: indices of data inputs (labels, masks): no gradient needed.
+        device, dtype, rtol, atol, seed, kinks, **check_kwargs: as in
+            :func:`~gradcheck_lab.gradients.check.check_gradients`.
+
+    Returns:
+        The :class:`~gradcheck_lab.core.report.Report` of the check.
+
+    Raises:
+        GradientMismatch: the backward disagrees with autograd.
+        ReferenceContractError: the backward returned gradients of the wrong number or shape (the message says
+            which, and what the shapes suggest).
+        InvalidInputError: a bad argument, before any work.
     """
     __tracebackhide__ = True
-    xs, fixed, static = split_static(as_input_tuple(inputs), constants)
+    callable_argument("forward", forward, "the forward function: forward(*inputs) -> out")
+    callable_argument("backward", backward, "the backward function: backward(grad_output, ...) -> grads")
+    callable_argument("torch_fn", torch_fn, "the torch function the forward implements")
+    xs, fixed, static = split_static(checked_inputs(inputs), constants)
     if grad_output is None:
         grad_output = draw_grad_output(output_shape(forward, Static(static, len(xs) + len(static)).merge(xs)), seed)
-    reference, torch_fn = vjp_pair(forward, backward, torch_op, len(xs), fixed, static)
-    return check_gradients(reference, torch_fn, (*xs, np.asarray(grad_output)), device=device, dtype=dtype,
+    reference, torch_side = vjp_pair(forward, backward, torch_fn, len(xs), fixed, static)
+    return check_gradients(reference, torch_side, (*xs, np.asarray(grad_output)), device=device, dtype=dtype,
                            rtol=rtol, atol=atol, constants=(*fixed, len(xs)), kinks=kinks, seed=seed,
                            **check_kwargs)
 
 
 def shape_hint(name: str, grad: tuple[int, ...], shape: tuple[int, ...]) -> None:
     """Raise when a gradient's shape differs from its input's, saying what the shapes suggest."""
+    __tracebackhide__ = True
     if grad == shape:
         return
     hint = ""
@@ -207,6 +248,7 @@ def vjp_pair(forward: Callable[..., Any], backward: Callable[..., Any], torch_op
     place = Static(static, n_inputs + len(static))
 
     def reference(*args: np.ndarray) -> tuple[np.ndarray, list[Any]]:
+        __tracebackhide__ = True
         *x, g = args
         full = place.merge(x)
         out, cache, cached = split_forward(forward(*full))
