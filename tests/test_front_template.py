@@ -213,3 +213,53 @@ def test_check_layer_old_positional_params_warn_and_work():
     with pytest.warns(DeprecationWarning, match="positionally"):
         assert gl.check_layer(BookDense(), module, X, BOOK_MAP["params"], BOOK_MAP["param_grads"],
                               BOOK_MAP["transforms"], **rest).passed
+
+
+# --- multi-output forwards in check_vjp (an LSTM step returning (h, c)) ---------------------------------------------
+
+def step(x, h):
+    return np.tanh(x) * h, x + h
+
+
+def step_backward(dh, dc, x, h):
+    return dh * (1 - np.tanh(x) ** 2) * h + dc, dh * np.tanh(x) + dc
+
+
+def step_backward_ignores_dc(dh, dc, x, h):  # planted bug: the second output's gradient dropped
+    return dh * (1 - np.tanh(x) ** 2) * h, dh * np.tanh(x)
+
+
+def torch_step(x, h):
+    return torch.tanh(x) * h, x + h
+
+
+STEP = (rng.standard_normal((3, 4)), rng.standard_normal((3, 4)))
+
+
+def test_check_vjp_multi_output_plain_style():
+    assert gl.check_vjp(step, step_backward, torch_step, STEP).passed
+    with pytest.raises(gl.GradientMismatch):
+        gl.check_vjp(step, step_backward_ignores_dc, torch_step, STEP)
+
+
+def test_check_vjp_multi_output_course_style_and_given_grad_outputs():
+    def forward(x, h):
+        return step(x, h), (x, h)
+
+    def backward(dh, dc, cache):
+        return step_backward(dh, dc, *cache)
+
+    def backward_wrong(dh, dc, cache):
+        return step_backward_ignores_dc(dh, dc, *cache)
+
+    grads = (np.ones((3, 4)), np.full((3, 4), 2.0))
+    assert gl.check_vjp(forward, backward, torch_step, STEP, grad_output=grads, dtype="float32").passed
+    with pytest.raises(gl.GradientMismatch):
+        gl.check_vjp(forward, backward_wrong, torch_step, STEP, grad_output=grads)
+    with pytest.raises(gl.InvalidInputError, match="tuple of 2 arrays"):
+        gl.check_vjp(forward, backward, torch_step, STEP, grad_output=np.ones((3, 4)))
+
+
+def test_a_forward_with_fewer_outputs_than_torch_fn_is_told_what_is_expected():
+    with pytest.raises(gl.ReferenceContractError, match="torch_fn returns 2 outputs"):
+        gl.check_vjp(lambda x, h: np.tanh(x) * h, step_backward, torch_step, STEP)
