@@ -263,3 +263,10 @@ def test_check_vjp_multi_output_course_style_and_given_grad_outputs():
 def test_a_forward_with_fewer_outputs_than_torch_fn_is_told_what_is_expected():
     with pytest.raises(gl.ReferenceContractError, match="torch_fn returns 2 outputs"):
         gl.check_vjp(lambda x, h: np.tanh(x) * h, step_backward, torch_step, STEP)
+
+
+def test_verify_vjp_multi_output():
+    result = gl.verify_vjp(step, step_backward, torch_step, shapes=[(2, 3), (2, 3)], max_examples=3, seed=0)
+    assert result.examples == 3
+    with pytest.raises(gl.GradientMismatch, match="minimal counterexample"):
+        gl.verify_vjp(step, step_backward_ignores_dc, torch_step, shapes=[(2, 3), (2, 3)], max_examples=3, seed=0)

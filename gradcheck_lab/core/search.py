@@ -324,15 +324,20 @@ def _minimal(exc: GradcheckError, state: _Search, describe: Callable[[Any], str]
     return error
 
 
-def arity(strategy: st.SearchStrategy[tuple[Any, ...]]) -> int:
-    """The number of inputs a strategy of input tuples draws (one example, drawn once, seeded)."""
-    found: list[int] = []
+def first_example(strategy: st.SearchStrategy[T]) -> T:
+    """One example of ``strategy``, drawn once with seed 0 (to learn the number of inputs, outputs, shapes)."""
+    found: list[T] = []
 
     @settings(max_examples=1, database=None, deadline=None, backend=BACKEND, suppress_health_check=list(HealthCheck))
     @hypothesis_seed(0)
     @given(strategy)
-    def probe(example: tuple[Any, ...]) -> None:
-        found.append(len(example))
+    def probe(example: T) -> None:
+        found.append(example)
 
     probe()
     return found[0]
+
+
+def arity(strategy: st.SearchStrategy[tuple[Any, ...]]) -> int:
+    """The number of inputs a strategy of input tuples draws (one example, drawn once, seeded)."""
+    return len(first_example(strategy))

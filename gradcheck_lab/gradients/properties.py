@@ -19,27 +19,27 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from gradcheck_lab.core.arguments import call_style, callable_argument
-from gradcheck_lab.core.search import arity
+from gradcheck_lab.core.search import arity, first_example
 from gradcheck_lab.errors import OptimizerMismatch
 from gradcheck_lab.gradients.inputs import constant_indices
 from gradcheck_lab.gradients.layers import Path, Transform, layer_pair
 from gradcheck_lab.gradients.search import VerifyResult, search_inputs, verify
 from gradcheck_lab.gradients.strategies import DEFAULT_BOUND, ElementSpec
-from gradcheck_lab.gradients.vjp import draw_grad_output, output_shape, vjp_pair
+from gradcheck_lab.gradients.vjp import count_outputs, draw_grad_outputs, given_grad_outputs, output_shapes, vjp_pair
 from gradcheck_lab.optim.check import OptimizerReport
 from gradcheck_lab.optim.update_rule import UpdateRule, check_update_rule
 
 Inputs = st.SearchStrategy[tuple[Any, ...]]
 
 
-def _with_grad_output(forward: Callable[..., Any], inputs: Inputs, grad_output: Any) -> Inputs:
-    """Each input tuple followed by the upstream gradient: ``grad_output`` when given, else one shaped like the
-    forward's output from a drawn seed (which shrinks to 0)."""
+def _with_grad_output(forward: Callable[..., Any], inputs: Inputs, grad_output: Any, outputs: int) -> Inputs:
+    """Each input tuple followed by the upstream gradients (one per output): ``grad_output`` when given, else
+    shaped like the forward's outputs from a drawn seed (which shrinks to 0)."""
     if grad_output is not None:
-        fixed = np.asarray(grad_output, dtype=np.float64)
-        return inputs.map(lambda xs: (*xs, fixed))
+        fixed = given_grad_outputs(grad_output, outputs)
+        return inputs.map(lambda xs: (*xs, *fixed))
     return st.tuples(inputs, st.integers(0, 255)).map(
-        lambda pair: (*pair[0], draw_grad_output(output_shape(forward, pair[0]), pair[1])))
+        lambda pair: (*pair[0], *draw_grad_outputs(output_shapes(forward, pair[0], outputs), pair[1])))
 
 
 @call_style(positional=3, renamed={"torch_op": "torch_fn"})
@@ -63,7 +63,8 @@ def verify_vjp(
         backward: ``backward(grad_output, *inputs)`` or ``backward(grad_output, cache)`` -> the input gradients.
         torch_fn: the torch function ``forward`` implements (``torch_op=`` is its old name).
         shapes: one shape per input; or ``inputs``: a hypothesis strategy of input tuples.
-        grad_output: a fixed upstream gradient; None: drawn (standard normal, from a drawn seed).
+        grad_output: a fixed upstream gradient (a tuple, one per output, when ``torch_fn`` returns several);
+            None: drawn (standard normal, from a drawn seed).
         constants: the indices of data inputs.
         bound: the elements' bound; elements: a strategy of numbers for every input, or one per input.
         **verify_kwargs: every other keyword ``check_vjp`` or ``verify`` accepts (``device``, ``dtype``,
@@ -81,11 +82,13 @@ def verify_vjp(
     callable_argument("backward", backward, "the backward function: backward(grad_output, ...) -> grads")
     callable_argument("torch_fn", torch_fn, "the torch function the forward implements")
     strategy = search_inputs(shapes, inputs, bound, elements)
-    n = arity(strategy)
+    example = first_example(strategy)
+    n = len(example)
     fixed = constant_indices(constants, n)
-    reference, torch_side = vjp_pair(forward, backward, torch_fn, n, fixed)
-    return verify(reference, torch_side, inputs=_with_grad_output(forward, strategy, grad_output),
-                  constants=(*fixed, n), **verify_kwargs)
+    outputs = count_outputs(torch_fn, example)
+    reference, torch_side = vjp_pair(forward, backward, torch_fn, n, fixed, outputs=outputs)
+    return verify(reference, torch_side, inputs=_with_grad_output(forward, strategy, grad_output, outputs),
+                  constants=(*fixed, *range(n, n + outputs)), **verify_kwargs)
 
 
 @call_style(positional=2)
