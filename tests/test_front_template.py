@@ -121,6 +121,7 @@ def test_verify_vjp_takes_a_fixed_grad_output():
     ({"shapes": [(3,)], "elements": [None, None]}, "elements="),
     ({"inputs": (np.ones(3),)}, "hypothesis strategy"),
     ({}, "shapes="),
+    ({"shapes": [(3,), (3,)]}, "2 shapes but the reference takes 1 inputs"),
 ])
 def test_bad_search_arguments_are_typed_errors_naming_them(bad, match):
     def square(x):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from typing import Any
 
@@ -51,6 +52,12 @@ def verify(
     smallest failing example so far is reported (see :mod:`gradcheck_lab.core.search`).
     """
     __tracebackhide__ = True
+    if shapes is not None and inputs is None:
+        expected = _positional_count(reference_fn)
+        if expected is not None and isinstance(shapes, Sequence) and len(shapes) != expected and not all(
+                isinstance(d, int) for d in shapes):
+            raise InvalidInputError(f"shapes= has {len(shapes)} shapes but the reference takes {expected} inputs: "
+                                    "pass one shape per input")
     inputs = search_inputs(shapes, inputs, bound, elements)
     rtol, atol = arguments.tolerance("rtol", rtol), arguments.tolerance("atol", atol)
     if max_examples is not None:
@@ -70,6 +77,19 @@ def verify(
 
     return run_search(check_one, inputs, max_examples=max_examples, seed=seed, shrink_budget=shrink_budget,
                       hints={NonFiniteError: NONFINITE_HINT})
+
+
+def _positional_count(fn: Any) -> int | None:
+    """The number of positional parameters ``fn`` takes, when that is certain (no ``*args``, no defaults)."""
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        return None
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    if any(p.kind is inspect.Parameter.VAR_POSITIONAL or (p.kind in kinds and p.default is not p.empty)
+           for p in params):
+        return None
+    return sum(p.kind in kinds for p in params)
 
 
 def search_inputs(shapes: Any, inputs: Any, bound: float, elements: ElementSpec) -> st.SearchStrategy[tuple[Any, ...]]:
