@@ -85,7 +85,7 @@ def test_shrinking_stops_within_budget_and_reports_the_best_so_far():
     assert "wrong" in str(exc.value)
     runs.clear()
     with pytest.raises(GradientMismatch) as unbounded:
-        run_search(expensive_to_shrink, strategy, max_examples=max_examples, seed=0, shrink_factor=1000)
+        run_search(expensive_to_shrink, strategy, max_examples=max_examples, seed=0, shrink_budget=1000)
     assert len(runs) > 3 * max_examples, "this failure needs more runs to shrink fully: the bound above is real"
     assert str(unbounded.value) != str(exc.value)
 

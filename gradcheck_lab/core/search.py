@@ -18,11 +18,15 @@ What :func:`run_search` guarantees:
   beside it. hypothesis seeds a few draws with constants it reads from every local module loaded
   (``hypothesis.internal.conjecture.providers._get_local_constants``), so an unrelated edit moved the examples of
   ``seed=0``; the draws here come from a provider that uses hypothesis's built-in constants only.
-- **Shrinking within budget**: after the first failure, hypothesis shrinks it with at most
-  ``shrink_factor * max_examples - 1`` more runs of the check (default 2: with the runs before the failure, at
-    most 3 times the runs of a passing search; unbounded, shrinking cost 30 times a passing search). Past the
-  budget nothing new runs; the smallest failing example found so far is reported, with a note that shrinking
-  stopped early. The budget counts runs, not seconds, so the reported example is the same on a loaded machine.
+- **Shrinking within budget**: after the first failure, hypothesis shrinks it for at most ``shrink_budget``
+  times the estimated cost of a passing search (default 2, so with the search before the failure a failing
+  search costs at most about 3 passing ones; unbounded, it cost 30): at most ``shrink_budget * max_examples``
+  (at least :data:`MIN_SHRINK_BUDGET`) times the mean seconds of a passing run (hypothesis's drawing included),
+  and at most :data:`RUN_SHARE` of that many runs. When the budget is spent the
+  search ends; the smallest failing example found so far is reported, with a note that shrinking stopped early.
+  A failing check costs 5 to 10 times a passing one (its rounding floor, kinks and diagnosis), so a search of an
+  expensive check stops on time and may report a larger example on a loaded machine (the verdict is the same);
+  a cheap one stops on the run count and reports the same example on every run.
 - **The minimal failure**: the error raised is the one the check raised on the minimal (or best so far)
   example, of the same type, its message followed by that example (``describe``) and ``hints``
   for its type; hypothesis's own notes are dropped.
@@ -31,8 +35,7 @@ What :func:`run_search` guarantees:
 from __future__ import annotations
 
 import copy
-import math
-import pickle
+import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -50,8 +53,16 @@ from gradcheck_lab.errors import GradcheckError, InconclusiveWarning
 
 T = TypeVar("T")
 
-SHRINK_FACTOR = 2.0
-"""The default shrink budget, in runs of the check per example of a passing search."""
+SHRINK_BUDGET = 2.0
+"""The default shrink budget, in passing searches: with the search before the failure, at most about 3 of them."""
+
+RUN_SHARE = 0.75
+"""The shrink phase's runs are capped at this share of its budget: a search whose failing runs cost what its
+passing ones do (a cheap check) stops on the count, so it reports the same example on every run."""
+
+MIN_SHRINK_BUDGET = 20
+"""The shrink phase may always take as long as this many passing runs: a search of a few examples still shrinks
+(it then costs up to ``max_examples + MIN_SHRINK_BUDGET`` passing runs; from 10 examples on, at most 3 times)."""
 
 
 class Checked(Protocol):
@@ -165,35 +176,53 @@ def describe_inputs(example: Any) -> str:
                          for k, x in enumerate(items))
 
 
-def _fingerprint(example: Any) -> bytes | str:
-    try:
-        return pickle.dumps(example, protocol=4)
-    except Exception:  # an example that pickle cannot hold
-        return repr(example)
+class _BudgetSpent(BaseException):
+    """Ends hypothesis's run when the shrink budget is spent (a BaseException: hypothesis does not catch it)."""
 
 
 @dataclass
 class _Search:
-    """The state of one search: the failures seen, and how many runs shrinking has left."""
+    """The state of one search: the smallest failure so far, what runs cost, and the shrink budget."""
 
-    budget: int
+    max_examples: int
+    shrink_budget: float
+    last_end: float = field(default_factory=time.perf_counter)
+    runs: dict[bool, list[float]] = field(default_factory=lambda: {True: [0, 0.0], False: [0, 0.0]})
     shrink_runs: int | None = None
+    shrink_start: float = 0.0
     stopped_early: bool = False
-    failures: dict[bytes | str, BaseException] = field(default_factory=dict)
+    failure: GradcheckError | None = None
     last_failure: Any = None
 
-    def over_budget(self) -> bool:
-        """Count one more run once shrinking has started; true when the budget is spent."""
-        if self.shrink_runs is None:
-            return False
-        self.shrink_runs += 1
-        return self.shrink_runs > self.budget
+    def seconds_per_passing_run(self) -> float:
+        """The mean time of a passing run; until one is seen, of a failing one (which costs more)."""
+        count, seconds = self.runs[True] if self.runs[True][0] else self.runs[False]
+        return seconds / max(count, 1)
 
-    def fail(self, example: Any, exc: BaseException) -> None:
-        self.failures[_fingerprint(example)] = exc
-        self.last_failure = example
+    def start_run(self) -> None:
+        """Count one more run once shrinking has started; end the search when the budget is spent."""
         if self.shrink_runs is None:
-            self.shrink_runs = 0
+            return
+        self.shrink_runs += 1
+        budget = max(MIN_SHRINK_BUDGET, self.shrink_budget * self.max_examples)  # in passing runs
+        seconds = budget * self.seconds_per_passing_run()
+        runs = RUN_SHARE * budget - 1
+        if self.shrink_runs > runs or time.perf_counter() - self.shrink_start > seconds:
+            self.stopped_early = True
+            raise _BudgetSpent
+
+    def ran(self, passed: bool) -> None:
+        """Count a run's seconds, hypothesis's drawing of its example included."""
+        end = time.perf_counter()
+        self.runs[passed][0] += 1
+        self.runs[passed][1] += end - self.last_end
+        self.last_end = end
+
+    def fail(self, example: Any, exc: GradcheckError) -> None:
+        """Keep the latest failure: hypothesis only runs candidates smaller than the smallest failure so far."""
+        self.failure, self.last_failure = exc, example
+        if self.shrink_runs is None:
+            self.shrink_runs, self.shrink_start = 0, time.perf_counter()
 
 
 def run_search(
@@ -204,7 +233,7 @@ def run_search(
     seed: int | None = 0,
     describe: Callable[[T], str] = describe_inputs,
     hints: Mapping[type[BaseException], str] | None = None,
-    shrink_factor: float = SHRINK_FACTOR,
+    shrink_budget: float = SHRINK_BUDGET,
 ) -> VerifyResult:
     """Run ``check_one`` on the examples ``strategy`` draws; on a failure, shrink it (within budget) and raise.
 
@@ -216,7 +245,7 @@ def run_search(
         seed: fixes the draws (the same examples on every run, whatever else is loaded); None: a fresh random search.
         describe: writes a failing example for the message.
         hints: extra text appended to a failure of that type (e.g. how to restrict the inputs on NaN).
-        shrink_factor: the shrink phase's budget in runs of the check, as a multiple of ``max_examples``.
+        shrink_budget: the shrink phase's budget, in estimated costs of a passing search.
 
     Returns:
         A :class:`VerifyResult` with one summary per device and dtype and the last reports. Inconclusive
@@ -233,26 +262,22 @@ def run_search(
     if seed is not None:
         seed = arguments.integer("seed", seed, minimum=0)
     config = search_settings(max_examples)
-    state = _Search(max(1, math.ceil(shrink_factor * config.max_examples) - 1))
+    state = _Search(config.max_examples, shrink_budget)
     summaries: dict[tuple[str, str], VerifySummary] = {}
     result = VerifyResult()
 
     def one_example(example: T) -> None:
         __tracebackhide__ = True
-        if state.over_budget():
-            state.stopped_early = True
-            known = state.failures.get(_fingerprint(example))
-            if known is None:
-                return  # shrinking is over: nothing new runs
-            state.last_failure = example
-            raise known
+        state.start_run()
         try:
             with warnings.catch_warnings():  # counted, and reported once at the end
                 warnings.simplefilter("ignore", InconclusiveWarning)
                 outcome = check_one(example)
         except GradcheckError as exc:
+            state.ran(False)
             state.fail(example, exc)
             raise
+        state.ran(True)
         reports = list(outcome) if isinstance(outcome, Iterable) else [outcome]
         for report in reports:
             key = (str(report.device), str(report.dtype))
@@ -269,6 +294,9 @@ def run_search(
         search()
     except GradcheckError as exc:
         raise _minimal(exc, state, describe, hints) from None
+    except _BudgetSpent:
+        assert state.failure is not None
+        raise _minimal(state.failure, state, describe, hints) from None
     result.summaries = list(summaries.values())
     unresolved = [s for s in result.summaries if s.inconclusive]
     if unresolved:
@@ -296,15 +324,20 @@ def _minimal(exc: GradcheckError, state: _Search, describe: Callable[[Any], str]
     return error
 
 
-def arity(strategy: st.SearchStrategy[tuple[Any, ...]]) -> int:
-    """The number of inputs a strategy of input tuples draws (one example, drawn once, seeded)."""
-    found: list[int] = []
+def first_example(strategy: st.SearchStrategy[T]) -> T:
+    """One example of ``strategy``, drawn once with seed 0 (to learn the number of inputs, outputs, shapes)."""
+    found: list[T] = []
 
     @settings(max_examples=1, database=None, deadline=None, backend=BACKEND, suppress_health_check=list(HealthCheck))
     @hypothesis_seed(0)
     @given(strategy)
-    def probe(example: tuple[Any, ...]) -> None:
-        found.append(len(example))
+    def probe(example: T) -> None:
+        found.append(example)
 
     probe()
     return found[0]
+
+
+def arity(strategy: st.SearchStrategy[tuple[Any, ...]]) -> int:
+    """The number of inputs a strategy of input tuples draws (one example, drawn once, seeded)."""
+    return len(first_example(strategy))

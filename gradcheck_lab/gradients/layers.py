@@ -21,13 +21,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from gradcheck_lab.core.arguments import call_style
 from gradcheck_lab.core.comparison import compare
 from gradcheck_lab.core.dtypes import resolve_dtype
 from gradcheck_lab.core.report import Report, comparison_lines
 from gradcheck_lab.core.tolerances import gradient_tolerance
 from gradcheck_lab.errors import GradientMismatch, InvalidInputError, ReferenceContractError, TorchFunctionError
-from gradcheck_lab.gradients.inputs import as_input_tuple, constant_indices, parameter_names, prepare_inputs
-from gradcheck_lab.gradients.vjp import as_grads, check_vjp, is_static
+from gradcheck_lab.gradients.inputs import constant_indices, parameter_names, prepare_inputs
+from gradcheck_lab.gradients.vjp import as_grads, check_vjp, checked_inputs, is_static
 
 Path = str
 Transform = Callable[[np.ndarray], np.ndarray]
@@ -84,14 +85,26 @@ def adjoint(transform: Transform, shape: tuple[int, ...], grad: np.ndarray) -> n
     return out.reshape(shape)
 
 
-def guess_grad_paths(layer: Any, params: Mapping[str, Path]) -> dict[str, Path]:
-    """Where a layer that has run ``backward`` keeps each parameter's gradient: ``dW``, ``grads.W``, ..."""
+def guess_grad_paths(layer: Any, params: Mapping[str, Path], new_paths: Sequence[Path] = (),
+                     attributes: Sequence[str] = ()) -> dict[str, Path]:
+    """Where a layer that has run ``backward`` keeps each parameter's gradient: ``dW``, ``grads.W``, ...
+
+    ``new_paths`` are ``params=`` paths the layer did not have before the harness set them (``attributes``: what
+    it had): when no gradient is found for one of them, the path itself is the likely mistake, and the message
+    says so.
+    """
+    __tracebackhide__ = True
     guesses = {}
     for name, path in params.items():
         *head, last = path.split(".")
         prefixes = dict.fromkeys([".".join(head) + "." if head else "", ""])
         candidates = [prefix + pattern.format(p=last) for prefix in prefixes for pattern in _GRAD_GUESSES]
         found = [c for c in candidates if c != path and has_path(layer, c)]
+        if not found and path in new_paths:
+            raise InvalidInputError(f"params= maps {name!r} to {path!r}, which the layer did not have (the harness set "
+                                    f"it) and no gradient of it was found after backward: is {path!r} where the "
+                                    f"layer keeps {name!r}? Its attributes are {list(attributes)}; if the path is "
+                                    "right, pass param_grads={" + f"{name!r}: <where backward leaves its gradient>}}")
         if not found:
             raise InvalidInputError(f"param_grads= is needed: no gradient of {name!r} found at "
                                     + ", ".join(candidates))
@@ -106,14 +119,17 @@ def _module_for(module: torch.nn.Module, cache: dict[Any, torch.nn.Module], like
     return cache[key]
 
 
+@call_style(positional=3, legacy_positional=("params", "param_grads", "transforms"))
 def check_layer(
     layer: Any,
     torch_module: torch.nn.Module,
     inputs: Any,
+    *,
     params: Mapping[str, Path] | None = None,
     param_grads: Mapping[str, Path] | Callable[[Any], Mapping[str, np.ndarray]] | None = None,
     transforms: Mapping[str, Transform] | None = None,
-    *,
+    outputs: Path | None = None,
+    input_grads: Path | Sequence[Path] | None = None,
     buffers: Mapping[str, Path] | None = None,
     grad_output: np.ndarray | None = None,
     constants: Sequence[int] = (),
@@ -121,8 +137,8 @@ def check_layer(
     dtype: str | torch.dtype = "float64",
     rtol: float | None = None,
     atol: float | None = None,
-    kinks: str = "strict",
     seed: int = 0,
+    kinks: str = "strict",
     **check_kwargs: Any,
 ) -> Report:
     """Check a layer object's input and parameter gradients against ``torch_module`` (in training mode).
@@ -136,11 +152,33 @@ def check_layer(
     torch's layout to the layer's (``np.transpose``). ``buffers`` maps torch buffer names to the layer's
     (default: those found under the same name); they are copied in, and compared after one
     training-mode forward. The layer is never modified: every call works on a copy.
+
+    Layers that keep results on attributes instead of returning them (``forward`` stores ``self.output``,
+    ``backward`` stores ``self.dinputs`` and returns nothing): ``outputs="output"`` and ``input_grads="dinputs"``
+    (a list of paths for several inputs) name where they live.
+
+    Args:
+        layer: the object checked: ``layer.forward(*inputs)``, ``layer.backward(grad_output)``.
+        torch_module: the ``torch.nn.Module`` it implements (its parameters are copied into the layer).
+        inputs: one array or a tuple of arrays (settings such as a ``train`` flag or a dict pass through).
+        params, param_grads, transforms, outputs, input_grads, buffers: where the layer keeps things (above).
+        grad_output: the upstream gradient; None: standard normal from ``seed``.
+        constants, device, dtype, rtol, atol, seed, kinks, **check_kwargs: as in ``check_gradients``.
+
+    Returns:
+        The :class:`~gradcheck_lab.core.report.Report` of the gradient check.
+
+    Raises:
+        GradientMismatch: a gradient (or a running statistic) disagrees with torch.
+        InvalidInputError: a layer without ``forward``/``backward``, a ``params=`` path the layer does not have,
+            a parameter name the module does not have, ... (before any work).
+        ReferenceContractError: the layer returned or left something of the wrong shape or kind.
     """
     __tracebackhide__ = True
-    xs = as_input_tuple(inputs)
+    xs = checked_inputs(inputs)
     static = frozenset(k for k, x in enumerate(xs) if is_static(x))
-    pair = layer_pair(layer, torch_module, len(xs), params, param_grads, transforms, buffers, constants, static)
+    pair = layer_pair(layer, torch_module, len(xs), params, param_grads, transforms, buffers, constants, static,
+                      outputs=outputs, input_grads=input_grads)
     report = check_vjp(pair.forward, pair.backward, pair.torch_op, (*xs, *pair.weights), grad_output=grad_output,
                        constants=tuple(pair.fixed), device=device, dtype=dtype, rtol=rtol, atol=atol, kinks=kinks,
                        seed=seed, **check_kwargs)
@@ -165,11 +203,15 @@ class LayerPair:
 def layer_pair(layer: Any, torch_module: torch.nn.Module, n_x: int, params: Mapping[str, Path] | None,
                param_grads: Mapping[str, Path] | Callable[[Any], Mapping[str, np.ndarray]] | None,
                transforms: Mapping[str, Transform] | None, buffers: Mapping[str, Path] | None,
-               constants: Sequence[int] | int, static: frozenset[int] = frozenset()) -> LayerPair:
+               constants: Sequence[int] | int, static: frozenset[int] = frozenset(), *,
+               outputs: Path | None = None, input_grads: Path | Sequence[Path] | None = None) -> LayerPair:
     """Validate ``check_layer``'s arguments and build the forward, backward and torch op it checks.
 
     ``static`` are the positions of settings among the inputs (a ``train`` flag, a dict): no gradient.
     """
+    __tracebackhide__ = True
+    _check_methods(layer, outputs, input_grads)
+    grad_attrs = [input_grads] if isinstance(input_grads, str) else list(input_grads or [])
     named_params = dict(torch_module.named_parameters())
     lazy = sorted(n for n, p in named_params.items() if isinstance(p, torch.nn.parameter.UninitializedParameter))
     if lazy:
@@ -184,6 +226,7 @@ def layer_pair(layer: Any, torch_module: torch.nn.Module, n_x: int, params: Mapp
     # By default the layer keeps each parameter under torch's name; where it does not, say so now
     # (named explicitly, a path may be new: a layer that starts with an empty params dict).
     missing = [name for name, path in params.items() if not has_path(layer, path)] if defaulted else []
+    new_paths = [] if defaulted else _check_param_paths(layer, params)
     if missing:
         arrays = sorted(k for k, v in vars(layer).items() if isinstance(v, np.ndarray)) if hasattr(layer, "__dict__") \
             else []
@@ -218,11 +261,30 @@ def layer_pair(layer: Any, torch_module: torch.nn.Module, n_x: int, params: Mapp
     def forward(*args: np.ndarray) -> tuple[Any, Any]:
         x, values = args[:n_x], args[n_x:]
         current = fresh(values)
-        return current.forward(*x), (current, [np.shape(v) for v in values])
+        out = current.forward(*x)
+        if outputs is not None:
+            if not has_path(current, outputs):
+                raise ReferenceContractError(f"outputs={outputs!r}: the layer has no {outputs!r} after forward; its "
+                                             f"attributes are {_attributes(current)}")
+            out = get_path(current, outputs)
+        elif out is None:
+            raise ReferenceContractError("layer.forward returned None: if it stores its result on an attribute "
+                                         "(self.output), name it: outputs='output'")
+        return out, (current, [np.shape(v) for v in values])
 
     def backward(grad_output: np.ndarray, cache: tuple[Any, Any]) -> list[Any]:
         current, shapes = cache
         returned = current.backward(grad_output)
+        if grad_attrs:
+            for path in grad_attrs:
+                if not has_path(current, path):
+                    raise ReferenceContractError(f"input_grads={path!r}: the layer has no {path!r} after backward; "
+                                                 f"its attributes are {_attributes(current)}")
+            found_grads = [get_path(current, path) for path in grad_attrs]
+            returned = found_grads[0] if len(found_grads) == 1 else tuple(found_grads)
+        elif returned is None and count:
+            raise ReferenceContractError("layer.backward returned None: if it stores the input gradient on an "
+                                         "attribute (self.dinputs), name it: input_grads='dinputs'")
         tail = _returned_param_grads(returned, count, shapes, transforms, torch_names) if param_grads is None else None
         if tail is not None:  # backward returned (input grads..., param grads...)
             returned = tuple(returned[:count]) if count != 1 else returned[0]
@@ -230,7 +292,7 @@ def layer_pair(layer: Any, torch_module: torch.nn.Module, n_x: int, params: Mapp
         if len(grads) == n_x and n_x != count:
             grads = [g for k, g in enumerate(grads) if k not in no_grad]
         if tail is None and param_grads is None and not grad_paths:
-            grad_paths.update(guess_grad_paths(current, params))
+            grad_paths.update(guess_grad_paths(current, params, new_paths, _attributes(layer)))
         found = tail if tail is not None else param_grads(current) if callable(param_grads) else {
             name: get_path(current, path) for name, path in grad_paths.items()}
         for name, shape in zip(torch_names, shapes, strict=True):
@@ -253,6 +315,47 @@ def layer_pair(layer: Any, torch_module: torch.nn.Module, n_x: int, params: Mapp
 
     forward.__signature__ = _signature(layer, n_x, torch_names)  # type: ignore[attr-defined]
     return LayerPair(forward, backward, torch_op, weights, fixed, fresh, buffer_paths)
+
+
+def _attributes(layer: Any) -> list[str]:
+    return sorted(k for k in vars(layer) if not k.startswith("_")) if hasattr(layer, "__dict__") else []
+
+
+def _check_methods(layer: Any, outputs: Path | None, input_grads: Path | Sequence[Path] | None) -> None:
+    """A layer needs ``forward`` and ``backward`` methods; ``outputs``/``input_grads`` are attribute paths."""
+    __tracebackhide__ = True
+    for name, what in (("forward", "forward(*inputs) -> output (or storing it: outputs='output')"),
+                       ("backward", "backward(grad_output) -> input gradient(s) (or storing them: "
+                                    "input_grads='dinputs')")):
+        if not callable(getattr(layer, name, None)):
+            methods = sorted(m for m in dir(layer) if not m.startswith("_") and callable(getattr(layer, m, None)))
+            raise InvalidInputError(f"the layer ({type(layer).__name__}) has no {name} method: check_layer calls "
+                                    f"layer.{what}; its methods are {methods} (rename yours, or wrap the layer)")
+    for name, value in (("outputs", outputs), ("input_grads", input_grads)):
+        paths = [value] if isinstance(value, str) or value is None else list(value)
+        if not all(p is None or isinstance(p, str) for p in paths):
+            raise InvalidInputError(f"{name}= must be an attribute name such as 'output' (or a list of them), "
+                                    f"got {value!r}")
+
+
+def _check_param_paths(layer: Any, params: Mapping[str, Path]) -> list[str]:
+    """Every ``params=`` path is a string whose head (``"params"`` of ``"params.W"``) the layer has; returns the
+    paths the layer does not have yet (the harness sets them: fine for a layer whose parameters are assigned)."""
+    __tracebackhide__ = True
+    new = []
+    for name, path in params.items():
+        if not isinstance(path, str):
+            raise InvalidInputError(f"params[{name!r}] must be the layer's attribute name (a string such as 'W'), "
+                                    f"got {path!r}")
+        if has_path(layer, path):
+            continue
+        head = path.rsplit(".", 1)[0] if "." in path else None
+        if head is not None and not has_path(layer, head):
+            raise InvalidInputError(f"params= maps {name!r} to {path!r}, but the layer ({type(layer).__name__}) has "
+                                    f"no {head!r}; its attributes are {_attributes(layer)}: pass params={{{name!r}: "
+                                    "<the attribute holding it>}")
+        new.append(path)
+    return new
 
 
 def _returned_param_grads(returned: Any, count: int, shapes: Sequence[tuple[int, ...]],

@@ -49,6 +49,8 @@ def arrays(shape: tuple[int, ...], bound: float = DEFAULT_BOUND,
     draws. Shrinking then moves towards seed 0, the full bound and no zeros.
     """
     shape = tuple(shape)
+    if element_strategy is not None:  # any strategy of numbers (bools, integers, fractions) as float64
+        element_strategy = element_strategy.map(float)
     if math.prod(shape) > LARGE:
         strategy = _large_array(shape, bound, element_strategy)
     else:
