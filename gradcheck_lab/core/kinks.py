@@ -18,14 +18,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-from gradcheck_lab.core.comparison import allowed_error, finite_or_zero, largest_magnitude
-
-if TYPE_CHECKING:
-    from gradcheck_lab.core.verdict import Judge
+from gradcheck_lab.core.comparison import finite_or_zero, largest_magnitude
 
 _EPS = float(np.finfo(np.float64).eps)
 STEP = 2.0**-20
@@ -122,7 +118,10 @@ class KinkFinding:
 
 
 def examine_kinks(
-    judge: Judge,
+    names: Sequence[str],
+    expected: Sequence[np.ndarray],
+    actual: Sequence[np.ndarray],
+    slack: Sequence[np.ndarray],
     candidates: Sequence[np.ndarray],
     value_at: Callable[[list[np.ndarray]], float],
     inputs: list[np.ndarray],
@@ -133,26 +132,35 @@ def examine_kinks(
 ) -> list[KinkFinding]:
     """Measure one-sided derivatives at the candidate elements (largest errors first, within the budget).
 
+    Args:
+        names, expected, actual: the labels, reference and torch results (the value, then each gradient).
+        slack: per tensor, the per-element allowed error (what the bound allows between the two sides).
+        candidates: per tensor, a boolean mask of the disputed elements.
+        value_at: the checked scalar function of the full input list.
+        inputs, variables, f0: the full input list, which of them are differentiated, and the value there.
+        subgradient: whether a value between the one-sided derivatives is accepted.
+
+    Returns:
+        One finding per element found on a kink; ``accepted`` where ``subgradient`` holds and both the
+        reference and torch lie between the one-sided derivatives (within the element's slack). Nothing
+        is mutated: the caller excuses accepted findings.
+
     In each tensor the search stops at the first element off any kink: its disagreement stands
     whatever the smaller ones are, so a wrong gradient costs four evaluations per tensor here.
-
-    With ``subgradient``, an element on a kink whose reference and torch values both lie between
-    the one-sided derivatives (within its bound) is excused in ``judge``.
     """
     findings: list[KinkFinding] = []
     budget = KINK_BUDGET
-    for k in range(1, len(judge.names)):  # gradients only: the value has no kinks of its own
+    for k in range(1, len(names)):  # gradients only: the value has no kinks of its own
         mask = candidates[k]
         if not mask.any() or budget <= 0:
             continue
-        e, a = judge.expected[k], judge.actual[k]
+        e, a = expected[k], actual[k]
         errors = np.where(mask, np.abs(finite_or_zero(a) - finite_or_zero(e)), -1.0)
         count = min(budget, int(mask.sum()))
         flat_errors = errors.ravel()
         top = np.argpartition(flat_errors, flat_errors.size - count)[flat_errors.size - count:]
         order = top[np.argsort(flat_errors[top])[::-1]]
         scale = max(largest_magnitude(finite_or_zero(e)), largest_magnitude(finite_or_zero(a)))
-        slack = allowed_error(e, a, judge.tol)
         for flat in order:
             index = tuple(int(i) for i in np.unravel_index(int(flat), mask.shape))
             budget -= 1
@@ -161,11 +169,7 @@ def examine_kinks(
                 continue
             if not sides.kink:
                 break  # a larger error off any kink decides this tensor; smaller ones cannot excuse it
-            room = float(slack[index]) + 1e-9 * max(abs(sides.left), abs(sides.right))
+            room = float(slack[k][index]) + 1e-9 * max(abs(sides.left), abs(sides.right))
             accepted = subgradient and sides.contains(float(e[index]), room) and sides.contains(float(a[index]), room)
-            if accepted:
-                judge.excuse(k, index)
-            findings.append(KinkFinding(judge.names[k], index, sides, float(e[index]), float(a[index]), accepted))
-    if any(f.accepted for f in findings):
-        judge.rejudge()
+            findings.append(KinkFinding(names[k], index, sides, float(e[index]), float(a[index]), accepted))
     return findings

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from gradcheck_lab.core.comparison import all_finite, finite_or_zero
+from gradcheck_lab.core.comparison import all_finite, allowed_error, finite_or_zero
 from gradcheck_lab.core.devices import resolve_device
 from gradcheck_lab.core.diagnosis import diagnose_mismatch, diagnose_value, input_shapes
 from gradcheck_lab.core.dtypes import dtype_name, resolve_dtype
@@ -380,13 +380,20 @@ def _judge(runner: _Runner, rounded: list[np.ndarray], variables: list[int], nam
     findings: list[KinkFinding] = []
     if any(b.any() or u.any() for b, u in zip(beyond[1:], unresolved[1:], strict=True)) and not deciding.nonfinite:
         disputed = [b | u for b, u in zip(beyond, unresolved, strict=True)]
-        findings = examine_kinks(deciding, disputed, runner.value, rounded, variables, f0, subgradient=subgradient)
+        allowed = [allowed_error(e, a, deciding.tol) if d.any() else np.zeros(np.shape(e))
+                 for e, a, d in zip(deciding.expected, deciding.actual, disputed, strict=True)]
+        findings = examine_kinks(labels, deciding.expected, deciding.actual, allowed, disputed, runner.value, rounded,
+                                 variables, f0, subgradient=subgradient)
         for finding in findings:  # a kink is a convention, not rounding: never inconclusive
             k = labels.index(finding.tensor)
             unresolved[k][finding.index] = False
             beyond[k][finding.index] = not finding.accepted
-            if finding.accepted and shown is not deciding:
-                shown.excuse(k, finding.index)
+            if finding.accepted:
+                deciding.excuse(k, finding.index)
+                if shown is not deciding:
+                    shown.excuse(k, finding.index)
+        if any(f.accepted for f in findings):
+            deciding.rejudge()
         if shown is not deciding:
             shown.rejudge()
 
