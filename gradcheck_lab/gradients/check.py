@@ -383,11 +383,11 @@ def _judge(runner: _Runner, rounded: list[np.ndarray], variables: list[int], nam
         allowed = [allowed_error(e, a, deciding.tol) if d.any() else np.zeros(np.shape(e))
                  for e, a, d in zip(deciding.expected, deciding.actual, disputed, strict=True)]
         findings = examine_kinks(labels, deciding.expected, deciding.actual, allowed, disputed, runner.value, rounded,
-                                 variables, f0, subgradient=subgradient)
-        for finding in findings:  # a kink is a convention, not rounding: never inconclusive
+                                 variables, f0, subgradient=subgradient, within_rounding=unresolved)
+        for finding in findings:  # a convention at a kink is no rounding: inconclusive only where rounding explains it
             k = labels.index(finding.tensor)
-            unresolved[k][finding.index] = False
-            beyond[k][finding.index] = not finding.accepted
+            unresolved[k][finding.index] = finding.status == "inconclusive"
+            beyond[k][finding.index] = finding.status == "rejected"
             if finding.accepted:
                 deciding.excuse(k, finding.index)
                 if shown is not deciding:
