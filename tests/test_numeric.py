@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -119,3 +120,60 @@ def test_relative_directions_equal_random_directions_scaled_by_the_inputs():
         for got, want, m in zip(v, numeric.relative_direction(u, x), magnitude, strict=True):
             np.testing.assert_array_equal(got, want)
             np.testing.assert_array_equal(np.abs(got), m)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_the_oracle_abstains_where_its_steps_cross_relu_kinks_at_exact_zeros(seed):
+    """relu(x) * g at x = 0 with g of both signs: the one-sided gaps along v cancel (9 of 20 seeds said
+    "both gradients may share a mistake" for this right gradient); along v's entries of one sign they do not."""
+    x, g = np.array([0.0, 0.0, 1.0, -2.0]), np.array([1.0, -1.0, 0.5, 2.0])
+    report = gl.check_case("relu", (x, g), finite_differences=True, seed=seed)
+    assert report.passed and report.oracle is not None and report.oracle.disagreeing == []
+
+    class ReluMissingHalf(torch.autograd.Function):
+        """relu with half its slope, in the reference and in torch alike: the oracle must still see it."""
+
+        @staticmethod
+        def forward(ctx, t):
+            ctx.save_for_backward(t)
+            return torch.relu(t)
+
+        @staticmethod
+        def backward(ctx, grad):
+            (t,) = ctx.saved_tensors
+            return grad * (t > 0) * 0.5
+
+    def half(x, g):
+        return np.sum(np.maximum(x, 0) * g), (0.5 * g * (x > 0),)
+
+    y = np.array([0.5, -1.0, 2.0, 1.5])
+    with pytest.raises(gl.GradientMismatch, match="share a mistake"):
+        gl.check_gradients(half, lambda t, g: (ReluMissingHalf.apply(t) * g).sum(),
+                           (y, np.array([1.0, -1.0, 0.5, 2.0])), constants=(1,), finite_differences=True, seed=seed)
+
+
+def cross_entropy_missing_mean(z, y):
+    """Softmax cross-entropy (mean over the batch) whose gradient forgets the 1/N."""
+    p = np.exp(z - z.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    grad = p.copy()
+    grad[np.arange(len(y)), y] -= 1
+    return -np.log(p[np.arange(len(y)), y]).mean(), (grad,)
+
+
+@pytest.mark.parametrize("n", [2, 3, 4])
+def test_the_oracle_never_vouches_where_its_direction_cannot_tell_the_gradients_apart(n):
+    """At all-zero logits with two classes every row of the gradient sums to 0: a direction moving a row's two
+    zeros alike sees nothing, and finite differences "agreed with both" the reference and torch."""
+    z, y = np.zeros((n, 2)), np.arange(n) % 2
+    with pytest.raises(gl.GradientMismatch) as info:
+        gl.check_gradients(cross_entropy_missing_mean, F.cross_entropy, (z, y), constants=(1,),
+                           finite_differences=True)
+    votes = info.value.report.oracle
+    assert not (votes.reference_vs_fd and votes.autograd_vs_fd), votes.verdict()
+
+    def right(z, y):
+        value, (grad,) = cross_entropy_missing_mean(z, y)
+        return value, (grad / len(y),)
+
+    assert gl.check_gradients(right, F.cross_entropy, (z, y), constants=(1,), finite_differences=True).passed
