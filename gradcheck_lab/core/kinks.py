@@ -99,7 +99,8 @@ def _sides(f: ValueAt, inputs: Sequence[np.ndarray], which: int, flat: np.ndarra
 
 
 def one_sided(f: ValueAt, inputs: Sequence[np.ndarray], which: int, index: tuple[int, ...], f0: float,
-              gradient_scale: float, noise: float = 0.0, input_scale: float = 0.0) -> OneSided | None:
+              gradient_scale: float, noise: float = 0.0, input_scale: float = 0.0, *,
+              relative: bool = False) -> OneSided | None:
     """One-sided derivatives of ``f`` (a scalar function of the full input list) in ``inputs[which][index]``.
 
     ``gradient_scale`` (the tensor's largest gradient magnitude) sets how large a gap in slopes
@@ -108,10 +109,12 @@ def one_sided(f: ValueAt, inputs: Sequence[np.ndarray], which: int, index: tuple
     where the element and its tensor are zero). A kink's gap is the jump in slope whatever the
     step; rounding hidden inside ``f`` (an intermediate far larger than its value) makes a gap that
     shrinks like 1/step, so a gap is a kink only if it holds, within a quarter, at a step
-    ``CONFIRM`` times larger too. Returns None where ``f`` is not finite nearby.
+    ``CONFIRM`` times larger too. With ``relative``, a nonzero element moves relative to itself alone (a
+    probability of 1e-12 stays positive). Returns None where ``f`` is not finite nearby.
     """
     x = inputs[which]
-    h = STEP * _step_scale(x, float(x[index]), input_scale)
+    value = float(x[index])
+    h = STEP * (abs(value) if relative and value else _step_scale(x, value, input_scale))
     flat = np.array([np.ravel_multi_index(index, x.shape) if x.ndim else 0])
     one = np.ones(1)
     first = _sides(f, inputs, which, flat, one, f0, h, noise)

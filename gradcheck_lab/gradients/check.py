@@ -427,7 +427,7 @@ def _judge(runner: _Runner, rounded: list[np.ndarray], variables: list[int], nam
                                not any(b.any() for b in beyond[1:]), input_shapes(names, rounded, variables)
                                ) if beyond[0].any() else None
         gradients = diagnose_mismatch(names, deciding.expected[1:], deciding.actual[1:], beyond[1:],
-                                      [(f.tensor, f.index) for f in findings], rounded, variables)
+                                      [(f.tensor, f.index) for f in findings], rounded, variables, runner.value, f0)
         pattern = "; ".join(t for t in (value, gradients) if t) or None
     report = _build_report(device, dtype, verdict, shown, deciding, votes, reference, findings, notes, pattern)
     extra = [f.describe() for f in findings[:3]]
