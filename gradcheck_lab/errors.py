@@ -67,3 +67,7 @@ class OptimizerMismatch(GradcheckError, AssertionError):
         self.param = param
         self.entry = entry
         self.report = report
+
+
+class ResourceError(GradcheckError, MemoryError):
+    """A check cannot fit in the memory free on this machine: refused before any work, naming what it needs."""

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -177,3 +179,54 @@ def test_the_oracle_never_vouches_where_its_direction_cannot_tell_the_gradients_
         return value, (grad / len(y),)
 
     assert gl.check_gradients(right, F.cross_entropy, (z, y), constants=(1,), finite_differences=True).passed
+
+
+def test_a_check_that_cannot_fit_in_free_memory_is_refused_before_any_work():
+    calls = []
+
+    def reference(x):
+        calls.append(1)
+        return np.sum(x**2), (2 * x,)
+
+    x = np.ones(1000)
+    with pytest.raises(gl.GradcheckError, match="GiB are free: check a smaller input, or pass finite_differences"):
+        numeric.require_memory((x,), oracle=True, available=8 * 1000 * 11)
+    with pytest.raises(MemoryError):  # the typed error is a MemoryError too
+        numeric.require_memory((x,), oracle=False, available=8 * 1000 * 5)
+    numeric.require_memory((x,), oracle=False, available=8 * 1000 * 7)
+    numeric.require_memory((x,), oracle=True, available=8 * 1000 * 13)
+    assert calls == []
+    free = numeric.available_memory()
+    if free is not None:  # an input larger than the free memory: refused before the reference runs
+        huge = np.lib.stride_tricks.as_strided(np.zeros(1), shape=(free // 8 + 1,), strides=(0,))
+        with pytest.raises(gl.GradcheckError, match="free"):
+            gl.check_gradients(reference, lambda t: (t**2).sum(), (huge,))
+        assert calls == []
+
+
+ORACLE_PEAK = """
+import numpy as np
+from gradcheck_lab.core import oracle
+
+def status(field):
+    return int(open("/proc/self/status").read().split(field + ":")[1].split()[0]) * 1024
+
+x = np.random.default_rng(0).standard_normal(2_000_000)
+grads = [3 * x]  # a mistake both sides share: the confirmation and the staircase probe run too
+magnitudes, condition = [np.abs(grads[0])], float(np.dot(np.abs(grads[0]), np.abs(x)))
+with open("/proc/self/clear_refs", "w") as fh:
+    fh.write("5")  # resets the peak (VmHWM) to the current resident size
+rss = status("VmRSS")
+votes = oracle.oracle_votes(lambda p: float(np.dot(p[0], p[0])), [x], [0], float(np.dot(x, x)), grads, magnitudes,
+                            grads, lambda v, r: 0.0, reference_vs_autograd=True, condition=condition, count=3, seed=0)
+assert votes.shared_mistake, votes
+print((status("VmHWM") - rss) / x.nbytes)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
+def test_the_oracle_peak_extra_memory_stays_within_its_budget():
+    """Three directions and a confirmed shared mistake on 2M float64 elements: at most ORACLE_MEMORY x the input
+    (8.3x before the directions were streamed and the staircase probe worked in place)."""
+    out = subprocess.run([sys.executable, "-c", ORACLE_PEAK], capture_output=True, text=True, check=True)
+    assert float(out.stdout) <= numeric.ORACLE_MEMORY, out.stdout

@@ -17,7 +17,7 @@ from gradcheck_lab.core.diagnosis import diagnose_mismatch, diagnose_value, inpu
 from gradcheck_lab.core.dtypes import dtype_name, resolve_dtype
 from gradcheck_lab.core.floor import rounding_floor
 from gradcheck_lab.core.kinks import KinkFinding, examine_kinks
-from gradcheck_lab.core.oracle import oracle_votes
+from gradcheck_lab.core.oracle import oracle_votes, require_memory
 from gradcheck_lab.core.report import OracleVotes, Report, Verdict, mismatch_message
 from gradcheck_lab.core.threads import check_threads
 from gradcheck_lab.core.tolerances import (
@@ -297,6 +297,7 @@ def check_gradients(
     torch_dtype = resolve_dtype(dtype)
     torch_device = resolve_device(device)
     original = as_input_tuple(inputs)
+    require_memory(original, oracle=finite_differences)
     all_names = input_names(reference_fn, len(original))
     fixed = constant_indices(constants, len(original))
     rounded = prepare_inputs(original, torch_dtype, all_names, fixed)
