@@ -230,3 +230,12 @@ def test_the_oracle_peak_extra_memory_stays_within_its_budget():
     (8.3x before the directions were streamed and the staircase probe worked in place)."""
     out = subprocess.run([sys.executable, "-c", ORACLE_PEAK], capture_output=True, text=True, check=True)
     assert float(out.stdout) <= numeric.ORACLE_MEMORY, out.stdout
+
+
+def test_the_oracle_confirms_along_zero_dimensional_inputs():
+    """0-d inputs at 0 (a shrunk example of the case suite) reach the kink test of a confirmation."""
+    report = gl.check_case("residual_chain", (np.array(0.0), np.array(0.0), np.array(0.0)), finite_differences=True)
+    assert report.passed
+    report = gl.check_case("linear_regression", (np.array([0.0]), np.array(0.0), np.array([[1.0]]), np.array([0.0])),
+                           dtype="float32", finite_differences=True)
+    assert report.passed

@@ -367,7 +367,7 @@ def _kink_along(along: Callable[..., float], moving: list[np.ndarray], v: list[n
     sum, which cancels where the jumps have mixed signs (relu(x) * g with g of both signs). So a
     discrepancy a kink explains shows as a gap along v+ or along v-, at least as large as itself.
     """
-    part = [np.maximum(d, 0.0) for d in v]  # then, in the same arrays, the negative entries
+    part = [np.maximum(d, 0.0, out=np.empty(np.shape(d))) for d in v]  # then, in the same arrays, the negative ones
     for sign in (1, -1):
         if sign < 0:
             for p, d in zip(part, v, strict=True):
