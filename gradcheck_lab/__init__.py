@@ -33,12 +33,14 @@ __all__ = [  # sorted (ruff RUF022); each name's home is its import line in the 
     "InconclusiveWarning",
     "InvalidInputError",
     "NonFiniteError",
+    "NondeterministicReferenceError",
     "OptimizerCase",
     "OptimizerMismatch",
     "OptimizerReport",
     "ReferenceContractError",
     "ReferenceMutationWarning",
     "Report",
+    "ResourceError",
     "Schedule",
     "TorchFunctionError",
     "TorchFunctionReport",
@@ -140,10 +142,12 @@ if TYPE_CHECKING:  # the home of each name in __all__ (see the module docstring)
     from gradcheck_lab.errors import GradientMismatch as GradientMismatch
     from gradcheck_lab.errors import InconclusiveWarning as InconclusiveWarning
     from gradcheck_lab.errors import InvalidInputError as InvalidInputError
+    from gradcheck_lab.errors import NondeterministicReferenceError as NondeterministicReferenceError
     from gradcheck_lab.errors import NonFiniteError as NonFiniteError
     from gradcheck_lab.errors import OptimizerMismatch as OptimizerMismatch
     from gradcheck_lab.errors import ReferenceContractError as ReferenceContractError
     from gradcheck_lab.errors import ReferenceMutationWarning as ReferenceMutationWarning
+    from gradcheck_lab.errors import ResourceError as ResourceError
     from gradcheck_lab.errors import TorchFunctionError as TorchFunctionError
     from gradcheck_lab.errors import UnknownDtypeError as UnknownDtypeError
     from gradcheck_lab.gradients.check import check_gradients as check_gradients

@@ -81,3 +81,7 @@ class DtypeOverflowError(NonFiniteError):
 
 class NondeterministicReferenceError(ReferenceContractError):
     """The reference returned different results for the same inputs: uninitialized weights or random state?"""
+
+
+class ResourceError(GradcheckError, MemoryError):
+    """A check cannot fit in the memory free on this machine: refused before any work, naming what it needs."""

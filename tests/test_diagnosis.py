@@ -209,3 +209,59 @@ def test_a_factor_of_two_axes_is_named_as_averaging_over_both():
     t = rng.standard_normal(5)
     text = diagnose([t / 12], [t], ["h"], [np.ones(5, bool)], [("h", (5,)), ("x", (3, 4, 5))])
     assert text == "the gradient of h: 0.0833333 times torch's: averaged over axes (0, 1) of x (3*4) instead of summed?"
+
+
+def huber(pred, target, delta=1.0):
+    """Huber loss (mean); d/dpred = clip(pred - target, -delta, delta) / N and d/dtarget = -d/dpred."""
+    d = pred - target
+    grad = np.clip(d, -delta, delta) / d.size
+    value = np.where(np.abs(d) <= delta, 0.5 * d**2, delta * (np.abs(d) - 0.5 * delta)).mean()
+    return value, (grad, -grad)
+
+
+def test_a_missing_sign_is_named_a_sign_not_a_swap():
+    pred, target = rng.standard_normal((6, 4)) * 2, rng.standard_normal((6, 4))
+
+    def target_not_negated(pred, target):
+        value, (grad, _) = huber(pred, target)
+        return value, (grad, grad)  # d/dtarget returned without its minus sign
+
+    text = _diagnosis(target_not_negated, (pred, target), torch.nn.functional.huber_loss)
+    assert "'target' (input 1): the sign is flipped" in text and "swapped" not in text
+    assert gl.check_gradients(huber, torch.nn.functional.huber_loss, (pred, target)).passed
+
+
+def test_only_k_of_n_is_not_said_when_nearly_every_element_is_wrong():
+    def all_but_one_column_doubled(grads, *_):
+        grads[0] = grads[0].copy()
+        grads[0][:, :-1] *= 1 + np.arange(2)  # 8 of 24 elements of x right, the rest off
+        grads[1] = grads[1] * np.where(np.arange(15).reshape(3, 5) == 0, 1.0, 1.5)  # 14 of 15 of w wrong
+        return grads
+
+    text = _diagnosis(planted(all_but_one_column_doubled))
+    assert "'w' (input 1): only" not in text
+    assert "'x' (input 0): only 8 of 24 elements" in text  # a third wrong: still a pattern worth naming
+
+
+def bce(p, y):
+    """Binary cross-entropy (mean) of probabilities: d/dp = (p - y) / (p (1 - p)) / N, unclamped."""
+    value = -(y * np.log(p) + (1 - y) * np.log1p(-p)).mean()
+    return value, ((p - y) / (p * (1 - p)) / p.size,)
+
+
+def test_where_torch_clamps_its_own_backward_torch_is_named_as_the_side_that_departs():
+    """torch's binary_cross_entropy floors p(1 - p) at 1e-12 in its backward: at p = 7e-13 its gradient is
+    about 1/1.45 of the derivative of its own value, which the reference gives."""
+    p, y = np.array([0.3, 7e-13, 0.6, 0.9]), np.array([1.0, 1.0, 0.0, 1.0])
+    with pytest.raises(gl.GradientMismatch) as exc:
+        gl.check_gradients(bce, torch.nn.functional.binary_cross_entropy, (p, y), constants=(1,))
+    text = exc.value.report.diagnosis
+    assert text and "torch departs, not the reference" in text and "times torch's" not in text
+    # A reference that is wrong at the same element is not excused: torch's value says so.
+    def wrong(p, y):
+        value, (grad,) = bce(p, y)
+        return value, (grad * 1.45,)
+
+    with pytest.raises(gl.GradientMismatch) as exc:
+        gl.check_gradients(wrong, torch.nn.functional.binary_cross_entropy, (p, y), constants=(1,))
+    assert "torch departs" not in (exc.value.report.diagnosis or "")

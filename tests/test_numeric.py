@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -119,3 +122,120 @@ def test_relative_directions_equal_random_directions_scaled_by_the_inputs():
         for got, want, m in zip(v, numeric.relative_direction(u, x), magnitude, strict=True):
             np.testing.assert_array_equal(got, want)
             np.testing.assert_array_equal(np.abs(got), m)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_the_oracle_abstains_where_its_steps_cross_relu_kinks_at_exact_zeros(seed):
+    """relu(x) * g at x = 0 with g of both signs: the one-sided gaps along v cancel (9 of 20 seeds said
+    "both gradients may share a mistake" for this right gradient); along v's entries of one sign they do not."""
+    x, g = np.array([0.0, 0.0, 1.0, -2.0]), np.array([1.0, -1.0, 0.5, 2.0])
+    report = gl.check_case("relu", (x, g), finite_differences=True, seed=seed)
+    assert report.passed and report.oracle is not None and report.oracle.disagreeing == []
+
+    class ReluMissingHalf(torch.autograd.Function):
+        """relu with half its slope, in the reference and in torch alike: the oracle must still see it."""
+
+        @staticmethod
+        def forward(ctx, t):
+            ctx.save_for_backward(t)
+            return torch.relu(t)
+
+        @staticmethod
+        def backward(ctx, grad):
+            (t,) = ctx.saved_tensors
+            return grad * (t > 0) * 0.5
+
+    def half(x, g):
+        return np.sum(np.maximum(x, 0) * g), (0.5 * g * (x > 0),)
+
+    y = np.array([0.5, -1.0, 2.0, 1.5])
+    with pytest.raises(gl.GradientMismatch, match="share a mistake"):
+        gl.check_gradients(half, lambda t, g: (ReluMissingHalf.apply(t) * g).sum(),
+                           (y, np.array([1.0, -1.0, 0.5, 2.0])), constants=(1,), finite_differences=True, seed=seed)
+
+
+def cross_entropy_missing_mean(z, y):
+    """Softmax cross-entropy (mean over the batch) whose gradient forgets the 1/N."""
+    p = np.exp(z - z.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    grad = p.copy()
+    grad[np.arange(len(y)), y] -= 1
+    return -np.log(p[np.arange(len(y)), y]).mean(), (grad,)
+
+
+@pytest.mark.parametrize("n", [2, 3, 4])
+def test_the_oracle_never_vouches_where_its_direction_cannot_tell_the_gradients_apart(n):
+    """At all-zero logits with two classes every row of the gradient sums to 0: a direction moving a row's two
+    zeros alike sees nothing, and finite differences "agreed with both" the reference and torch."""
+    z, y = np.zeros((n, 2)), np.arange(n) % 2
+    with pytest.raises(gl.GradientMismatch) as info:
+        gl.check_gradients(cross_entropy_missing_mean, F.cross_entropy, (z, y), constants=(1,),
+                           finite_differences=True)
+    votes = info.value.report.oracle
+    assert not (votes.reference_vs_fd and votes.autograd_vs_fd), votes.verdict()
+
+    def right(z, y):
+        value, (grad,) = cross_entropy_missing_mean(z, y)
+        return value, (grad / len(y),)
+
+    assert gl.check_gradients(right, F.cross_entropy, (z, y), constants=(1,), finite_differences=True).passed
+
+
+def test_a_check_that_cannot_fit_in_free_memory_is_refused_before_any_work():
+    calls = []
+
+    def reference(x):
+        calls.append(1)
+        return np.sum(x**2), (2 * x,)
+
+    x = np.ones(1000)
+    with pytest.raises(gl.GradcheckError, match="GiB are free: check a smaller input, or pass finite_differences"):
+        numeric.require_memory((x,), oracle=True, available=8 * 1000 * 11)
+    with pytest.raises(MemoryError):  # the typed error is a MemoryError too
+        numeric.require_memory((x,), oracle=False, available=8 * 1000 * 5)
+    numeric.require_memory((x,), oracle=False, available=8 * 1000 * 7)
+    numeric.require_memory((x,), oracle=True, available=8 * 1000 * 13)
+    assert calls == []
+    free = numeric.available_memory()
+    if free is not None:  # an input larger than the free memory: refused before the reference runs
+        huge = np.lib.stride_tricks.as_strided(np.zeros(1), shape=(free // 8 + 1,), strides=(0,))
+        with pytest.raises(gl.GradcheckError, match="free"):
+            gl.check_gradients(reference, lambda t: (t**2).sum(), (huge,))
+        assert calls == []
+
+
+ORACLE_PEAK = """
+import numpy as np
+from gradcheck_lab.core import oracle
+
+def status(field):
+    return int(open("/proc/self/status").read().split(field + ":")[1].split()[0]) * 1024
+
+x = np.random.default_rng(0).standard_normal(2_000_000)
+grads = [3 * x]  # a mistake both sides share: the confirmation and the staircase probe run too
+magnitudes, condition = [np.abs(grads[0])], float(np.dot(np.abs(grads[0]), np.abs(x)))
+with open("/proc/self/clear_refs", "w") as fh:
+    fh.write("5")  # resets the peak (VmHWM) to the current resident size
+rss = status("VmRSS")
+votes = oracle.oracle_votes(lambda p: float(np.dot(p[0], p[0])), [x], [0], float(np.dot(x, x)), grads, magnitudes,
+                            grads, lambda v, r: 0.0, reference_vs_autograd=True, condition=condition, count=3, seed=0)
+assert votes.shared_mistake, votes
+print((status("VmHWM") - rss) / x.nbytes)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
+def test_the_oracle_peak_extra_memory_stays_within_its_budget():
+    """Three directions and a confirmed shared mistake on 2M float64 elements: at most ORACLE_MEMORY x the input
+    (8.3x before the directions were streamed and the staircase probe worked in place)."""
+    out = subprocess.run([sys.executable, "-c", ORACLE_PEAK], capture_output=True, text=True, check=True)
+    assert float(out.stdout) <= numeric.ORACLE_MEMORY, out.stdout
+
+
+def test_the_oracle_confirms_along_zero_dimensional_inputs():
+    """0-d inputs at 0 (a shrunk example of the case suite) reach the kink test of a confirmation."""
+    report = gl.check_case("residual_chain", (np.array(0.0), np.array(0.0), np.array(0.0)), finite_differences=True)
+    assert report.passed
+    report = gl.check_case("linear_regression", (np.array([0.0]), np.array(0.0), np.array([[1.0]]), np.array([0.0])),
+                           dtype="float32", finite_differences=True)
+    assert report.passed

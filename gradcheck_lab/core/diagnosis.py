@@ -24,6 +24,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from gradcheck_lab.core.kinks import ValueAt, one_sided
+
 FIT = 1e-6
 """A pattern fits when it reproduces the reference to this fraction of the largest magnitude."""
 
@@ -133,10 +135,14 @@ def shifted(r: np.ndarray, t: np.ndarray) -> str | None:
     return None
 
 
+PARTIAL_AT_MOST = 0.9
+"""Past this fraction of the elements wrong, "only k of n" explains nothing (a boundary case touches few)."""
+
+
 def partial(r: np.ndarray, wrong: np.ndarray) -> str | None:
-    """Only some elements are wrong: their count, fraction and first places."""
+    """Only some elements are wrong: their count, fraction and first places (not when nearly all are)."""
     k, n = int(wrong.sum()), wrong.size
-    if k == 0 or k == n:
+    if k == 0 or k >= PARTIAL_AT_MOST * n:
         return None
     places = ", ".join(str([int(i) for i in idx]) for idx in np.argwhere(wrong)[:3])
     zeros = " (the reference has 0 at every one of them)" if not np.any(r[wrong]) else ""
@@ -166,6 +172,8 @@ def diagnose_one(k: int, reference: Sequence[np.ndarray], truth: Sequence[np.nda
         return None
     if not np.any(r) and np.any(t):
         return "all zeros where torch's is not: is it ever written, or is a branch of backward missing?"
+    if _close(r, -t):  # before "swapped": d/dtarget = -d/dpred makes a missing sign look like another gradient
+        return "the sign is flipped (a factor of -1): a minus sign missing, or a difference taken the other way round?"
     for j, other in enumerate(truth):
         if j != k and np.shape(other) == r.shape and _close(r, np.asarray(other)) and not _close(t, np.asarray(other)):
             return f"it equals torch's gradient of {names[j]}: swapped (returned in the wrong order)?"
@@ -213,18 +221,53 @@ def diagnose_value(reference: float, truth: float, gradients_agree: bool,
     return f"the value (forward): {text}" if text else None
 
 
+def torch_departs(labels: Sequence[str], reference: Sequence[np.ndarray], truth: Sequence[np.ndarray],
+                  wrong: Sequence[np.ndarray], value_at: ValueAt, inputs: list[np.ndarray], variables: Sequence[int],
+                  f0: float) -> str | None:
+    """Where torch's gradient is not the derivative of torch's own value and the reference's is: torch's backward
+    clamps or saturates there (binary_cross_entropy floors p(1 - p) at 1e-12), so torch is the side that departs.
+
+    Measured at the worst wrong element of each gradient: one-sided derivatives of the value (six evaluations).
+    """
+    for k, mask in enumerate(wrong):
+        if not np.any(mask):
+            continue
+        r, t = np.asarray(reference[k], dtype=np.float64), np.asarray(truth[k], dtype=np.float64)
+        error = np.where(mask, np.abs(np.nan_to_num(r - t)), -1.0)
+        index = tuple(int(i) for i in np.unravel_index(int(np.argmax(error)), r.shape))
+        scale = float(np.max(np.abs(np.nan_to_num(t)), initial=0.0))
+        sides = one_sided(value_at, inputs, variables[k], index, f0, scale, relative=True)
+        if sides is None or sides.kink:
+            continue
+        slope, gap = (sides.left + sides.right) / 2, abs(float(r[index] - t[index]))
+        resolution = 1e-3 * gap + sides.error
+        if abs(slope - r[index]) <= resolution < abs(slope - t[index]):
+            return (f"torch departs, not the reference: at {labels[k]} {list(index)} finite differences of torch's own "
+                    f"value give {slope:.6g}, as the reference does ({float(r[index]):.6g}), while torch's backward "
+                    f"gives {float(t[index]):.6g}: torch's backward clamps or saturates there (binary_cross_entropy "
+                    "floors p(1 - p) at 1e-12 and its log at -100), so its gradient is not the derivative of its value")
+    return None
+
+
 def diagnose_mismatch(labels: Sequence[str], reference: Sequence[np.ndarray], truth: Sequence[np.ndarray],
                       beyond: Sequence[np.ndarray], kinks: Sequence[tuple[str, tuple[int, ...]]],
-                      inputs: Sequence[np.ndarray], variables: Sequence[int]) -> str | None:
+                      inputs: Sequence[np.ndarray], variables: Sequence[int], value_at: ValueAt | None = None,
+                      f0: float | None = None) -> str | None:
     """:func:`diagnose` for a check's judged gradients; elements on kinks are left to the kink lines.
 
     ``labels`` are the gradients' names, ``beyond`` their elements past the bound, ``kinks`` the
     (name, index) of elements found on kinks, ``inputs`` every input (``variables`` the differentiated).
+    With ``value_at`` (torch's value at a point) and ``f0`` (it at ``inputs``), a gradient where torch's
+    backward departs from the derivative of its own value while the reference's does not says so first.
     """
     wrong = [np.array(b, dtype=bool, copy=True) for b in beyond]
     for name, index in kinks:
         if name in labels:
             wrong[list(labels).index(name)][index] = False
+    if value_at is not None and f0 is not None and math.isfinite(f0):
+        departs = torch_departs(labels, reference, truth, wrong, value_at, list(inputs), variables, f0)
+        if departs:
+            return departs
     return diagnose(reference, truth, labels, wrong, input_shapes(labels, inputs, variables))
 
 

@@ -116,7 +116,8 @@ def judge(run: CheckRun, evaluate: Evaluations) -> Outcome:
                                                                                   run.variables)
                                ) if beyond[0].any() else None
         gradients = diagnose_mismatch(run.names, deciding.expected[1:], deciding.actual[1:], beyond[1:],
-                                      [(f.tensor, f.index) for f in findings], run.inputs, run.variables)
+                                      [(f.tensor, f.index) for f in findings], run.inputs, run.variables,
+                                      evaluate.value, f0)
         pattern = "; ".join(t for t in (value, gradients) if t) or None
     report = _build_report(run, verdict, shown, deciding, votes, findings, notes, pattern)
     extra = [f.describe() for f in findings[:3]]
@@ -154,8 +155,9 @@ def _kinks(run: CheckRun, evaluate: Evaluations, deciding: Judge, shown: Judge, 
            unresolved: list[np.ndarray], f0: float) -> list[KinkFinding]:
     """Examine the disputed gradient elements for kinks; apply the findings to the masks and the judges.
 
-    A kink is a convention, not rounding: an element found on one is never inconclusive; it is beyond
-    its bound unless accepted (``kinks="subgradient"``), and an accepted one is excused on both judges.
+    A kink is a convention, not rounding: an element found on one is beyond its bound unless accepted
+    (``kinks="subgradient"``; an accepted one is excused on both judges), and inconclusive only where the
+    measured floor explains it and it does not sit exactly on its kink (a branch flipped by rounding).
     """
     if deciding.nonfinite or not any(b.any() or u.any() for b, u in zip(beyond[1:], unresolved[1:], strict=True)):
         return []
@@ -163,11 +165,11 @@ def _kinks(run: CheckRun, evaluate: Evaluations, deciding: Judge, shown: Judge, 
     allowed = [allowed_error(e, a, deciding.tol) if d.any() else np.zeros(np.shape(e))
                for e, a, d in zip(deciding.expected, deciding.actual, disputed, strict=True)]
     findings = examine_kinks(deciding.names, deciding.expected, deciding.actual, allowed, disputed, evaluate.value,
-                             run.inputs, run.variables, f0, subgradient=run.subgradient)
-    for finding in findings:
+                             run.inputs, run.variables, f0, subgradient=run.subgradient, within_rounding=unresolved)
+    for finding in findings:  # a convention at a kink is no rounding: inconclusive only where rounding explains it
         k = deciding.names.index(finding.tensor)
-        unresolved[k][finding.index] = False
-        beyond[k][finding.index] = not finding.accepted
+        unresolved[k][finding.index] = finding.status == "inconclusive"
+        beyond[k][finding.index] = finding.status == "rejected"
         if finding.accepted:
             for one in {id(deciding): deciding, id(shown): shown}.values():
                 one.excuse(k, finding.index)

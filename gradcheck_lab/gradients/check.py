@@ -13,6 +13,7 @@ from gradcheck_lab.core import arguments
 from gradcheck_lab.core.comparison import all_finite
 from gradcheck_lab.core.devices import resolve_device
 from gradcheck_lab.core.dtypes import resolve_dtype
+from gradcheck_lab.core.oracle import require_memory
 from gradcheck_lab.core.report import Report, mismatch_message
 from gradcheck_lab.core.run import CheckRun, SideResults
 from gradcheck_lab.core.threads import check_threads
@@ -311,6 +312,7 @@ def check_gradients(
             raise InvalidInputError(f"{flag} must be True or False, got {given!r}")
     low_dtype = reference_precision(reference_dtype)
     original = array_inputs(inputs)
+    require_memory(original, oracle=finite_differences)
     all_names = input_names(reference_fn, len(original))
     fixed = constant_indices(constants, len(original))
     rounded = prepare_inputs(original, torch_dtype, all_names, fixed)
