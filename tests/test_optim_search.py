@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from gradcheck_lab.reference import optim
@@ -37,7 +39,7 @@ def test_verify_update_rule_shrinks_a_failure_to_the_smallest_shapes_and_seed():
     minimal = r"minimal counterexample .*:\n    shapes=\[\(3,\)\], seed=0$"
     with pytest.raises(gl.OptimizerMismatch, match=minimal) as info:
         verify_update_rule(sgd_rule_wrong_past_a_side_of_two, torch.optim.SGD, hyper={"lr": 0.1}, steps=3,
-                           max_examples=30, max_params=2, seed=0)
+                           max_examples=30, max_params=2, seed=0, shrink_budget=math.inf)  # shrink to the end
     assert info.value.step == 1 and info.value.report.verdict == "mismatch"  # the minimal example's own error
 
 
@@ -59,7 +61,7 @@ def test_verify_optimizer_passes_a_right_optimizer_and_shrinks_a_wrong_one():
     assert result.report.passed and result.summaries[0].examples == 3
     with pytest.raises(gl.OptimizerMismatch, match=r"shapes=\[\(2,\)\], seed=0"):
         verify_optimizer(ScaledSGD, torch.optim.SGD, hyper={"lr": 0.1}, steps=3, max_examples=20, max_params=2,
-                         seed=0)
+                         seed=0, shrink_budget=math.inf)
 
 
 def test_a_bad_argument_is_a_typed_error_before_the_search():

@@ -645,8 +645,8 @@ def test_verify_layer_passes_and_shrinks_a_failure():
 
 def test_verify_update_rule_shrinks_to_one_scalar_parameter():
     with pytest.raises(gl.OptimizerMismatch, match=r"shapes=\[\(\)\], seed=0"):
-        gl.verify_update_rule(adam_without_power_of_t, torch.optim.Adam, {"lr": 1e-2}, steps=2, max_examples=5,
-                              max_params=2, seed=0)
+        gl.verify_update_rule(adam_without_power_of_t, torch.optim.Adam, hyper={"lr": 1e-2}, steps=2,
+                              max_examples=5, max_params=2, seed=0, shrink_budget=math.inf)
 
 
 def test_labels_strategy_and_one_element_strategy_per_input():

@@ -16,7 +16,7 @@ from hypothesis.extra import numpy as hnp
 
 from gradcheck_lab.core import arguments
 from gradcheck_lab.core.arguments import call_style
-from gradcheck_lab.core.search import VerifyResult, run_search
+from gradcheck_lab.core.search import SHRINK_BUDGET, VerifyResult, run_search
 from gradcheck_lab.optim import validation
 from gradcheck_lab.optim.check import check_optimizer
 from gradcheck_lab.optim.report import OptimizerReport
@@ -46,12 +46,13 @@ def _describe(example: Example) -> str:
 
 def _search(check_one: Callable[[Example], OptimizerReport], shapes: Sequence[Sequence[int]] | None,
             inputs: st.SearchStrategy[Example] | None, *, max_params: int, max_side: int, max_examples: int | None,
-            seed: int | None) -> VerifyResult:
+            seed: int | None, shrink_budget: float) -> VerifyResult:
     __tracebackhide__ = True
     strategy = inputs if inputs is not None else examples(
         shapes, max_params=arguments.integer("max_params", max_params, minimum=1),
         max_side=arguments.integer("max_side", max_side, minimum=1))
-    return run_search(check_one, strategy, max_examples=max_examples, seed=seed, describe=_describe)
+    return run_search(check_one, strategy, max_examples=max_examples, seed=seed, describe=_describe,
+                      shrink_budget=shrink_budget)
 
 
 @call_style(positional=2, legacy_positional=("hyper", "config"),
@@ -76,6 +77,7 @@ def verify_update_rule(
     max_examples: int | None = None,
     max_params: int = 3,
     max_side: int = 5,
+    shrink_budget: float = SHRINK_BUDGET,
 ) -> VerifyResult:
     """:func:`~gradcheck_lab.optim.update_rule.check_update_rule` on parameter shapes and gradient seeds hypothesis
     draws, shrunk on failure.
@@ -88,6 +90,8 @@ def verify_update_rule(
         inputs: a strategy of ``(shapes, gradient seed)`` examples instead (see :func:`examples`).
         seed: fixes the search (the same examples on every run); None: a fresh random search.
         max_examples: examples to run; None: the loaded hypothesis profile's.
+        shrink_budget: shrinking stops at this many times what a passing search costs, reporting the smallest
+            failure found so far (``math.inf``: shrink to the end).
 
     Returns:
         A :class:`~gradcheck_lab.core.search.VerifyResult`; ``report`` is the last example's
@@ -114,7 +118,7 @@ def verify_update_rule(
                                  state_names=state_names, free_running=free_running)
 
     return _search(check_one, shapes, inputs, max_params=max_params, max_side=max_side, max_examples=max_examples,
-                   seed=seed)
+                   seed=seed, shrink_budget=shrink_budget)
 
 
 def verify_optimizer(
@@ -136,6 +140,7 @@ def verify_optimizer(
     max_examples: int | None = None,
     max_params: int = 3,
     max_side: int = 5,
+    shrink_budget: float = SHRINK_BUDGET,
 ) -> VerifyResult:
     """:func:`~gradcheck_lab.optim.check.check_optimizer` on parameter shapes and gradient seeds hypothesis draws,
     shrunk on failure; the arguments and the result as for :func:`verify_update_rule`.
@@ -159,4 +164,4 @@ def verify_optimizer(
                                free_running=free_running, none_grads=none_grads)
 
     return _search(check_one, shapes, inputs, max_params=max_params, max_side=max_side, max_examples=max_examples,
-                   seed=seed)
+                   seed=seed, shrink_budget=shrink_budget)
