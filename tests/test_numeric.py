@@ -14,6 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import gradcheck_lab as gl
+from gradcheck_lab.core import memory
 from gradcheck_lab.core import oracle as numeric
 from gradcheck_lab.gradients.strategies import arrays, shapes
 
@@ -190,13 +191,13 @@ def test_a_check_that_cannot_fit_in_free_memory_is_refused_before_any_work():
 
     x = np.ones(1000)
     with pytest.raises(gl.GradcheckError, match="GiB are free: check a smaller input, or pass finite_differences"):
-        numeric.require_memory((x,), oracle=True, available=8 * 1000 * 11)
+        memory.require_memory((x,), oracle=True, available=8 * 1000 * 11)
     with pytest.raises(MemoryError):  # the typed error is a MemoryError too
-        numeric.require_memory((x,), oracle=False, available=8 * 1000 * 5)
-    numeric.require_memory((x,), oracle=False, available=8 * 1000 * 7)
-    numeric.require_memory((x,), oracle=True, available=8 * 1000 * 13)
+        memory.require_memory((x,), oracle=False, available=8 * 1000 * 5)
+    memory.require_memory((x,), oracle=False, available=8 * 1000 * 7)
+    memory.require_memory((x,), oracle=True, available=8 * 1000 * 13)
     assert calls == []
-    free = numeric.available_memory()
+    free = memory.available_memory()
     if free is not None:  # an input larger than the free memory: refused before the reference runs
         huge = np.lib.stride_tricks.as_strided(np.zeros(1), shape=(free // 8 + 1,), strides=(0,))
         with pytest.raises(gl.GradcheckError, match="free"):
@@ -206,7 +207,7 @@ def test_a_check_that_cannot_fit_in_free_memory_is_refused_before_any_work():
 
 ORACLE_PEAK = """
 import numpy as np
-from gradcheck_lab.core import oracle
+from gradcheck_lab.core import votes
 
 def status(field):
     return int(open("/proc/self/status").read().split(field + ":")[1].split()[0]) * 1024
@@ -217,9 +218,9 @@ magnitudes, condition = [np.abs(grads[0])], float(np.dot(np.abs(grads[0]), np.ab
 with open("/proc/self/clear_refs", "w") as fh:
     fh.write("5")  # resets the peak (VmHWM) to the current resident size
 rss = status("VmRSS")
-votes = oracle.oracle_votes(lambda p: float(np.dot(p[0], p[0])), [x], [0], float(np.dot(x, x)), grads, magnitudes,
-                            grads, lambda v, r: 0.0, reference_vs_autograd=True, condition=condition, count=3, seed=0)
-assert votes.shared_mistake, votes
+result = votes.oracle_votes(lambda p: float(np.dot(p[0], p[0])), [x], [0], float(np.dot(x, x)), grads, magnitudes,
+                             grads, lambda v, r: 0.0, reference_vs_autograd=True, condition=condition, count=3, seed=0)
+assert result.shared_mistake, result
 print((status("VmHWM") - rss) / x.nbytes)
 """
 
@@ -229,7 +230,7 @@ def test_the_oracle_peak_extra_memory_stays_within_its_budget():
     """Three directions and a confirmed shared mistake on 2M float64 elements: at most ORACLE_MEMORY x the input
     (8.3x before the directions were streamed and the staircase probe worked in place)."""
     out = subprocess.run([sys.executable, "-c", ORACLE_PEAK], capture_output=True, text=True, check=True)
-    assert float(out.stdout) <= numeric.ORACLE_MEMORY, out.stdout
+    assert float(out.stdout) <= memory.ORACLE_MEMORY, out.stdout
 
 
 def test_the_oracle_confirms_along_zero_dimensional_inputs():

@@ -27,7 +27,6 @@ from gradcheck_lab.core.diagnosis import diagnose_mismatch, diagnose_value, inpu
 from gradcheck_lab.core.dtypes import dtype_name
 from gradcheck_lab.core.floor import rounding_floor
 from gradcheck_lab.core.kinks import KinkFinding, examine_kinks
-from gradcheck_lab.core.oracle import oracle_votes
 from gradcheck_lab.core.report import OracleVotes, Report, Verdict
 from gradcheck_lab.core.run import CheckRun, Evaluations, Outcome, Point, SideResults
 from gradcheck_lab.core.tolerances import (
@@ -37,6 +36,7 @@ from gradcheck_lab.core.tolerances import (
     math_tolerance,
     perturbation_size,
 )
+from gradcheck_lab.core.votes import oracle_votes
 from gradcheck_lab.errors import NonFiniteError
 
 

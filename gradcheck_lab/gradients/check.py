@@ -13,7 +13,7 @@ from gradcheck_lab.core import arguments
 from gradcheck_lab.core.comparison import all_finite
 from gradcheck_lab.core.devices import resolve_device
 from gradcheck_lab.core.dtypes import resolve_dtype
-from gradcheck_lab.core.oracle import require_memory
+from gradcheck_lab.core.memory import require_memory
 from gradcheck_lab.core.report import Report, mismatch_message
 from gradcheck_lab.core.run import CheckRun, SideResults
 from gradcheck_lab.core.threads import check_threads
