@@ -13,17 +13,18 @@ import torch
 import gradcheck_lab as gl
 from gradcheck_lab import runner
 from gradcheck_lab.bench import workloads
+from gradcheck_lab.cases.registry import OPTIMIZER_CASES
 from gradcheck_lab.cli import commands as cli
 
 
 def test_list_names_every_case(capsys):
     assert cli.main(["list"]) == 0
     out = capsys.readouterr().out
-    for name in [*gl.CASES, *gl.OPTIMIZER_CASES]:
+    for name in [*gl.CASES, *OPTIMIZER_CASES]:
         assert name in out
     assert cli.main(["list", "--json"]) == 0
     listed = json.loads(capsys.readouterr().out)
-    assert {row["name"] for row in listed} == set(gl.CASES) | set(gl.OPTIMIZER_CASES)
+    assert {row["name"] for row in listed} == set(gl.CASES) | set(OPTIMIZER_CASES)
 
 
 def test_verify_prints_a_table_and_writes_json(tmp_path, capsys):
@@ -244,7 +245,7 @@ def test_ctrl_c_stops_the_workers_and_keeps_the_finished_rows(monkeypatch, tmp_p
 
 
 def test_a_selection_that_checks_nothing_is_an_error(capsys):
-    assert "float16" not in gl.OPTIMIZER_CASES["adam"].dtypes
+    assert "float16" not in OPTIMIZER_CASES["adam"].dtypes
     assert cli.main(["verify", "--device", "cpu", "--case", "adam", "--dtype", "float16"]) == 2
     assert "checks nothing" in capsys.readouterr().err
 

@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import gradcheck_lab as gl
+from gradcheck_lab.core.comparison import compare
 from gradcheck_lab.core.tolerances import gradient_tolerance
 from gradcheck_lab.gradients.check import run_torch
 from gradcheck_lab.gradients.inputs import input_names, prepare_inputs
@@ -36,7 +37,7 @@ def test_the_same_inputs_give_the_same_gradients_on_cpu_and_cuda(name, dtype, da
     tol = gradient_tolerance(torch_dtype, numel=max(x.size for x in rounded))
     tol = type(tol)(rtol=2 * tol.rtol, atol=2 * tol.atol, ntol=2 * tol.ntol, gtol=2 * tol.gtol)
     for k, (a, b) in enumerate(zip(on_cpu.grads, on_cuda.grads, strict=True)):
-        assert gl.compare(a, b, tol).passed, f"{name}: gradient {k} differs between cpu and cuda"
+        assert compare(a, b, tol).passed, f"{name}: gradient {k} differs between cpu and cuda"
 
 
 def test_tf32_switch_uses_its_own_tolerance_and_restores_the_flags():

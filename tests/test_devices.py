@@ -8,18 +8,19 @@ import torch
 import gradcheck_lab as gl
 from gradcheck_lab import pytest_plugin
 from gradcheck_lab.core import devices
+from gradcheck_lab.core.devices import available_devices, resolve_devices
 
 
 def test_cpu_is_always_available_and_all_includes_it():
-    assert gl.available_devices()[0] == "cpu"
-    assert gl.resolve_devices("all")[0] == "cpu"
-    assert gl.resolve_devices("cpu, cpu") == ["cpu"]
+    assert available_devices()[0] == "cpu"
+    assert resolve_devices("all")[0] == "cpu"
+    assert resolve_devices("cpu, cpu") == ["cpu"]
 
 
 @pytest.mark.parametrize("spec", ["", " , "])
 def test_an_empty_device_spec_is_an_error(spec):
     with pytest.raises(gl.DeviceError, match="no device"):
-        gl.resolve_devices(spec)
+        resolve_devices(spec)
 
 
 @pytest.mark.parametrize(("worker", "count", "expected"), [

@@ -10,14 +10,19 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import gradcheck_lab as gl
+from gradcheck_lab.cases.registry import OPTIMIZER_CASES, check_optimizer_case
+from gradcheck_lab.core.comparison import compare
+from gradcheck_lab.core.tolerances import trajectory_tolerance
+from gradcheck_lab.optim.check import check_torch_implementations
+from gradcheck_lab.optim.sides import torch_state_dict
 
 
-@pytest.mark.parametrize("name", sorted(gl.OPTIMIZER_CASES))
+@pytest.mark.parametrize("name", sorted(OPTIMIZER_CASES))
 def test_registered_optimizer_cases_match_torch(name, device, dtype, dtype_name):
-    case = gl.OPTIMIZER_CASES[name]
+    case = OPTIMIZER_CASES[name]
     if dtype_name not in case.dtypes:
         pytest.skip(f"{name} is not registered for {dtype_name}")
-    report = gl.check_optimizer_case(case, device=device, dtype=dtype)
+    report = check_optimizer_case(case, device=device, dtype=dtype)
     assert report.passed and report.steps == case.steps
     if case.hyper.get("momentum") or case.torch_cls is not torch.optim.SGD:
         assert report.state_entries, "state entries were not compared"
@@ -25,10 +30,10 @@ def test_registered_optimizer_cases_match_torch(name, device, dtype, dtype_name)
 
 @pytest.mark.parametrize("name", ["sgd_momentum_dampening_wd", "adam_amsgrad_wd", "adamw"])
 def test_torch_foreach_and_fused_match_its_for_loop(name, device, dtype, dtype_name):
-    case = gl.OPTIMIZER_CASES[name]
+    case = OPTIMIZER_CASES[name]
     if dtype_name not in case.dtypes:  # (e.g. float16, where the default eps=1e-8 rounds to 0: NaN on every side)
         pytest.skip(f"{name} is not registered for {dtype_name}")
-    reports = gl.check_torch_implementations(case.torch_cls, hyper=case.hyper, steps=60, device=device, dtype=dtype)
+    reports = check_torch_implementations(case.torch_cls, hyper=case.hyper, steps=60, device=device, dtype=dtype)
     assert "foreach" in reports
     assert all(r.passed for r in reports.values())
 
@@ -118,7 +123,7 @@ def test_state_dict_resumes_on_the_other_side(np_cls, torch_cls, hyper, directio
         with torch.no_grad():
             for t, p in zip(t_params, np_params, strict=True):
                 t.copy_(torch.tensor(p))
-        t_opt.load_state_dict(gl.torch_state_dict(np_opt.state_dict()))
+        t_opt.load_state_dict(torch_state_dict(np_opt.state_dict()))
         for g in second:
             for p, gi in zip(t_params, g, strict=True):
                 p.grad = torch.tensor(gi)
@@ -135,9 +140,9 @@ def test_state_dict_resumes_on_the_other_side(np_cls, torch_cls, hyper, directio
         for g in second:
             np_opt.step(g)
         final = np_params
-    tol = gl.trajectory_tolerance(torch.float64, 40)
+    tol = trajectory_tolerance(torch.float64, 40)
     for got, want in zip(final, full, strict=True):
-        assert gl.compare(want.detach().numpy(), got, tol).passed
+        assert compare(want.detach().numpy(), got, tol).passed
 
 
 # --- planted mistakes: a first hand-written Adam or SGD, and where the harness catches each ---
@@ -389,9 +394,9 @@ def test_cache_blocked_adam_matches_torch_on_large_and_non_contiguous_params():
         for p, g in zip(t_params, grads, strict=True):
             p.grad = torch.tensor(g)
         t_opt.step()
-    tol = gl.trajectory_tolerance(torch.float64, 5)
-    assert gl.compare(t_params[0].numpy(), base[:, 0], tol).passed
-    assert gl.compare(t_params[1].numpy(), large, tol).passed
+    tol = trajectory_tolerance(torch.float64, 5)
+    assert compare(t_params[0].numpy(), base[:, 0], tol).passed
+    assert compare(t_params[1].numpy(), large, tol).passed
 
 
 def test_teacher_forcing_keeps_right_optimizers_agreeing_where_feedback_amplifies_rounding():

@@ -12,6 +12,7 @@ import torch
 from gradcheck_lab.reference import optim
 
 import gradcheck_lab as gl
+from gradcheck_lab.optim.check import check_torch_implementations
 
 
 def sgd_rule(w, dw, config):
@@ -134,9 +135,9 @@ def test_a_bad_argument_is_a_typed_error_naming_it_before_any_work(call, match):
 
 def test_torch_implementations_check_their_arguments_too():
     with pytest.raises(gl.InvalidInputError, match="did you mean 'amsgrad'"):
-        gl.check_torch_implementations(torch.optim.Adam, hyper={"amsgard": True})
+        check_torch_implementations(torch.optim.Adam, hyper={"amsgard": True})
     with pytest.warns(DeprecationWarning, match="torch_cls= is deprecated"):
-        assert "foreach" in gl.check_torch_implementations(torch_cls=torch.optim.SGD, hyper={"lr": 0.1}, steps=3)
+        assert "foreach" in check_torch_implementations(torch_cls=torch.optim.SGD, hyper={"lr": 0.1}, steps=3)
 
 
 # --- one default-dtype policy for both run loops ---

@@ -10,14 +10,16 @@ import pytest
 import torch
 from gradcheck_lab.reference import models, optim
 
-import gradcheck_lab as gl
+from gradcheck_lab.core.comparison import compare
+from gradcheck_lab.core.tolerances import trajectory_tolerance
+from gradcheck_lab.optim.sides import torch_state_dict
 
 F64 = torch.float64
 
 
 def _assert_close(expected, actual, steps, what):
-    tol = gl.trajectory_tolerance(F64, steps)
-    result = gl.compare(np.asarray(expected, dtype=np.float64), np.asarray(actual, dtype=np.float64), tol)
+    tol = trajectory_tolerance(F64, steps)
+    result = compare(np.asarray(expected, dtype=np.float64), np.asarray(actual, dtype=np.float64), tol)
     assert result.passed, f"{what}: {result}"
 
 
@@ -55,7 +57,7 @@ def test_linear_regression_with_sgd_agrees_every_epoch_and_resumes_across_sides(
         resumed.weight.copy_(torch.tensor(params[0]).reshape(1, 1))
         resumed.bias.copy_(torch.tensor(params[1]))
     resumed_opt = torch.optim.SGD(resumed.parameters(), lr=0.5, momentum=momentum)  # lr comes from the state
-    torch_state = gl.torch_state_dict(state, device=device)
+    torch_state = torch_state_dict(state, device=device)
     if momentum:  # the NumPy model keeps w as (1,), nn.Linear keeps its weight as (1, 1)
         buffer = torch_state["state"][0]["momentum_buffer"]
         torch_state["state"][0]["momentum_buffer"] = buffer.reshape(1, 1)
