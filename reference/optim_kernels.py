@@ -29,6 +29,16 @@ def _decayed(grad: np.ndarray, param: np.ndarray, weight_decay: float, maximize:
     return out
 
 
+def _weight_decayed(grad: np.ndarray, param: np.ndarray, *, lr: float, weight_decay: float, decoupled: bool,
+                    maximize: bool, out: np.ndarray) -> np.ndarray:
+    r"""The gradient a step uses, as :func:`_decayed` gives it; decoupled weight decay instead shrinks ``param`` in
+    place, :math:`\theta \leftarrow (1 - \eta\lambda)\theta`, and leaves the gradient alone."""
+    if decoupled and weight_decay != 0:
+        param *= 1 - lr * weight_decay
+        return _decayed(grad, param, 0.0, maximize, out)
+    return _decayed(grad, param, weight_decay, maximize, out)
+
+
 def _ema_sq_(avg: np.ndarray, grad: np.ndarray, decay: float, scratch: np.ndarray) -> None:
     """``avg = decay * avg + (1 - decay) * grad**2`` as ``mul_(decay).addcmul_(g, g, value=1 - decay)``."""
     avg *= decay
@@ -264,18 +274,8 @@ def nadam_update_(
 
     ``grad_coef`` is the first coefficient with its sign, ``avg_coef`` the second.
     """
-    if maximize:
-        g = np.negative(grad, out=scratch2)
-    else:
-        g = grad
-    if weight_decay != 0:
-        if decoupled_weight_decay:
-            param *= 1 - lr * weight_decay
-        else:
-            if g is grad:
-                np.copyto(scratch2, grad)
-                g = scratch2
-            g += weight_decay * param
+    g = _weight_decayed(grad, param, lr=lr, weight_decay=weight_decay, decoupled=decoupled_weight_decay,
+                        maximize=maximize, out=scratch2)
     lerp_(exp_avg, g, 1 - beta1, scratch)
     _ema_sq_(exp_avg_sq, g, beta2, scratch)
     if g is not scratch2:
@@ -317,18 +317,8 @@ def radam_update_(
     the adaptive rate is not yet tractable (:math:`\rho_t \le 5`, strictly), the step is plain
     bias-corrected momentum.
     """
-    if maximize:
-        g = np.negative(grad, out=scratch2)
-    else:
-        g = grad
-    if weight_decay != 0:
-        if decoupled_weight_decay:
-            param *= 1 - lr * weight_decay
-        else:
-            if g is grad:
-                np.copyto(scratch2, grad)
-                g = scratch2
-            g += weight_decay * param
+    g = _weight_decayed(grad, param, lr=lr, weight_decay=weight_decay, decoupled=decoupled_weight_decay,
+                        maximize=maximize, out=scratch2)
     lerp_(exp_avg, g, 1 - beta1, scratch)
     _ema_sq_(exp_avg_sq, g, beta2, scratch)
     bias_correction1 = 1 - beta1**step
