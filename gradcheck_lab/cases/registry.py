@@ -13,7 +13,7 @@ import importlib
 import inspect
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any
@@ -197,6 +197,13 @@ def load_case_module(name: str) -> list[str]:
     mine = set(cases_of_module(name))
     return [n for n in [*CASES, *OPTIMIZER_CASES] if n not in before or n in mine]
 
+
+
+def load_user_cases(modules: Sequence[str] = ()) -> list[str]:
+    """Every ``gradcheck_lab.cases`` entry point, then each of ``modules``; the names of the cases those modules
+    registered, in order (see :func:`load_case_module`). Raises :class:`CaseLoadError` naming what failed."""
+    load_entry_point_cases()
+    return [n for module in modules for n in load_case_module(module)]
 
 # The built-in catalogues register themselves on import (they import the names above).
 from gradcheck_lab.cases import gradient_cases, layer_cases, optimizer_cases  # noqa: E402, F401

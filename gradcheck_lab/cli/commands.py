@@ -94,18 +94,11 @@ class _Output:
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
-    from gradcheck_lab.cases.registry import (
-        CASES,
-        OPTIMIZER_CASES,
-        CaseLoadError,
-        load_case_module,
-        load_entry_point_cases,
-    )
+    from gradcheck_lab.cases.registry import CASES, OPTIMIZER_CASES, CaseLoadError, load_user_cases
     from gradcheck_lab.core.devices import resolve_devices
 
     try:
-        load_entry_point_cases()
-        added = [n for module in args.cases or [] for n in load_case_module(module)]
+        added = load_user_cases(args.cases or ())
     except CaseLoadError as exc:
         return _usage(args, str(exc))
     names: list[str] | None = args.case
@@ -176,18 +169,10 @@ def _usage(args: argparse.Namespace, message: str) -> int:
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    from gradcheck_lab.cases.registry import (
-        CASES,
-        OPTIMIZER_CASES,
-        CaseLoadError,
-        load_case_module,
-        load_entry_point_cases,
-    )
+    from gradcheck_lab.cases.registry import CASES, OPTIMIZER_CASES, CaseLoadError, load_user_cases
 
     try:
-        load_entry_point_cases()
-        for module in args.cases or []:
-            load_case_module(module)
+        load_user_cases(args.cases or ())
     except CaseLoadError as exc:
         return _usage(args, str(exc))
     rows = [(c.name, "gradient", ",".join(c.dtypes), c.description) for c in CASES.values()]
