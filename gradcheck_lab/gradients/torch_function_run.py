@@ -19,7 +19,7 @@ input expects.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -134,6 +134,11 @@ def differentiate(out: torch.Tensor, tensors: list[torch.Tensor], plan: Plan, ro
 def _reaches_error_node(t: torch.Tensor) -> bool:
     """Whether ``t``'s graph holds the node ``@once_differentiable`` plants (differentiating it would fail, but
     autograd skips it silently when it has no inputs to reach, giving None instead of an error)."""
+    return any(type(node).__name__ in ("Error", "DelayedError") for node in _graph_nodes(t))
+
+
+def _graph_nodes(t: torch.Tensor) -> Iterator[Any]:
+    """Each node of ``t``'s autograd graph once (depth first), at most ``_MAX_NODES`` of them."""
     seen: set[int] = set()
     stack = [t.grad_fn]
     while stack and len(seen) < _MAX_NODES:
@@ -141,10 +146,8 @@ def _reaches_error_node(t: torch.Tensor) -> bool:
         if node is None or id(node) in seen:
             continue
         seen.add(id(node))
-        if type(node).__name__ in ("Error", "DelayedError"):
-            return True
+        yield node
         stack.extend(n for n, _ in node.next_functions)
-    return False
 
 
 def _first_order(grad: torch.Tensor | None, x: torch.Tensor, name: str, role: Role,
@@ -186,16 +189,9 @@ def watch_backwards(out: torch.Tensor, leaf_names: dict[int, str]) -> list[str]:
     torch's own nodes (``torch.*`` Functions, ``torch.compile``'s) are left alone.
     """
     problems: list[str] = []
-    seen: set[int] = set()
-    stack = [out.grad_fn]
-    while stack and len(seen) < _MAX_NODES:
-        node = stack.pop()
-        if node is None or id(node) in seen:
-            continue
-        seen.add(id(node))
+    for node in _graph_nodes(out):
         if isinstance(node, BackwardCFunction) and _user_written(node):
             node.register_prehook(functools.partial(_inspect, node, leaf_names, problems))
-        stack.extend(n for n, _ in node.next_functions)
     return problems
 
 
