@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 from gradcheck_lab.core.arguments import call_style, callable_argument
 from gradcheck_lab.core.search import arity, first_example
 from gradcheck_lab.gradients.inputs import constant_indices
-from gradcheck_lab.gradients.layers import Path, Transform, layer_pair
+from gradcheck_lab.gradients.layer_paths import Path, Transform
+from gradcheck_lab.gradients.layers import layer_pair
 from gradcheck_lab.gradients.search import VerifyResult, search_inputs, verify
 from gradcheck_lab.gradients.strategies import DEFAULT_BOUND, ElementSpec
 from gradcheck_lab.gradients.vjp import count_outputs, draw_grad_outputs, given_grad_outputs, output_shapes, vjp_pair
