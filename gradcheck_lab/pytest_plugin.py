@@ -45,10 +45,13 @@ T = TypeVar("T")
 PROFILES: dict[str, dict[str, Any]] = {
     "gradcheck-ci": {"max_examples": 20, "derandomize": True, "deadline": None, "database": None,
                      "print_blob": True, "suppress_health_check": ["too_slow"]},
-    "gradcheck-dev": {"max_examples": 50, "deadline": None},
-    "gradcheck-thorough": {"max_examples": 1000, "deadline": None, "suppress_health_check": ["too_slow"]},
+    "gradcheck-dev": {"max_examples": 50, "derandomize": False, "deadline": None},
+    "gradcheck-thorough": {"max_examples": 1000, "derandomize": False, "deadline": None,
+                           "suppress_health_check": ["too_slow"]},
 }
-"""The hypothesis profiles the plugin ships: name -> settings (health checks by name)."""
+"""The hypothesis profiles the plugin ships: name -> settings (health checks by name). Every setting that
+differs between them is written in each: a profile inherits the rest from hypothesis's default, which under a
+``CI`` environment variable is hypothesis's own ``ci`` profile (derandomized)."""
 
 
 def register_profiles() -> None:

@@ -22,11 +22,14 @@ What :func:`run_search` guarantees:
   times the estimated cost of a passing search (default 2, so with the search before the failure a failing
   search costs at most about 3 passing ones; unbounded, it cost 30): at most ``shrink_budget * max_examples``
   (at least :data:`MIN_SHRINK_BUDGET`) times the mean seconds of a passing run (hypothesis's drawing included),
-  and at most :data:`RUN_SHARE` of that many runs. When the budget is spent the
-  search ends; the smallest failing example found so far is reported, with a note that shrinking stopped early.
+  and at most :data:`RUN_SHARE` of that many runs. Seconds are this process's CPU time
+  (``time.process_time``), so other work on the machine (a parallel test run) does not cut a shrink short.
+  When the budget is spent the search ends; the smallest failing example found so far is reported, with a note
+  that shrinking stopped early.
   A failing check costs 5 to 10 times a passing one (its rounding floor, kinks and diagnosis), so a search of an
-  expensive check stops on time and may report a larger example on a loaded machine (the verdict is the same);
-  a cheap one stops on the run count and reports the same example on every run.
+  expensive check stops on time and may report a larger example than an unbounded shrink (the verdict is the
+  same; ``shrink_budget=math.inf`` shrinks to the end); a cheap one stops on the run count and reports the same
+  example on every run.
 - **The minimal failure**: the error raised is the one the check raised on the minimal (or best so far)
   example, of the same type, its message followed by that example (``describe``) and ``hints``
   for its type; hypothesis's own notes are dropped.
@@ -186,7 +189,7 @@ class _Search:
 
     max_examples: int
     shrink_budget: float
-    last_end: float = field(default_factory=time.perf_counter)
+    last_end: float = field(default_factory=time.process_time)
     runs: dict[bool, list[float]] = field(default_factory=lambda: {True: [0, 0.0], False: [0, 0.0]})
     shrink_runs: int | None = None
     shrink_start: float = 0.0
@@ -207,13 +210,13 @@ class _Search:
         budget = max(MIN_SHRINK_BUDGET, self.shrink_budget * self.max_examples)  # in passing runs
         seconds = budget * self.seconds_per_passing_run()
         runs = RUN_SHARE * budget - 1
-        if self.shrink_runs > runs or time.perf_counter() - self.shrink_start > seconds:
+        if self.shrink_runs > runs or time.process_time() - self.shrink_start > seconds:
             self.stopped_early = True
             raise _BudgetSpent
 
     def ran(self, passed: bool) -> None:
         """Count a run's seconds, hypothesis's drawing of its example included."""
-        end = time.perf_counter()
+        end = time.process_time()
         self.runs[passed][0] += 1
         self.runs[passed][1] += end - self.last_end
         self.last_end = end
@@ -222,7 +225,7 @@ class _Search:
         """Keep the latest failure: hypothesis only runs candidates smaller than the smallest failure so far."""
         self.failure, self.last_failure = exc, example
         if self.shrink_runs is None:
-            self.shrink_runs, self.shrink_start = 0, time.perf_counter()
+            self.shrink_runs, self.shrink_start = 0, time.process_time()
 
 
 def run_search(
