@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from gradcheck_lab.core import arguments
-from gradcheck_lab.core.comparison import Comparison, compare, finite_or_zero
+from gradcheck_lab.core.comparison import Comparison, compare, compare_many, largest_finite_magnitudes
 from gradcheck_lab.core.devices import resolve_device
 from gradcheck_lab.core.dtypes import dtype_name, resolve_dtype, round_to_dtype
 from gradcheck_lab.core.tolerances import Tolerance, trajectory_tolerance
@@ -308,9 +308,10 @@ def compare_trajectories(
                 compared[key[1]] = reference_name
         # Rounding committed while a value was large persists after it shrinks (weight decay, say):
         # scale each entry by the largest magnitude it has had so far.
-        for key, (t, _) in pairs.items():
-            history[key] = max(history.get(key, 0.0), float(np.max(np.abs(finite_or_zero(t)), initial=0.0)))
-        results = {key: compare(t, r, tol, global_scale=history[key]) for key, (t, r) in pairs.items()}
+        for key, largest in zip(pairs, largest_finite_magnitudes([t for t, _ in pairs.values()]), strict=True):
+            history[key] = max(history.get(key, 0.0), largest)
+        results = dict(zip(pairs, compare_many(list(pairs.values()), tol, global_scales=[history[k] for k in pairs]),
+                           strict=True))
         for (param, entry), c in results.items():
             if c.ratio > best.ratio:
                 best = replace(best, ratio=c.ratio, worst_step=step, worst_param=param, worst_entry=entry,
