@@ -79,3 +79,11 @@ def test_compare_many_refuses_mismatched_shapes_and_scales():
 def test_largest_finite_magnitudes_reads_each_array_alone(arrays):
     want = [float(np.max(np.abs(np.where(np.isfinite(x), x, 0.0)), initial=0.0)) for x in arrays]
     assert largest_finite_magnitudes(arrays) == want
+
+
+def test_compare_many_of_large_tensors_is_still_compare():
+    rng = np.random.default_rng(1)
+    pairs = [(x, x + rng.standard_normal(x.shape) * 1e-9) for x in (rng.standard_normal(s) for s in [(70, 70), (50,)])]
+    tol = TOLERANCES[0]
+    assert compare_many(pairs, tol) == [compare(e, a, tol) for e, a in pairs]
+    assert largest_finite_magnitudes([e for e, _ in pairs]) == [float(np.abs(e).max()) for e, _ in pairs]

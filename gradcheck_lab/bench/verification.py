@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from gradcheck_lab.bench.timing import Timing, measure
+from gradcheck_lab.bench.timing import Timing, measure_side_by_side
 from gradcheck_lab.core.threads import check_threads
 from gradcheck_lab.gradients.check import check_gradients
 from gradcheck_lab.reference import models
@@ -89,13 +89,14 @@ def as_dict(row: VerificationRow) -> dict[str, Any]:
 
 
 def measure_verification(sizes: Sequence[int], *, repeats: int = 5) -> list[VerificationRow]:
-    """Time every method at every size, interleaved in one run so machine load hits all alike."""
+    """Time every method at every size, side by side (one sample of each in turn, see
+    :func:`~gradcheck_lab.bench.timing.measure_side_by_side`), so machine load hits all alike."""
     rows = []
     for n in sizes:
         calls = method_calls(n)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            timings = {name: measure(fn, repeats=repeats) for name, fn in calls.items()}
+            timings = measure_side_by_side(calls, repeats=repeats)
         rows.append(VerificationRow(n, timings.pop("baseline"), timings))
     return rows
 

@@ -148,11 +148,16 @@ def _compare_finite(expected: np.ndarray, actual: np.ndarray, tol: Tolerance, gl
     )
 
 
+BATCH_LIMIT = 1 << 12
+"""Elements up to which :func:`compare_many` concatenates its pairs: it saves NumPy calls on many small tensors;
+on larger ones the concatenated copies cost more than the calls they save."""
+
+
 def largest_finite_magnitudes(arrays: Sequence[np.ndarray]) -> list[float]:
-    """``max |x|`` over the finite elements of each array (0 for none), the arrays read in one pass."""
+    """``max |x|`` over the finite elements of each array (0 for none), small arrays read in one pass."""
     flats = [np.asarray(x, dtype=np.float64).reshape(-1) for x in arrays]
     sizes = [x.size for x in flats]
-    if not flats or not all(sizes):
+    if not flats or not all(sizes) or sum(sizes) > BATCH_LIMIT:
         return [largest_magnitude(finite_or_zero(x)) for x in flats]
     magnitude = np.abs(np.concatenate(flats))
     if not all_finite(magnitude):
@@ -161,14 +166,14 @@ def largest_finite_magnitudes(arrays: Sequence[np.ndarray]) -> list[float]:
 
 
 def compare_many(pairs: Sequence[tuple[np.ndarray, np.ndarray]], tol: Tolerance, *,
-                 global_scales: Sequence[float] | None = None) -> list[Comparison]:
+                 global_scales: Sequence[float] | None = None, allow_nonfinite: bool = False) -> list[Comparison]:
     """:func:`compare` of each ``(expected, actual)`` pair (without a floor), the pairs judged in one pass.
 
     The same :class:`Comparison` as ``compare(expected, actual, tol, global_scale=G)`` for each pair, bit for
     bit: the same float64 operations per element, with each pair's maxima, bound constant, worst element and
     failing count read per segment of one concatenated array. Many small tensors (an optimizer's parameters
     and state entries, compared at every step) then cost a few NumPy calls, not a few per tensor. Pairs with
-    a NaN or Inf, or none at all, go through :func:`compare`.
+    a NaN or Inf, empty ones, or more than :data:`BATCH_LIMIT` elements in all go through :func:`compare`.
     """
     scales_given = [0.0] * len(pairs) if global_scales is None else [float(g) for g in global_scales]
     if len(scales_given) != len(pairs):
@@ -179,8 +184,13 @@ def compare_many(pairs: Sequence[tuple[np.ndarray, np.ndarray]], tol: Tolerance,
         if e.shape != a.shape:
             raise ValueError(f"cannot compare shapes {e.shape} and {a.shape}")
     sizes = np.array([e.size for e in expected], dtype=np.intp)
-    if len(pairs) < 2 or not sizes.all():
-        return [compare(e, a, tol, global_scale=g) for e, a, g in zip(expected, actual, scales_given, strict=True)]
+
+    def one_by_one() -> list[Comparison]:
+        return [compare(e, a, tol, global_scale=g, allow_nonfinite=allow_nonfinite)
+                for e, a, g in zip(expected, actual, scales_given, strict=True)]
+
+    if len(pairs) < 2 or not sizes.all() or sizes.sum() > BATCH_LIMIT:
+        return one_by_one()
     starts = np.concatenate(([0], np.cumsum(sizes)[:-1]))
     flat_e = np.concatenate([e.reshape(-1) for e in expected])
     flat_a = np.concatenate([a.reshape(-1) for a in actual])
@@ -190,7 +200,7 @@ def compare_many(pairs: Sequence[tuple[np.ndarray, np.ndarray]], tol: Tolerance,
         error = np.abs(np.subtract(flat_a, flat_e))
     max_abs = np.maximum.reduceat(error, starts)
     if not (np.isfinite(scale).all() and np.isfinite(max_abs).all()):
-        return [compare(e, a, tol, global_scale=g) for e, a, g in zip(expected, actual, scales_given, strict=True)]
+        return one_by_one()
     widen = max_abs > 1e-3 * scale  # as in compare: S takes max |a| only where the error could move it
     if widen.any():
         scale = np.where(widen, np.maximum(scale, np.maximum.reduceat(np.abs(flat_a), starts)), scale)

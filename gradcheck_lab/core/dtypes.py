@@ -48,6 +48,11 @@ def unit_roundoff(dtype: torch.dtype) -> float:
 def round_to_dtype(x: np.ndarray, dtype: torch.dtype) -> np.ndarray:
     """Round a float64 array to ``dtype`` (round to nearest even) and return it as float64 again."""
     # np.array (not ascontiguousarray, which makes 0-d arrays 1-d) copies into a fresh, writable array.
+    if dtype == torch.float64:
+        return np.array(x, dtype=np.float64, order="C")
+    if dtype == torch.float32:  # NumPy's cast rounds to nearest even, as torch's does, overflow to Inf included
+        with np.errstate(over="ignore"):
+            return np.array(x, dtype=np.float64, order="C").astype(np.float32).astype(np.float64)
     return torch.from_numpy(np.array(x, dtype=np.float64, order="C")).to(dtype).double().numpy().reshape(np.shape(x))
 
 

@@ -6,6 +6,7 @@ harness (never by a float64 strategy silently feeding a float32 array).
 
 from __future__ import annotations
 
+import functools
 import math
 import weakref
 from collections.abc import Sequence
@@ -23,6 +24,7 @@ MIN_MAGNITUDE = 1e-6
 """Smaller non-zero magnitudes are snapped to 0: products of a few such values underflow float64."""
 
 
+@functools.cache
 def elements(bound: float = DEFAULT_BOUND, min_magnitude: float = MIN_MAGNITUDE) -> st.SearchStrategy[float]:
     """Finite float64 values in ``[-bound, bound]`` that are 0 or at least ``min_magnitude`` in size."""
     values = st.floats(min_value=-bound, max_value=bound, allow_nan=False, allow_infinity=False,
@@ -42,13 +44,22 @@ def arrays(shape: tuple[int, ...], bound: float = DEFAULT_BOUND,
            element_strategy: st.SearchStrategy[float] | None = None) -> st.SearchStrategy[np.ndarray]:
     """A float64 array of ``shape`` with well-conditioned elements (or ``element_strategy``'s).
 
+    The strategy for each ``(shape, bound, element_strategy)`` is built once and reused: the composite
+    strategies below ask for one per draw, and building (and validating) a new one each time cost more
+    than drawing from it.
+
     Up to :data:`LARGE` elements hypothesis draws each element (and shrinks each). Beyond, drawing
     element by element would dominate the check (or exhaust hypothesis's data budget at 256 x 256):
     a seed, a scale and a fraction of exact zeros are drawn instead and a NumPy generator fills the
     array, uniform in ``[-scale, scale]``; with ``element_strategy``, from a pool of 32 values it
     draws. Shrinking then moves towards seed 0, the full bound and no zeros.
     """
-    shape = tuple(shape)
+    return _arrays(tuple(shape), bound, element_strategy)
+
+
+@functools.lru_cache(maxsize=1024)
+def _arrays(shape: tuple[int, ...], bound: float,
+            element_strategy: st.SearchStrategy[float] | None) -> st.SearchStrategy[np.ndarray]:
     if element_strategy is not None:  # any strategy of numbers (bools, integers, fractions) as float64
         element_strategy = element_strategy.map(float)
     if math.prod(shape) > LARGE:
