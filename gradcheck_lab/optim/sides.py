@@ -140,9 +140,11 @@ class TorchSide:
         self.optimizer = cls(_grouped(self.params, groups), **hyper)
         self.scheduler = (schedule.torch_cls(self.optimizer, **schedule.kwargs, **schedule.torch_kwargs)
                           if schedule else None)
+        self._snapshot: Snapshot | None = None  # until the next step or load: a trajectory reads it twice a step
 
     def step(self, grads: list[np.ndarray | None]) -> None:
         __tracebackhide__ = True
+        self._snapshot = None
         for p, g in zip(self.params, grads, strict=True):
             p.grad = None if g is None else torch.tensor(g, dtype=self.dtype, device=self.device)
         self.optimizer.step()
@@ -150,12 +152,17 @@ class TorchSide:
             self.scheduler.step()
 
     def load_params(self, params: list[np.ndarray]) -> None:
+        self._snapshot = None
         with torch.no_grad():
             for p, value in zip(self.params, params, strict=True):
                 p.copy_(torch.tensor(value, dtype=self.dtype, device=self.device))
 
     def snapshot(self) -> Snapshot:
-        return [p.detach().double().cpu().numpy() for p in self.params], _state_entries(self.optimizer, self.groups)
+        """The parameters and state entries in float64, read once between steps (valid until the next one)."""
+        if self._snapshot is None:
+            self._snapshot = ([p.detach().double().cpu().numpy() for p in self.params],
+                              _state_entries(self.optimizer, self.groups))
+        return self._snapshot
 
     def save_state(self) -> dict[str, object]:
         """torch's state dict with tensors as NumPy arrays (bfloat16 widened to float32)."""
@@ -165,6 +172,7 @@ class TorchSide:
         return {"state": state, "param_groups": [dict(g) for g in sd["param_groups"]]}
 
     def load_state(self, state_dict: dict[str, object], dtype: torch.dtype, device: torch.device) -> None:
+        self._snapshot = None
         self.optimizer.load_state_dict(torch_state_dict(state_dict, device=device, dtype=dtype))
 
 
