@@ -15,7 +15,7 @@ import numpy as np
 from gradcheck_lab.core.tolerances import Tolerance
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Comparison:
     """How ``actual`` compares with ``expected`` under a tolerance.
 
@@ -218,18 +218,30 @@ def compare_many(pairs: Sequence[tuple[np.ndarray, np.ndarray]], tol: Tolerance,
     first = hits[np.searchsorted(hits, starts)]  # each segment's first element at its largest ratio
     failing = (np.add.reduceat((ratios > 1.0).astype(np.intp), starts) if (worst > 1.0).any()
                else np.zeros(len(pairs), dtype=np.intp))
+    # Python numbers read in one call each, not one element at a time.
+    at_expected, at_actual, at_bound = flat_e[first].tolist(), flat_a[first].tolist(), bound[first].tolist()
+    offsets, ratio_list = (first - starts).tolist(), worst.tolist()
+    failing_list, max_abs_list = failing.tolist(), max_abs.tolist()
     out = []
     for k, e in enumerate(expected):
-        flat, s, m = int(first[k] - starts[k]), scale_list[k], float(max_abs[k])
-        index = tuple(int(i) for i in np.unravel_index(flat, e.shape))
-        e_at = float(flat_e[first[k]])
+        s, m, e_at = scale_list[k], max_abs_list[k], at_expected[k]
+        index = _unravel(offsets[k], e.shape)
         out.append(Comparison(
-            passed=int(failing[k]) == 0, max_abs_error=m,
-            max_rel_error=m / s if s > 0 else (0.0 if m == 0 else float("inf")), ratio=float(worst[k]), index=index,
-            expected=e_at, actual=float(flat_a[first[k]]), bound=float(bound[first[k]]),
+            passed=failing_list[k] == 0, max_abs_error=m,
+            max_rel_error=m / s if s > 0 else (0.0 if m == 0 else float("inf")), ratio=ratio_list[k], index=index,
+            expected=e_at, actual=at_actual[k], bound=at_bound[k],
             terms=tol.terms(abs(e_at), scale=s, global_scale=scales_given[k], floor=0.0), scale=s,
-            failing=int(failing[k]), size=int(e.size)))
+            failing=failing_list[k], size=int(e.size)))
     return out
+
+
+def _unravel(flat: int, shape: tuple[int, ...]) -> tuple[int, ...]:
+    """``np.unravel_index(flat, shape)`` as Python ints, in Python (one NumPy call costs more on small shapes)."""
+    index = []
+    for side in reversed(shape):
+        flat, i = divmod(flat, side)
+        index.append(i)
+    return tuple(reversed(index))
 
 
 def all_finite(*arrays: np.ndarray) -> bool:
