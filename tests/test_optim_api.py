@@ -237,3 +237,40 @@ def test_a_failure_inside_pytest_shows_the_message_not_the_harness(pytester):
         assert "gradcheck_lab" + "/" not in section and "__tracebackhide__" not in section, section
         first_error = next(line for line in section.strip().splitlines() if line.startswith("E "))
         assert headline in first_error, section
+
+
+class _FusedOffByAStep(torch.optim.SGD):
+    """torch's SGD whose fused path adds a small extra step after the fifth: a planted variant bug."""
+
+    def step(self, closure=None):  # type: ignore[no-untyped-def]
+        loss = super().step(closure)
+        self.steps = getattr(self, "steps", 0) + 1
+        if self.defaults.get("fused") and self.steps > 5:
+            with torch.no_grad():
+                for group in self.param_groups:
+                    for p in group["params"]:
+                        p.add_(p.grad, alpha=-1e-4)
+        return loss
+
+
+def test_the_for_loop_played_back_to_the_second_variant_still_catches_its_bug(monkeypatch):
+    from gradcheck_lab.optim.sides import Recorded
+
+    replays = []
+    replay = Recorded.replay
+    monkeypatch.setattr(Recorded, "replay", lambda self: replays.append(self) or replay(self))
+    reports = check_torch_implementations(torch.optim.Adam, hyper={"lr": 0.01}, steps=8)
+    assert set(reports) == {"foreach", "fused"} and all(r.passed for r in reports.values())
+    assert len(replays) == 1, "the fused run reads the for-loop the foreach run recorded"
+    with pytest.raises(gl.OptimizerMismatch, match="fused") as info:
+        check_torch_implementations(_FusedOffByAStep, hyper={"lr": 0.1, "momentum": 0.9}, steps=8)
+    assert "step 6" in str(info.value)
+
+
+def test_a_played_back_for_loop_gives_the_report_a_fresh_one_gives(monkeypatch):
+    from gradcheck_lab.optim import sides
+
+    replayed = check_torch_implementations(torch.optim.NAdam, hyper={"lr": 0.01}, steps=6, dtype="float32")
+    monkeypatch.setattr(sides, "RECORD_LIMIT", -1)  # nothing is kept: every variant steps a fresh for-loop
+    fresh = check_torch_implementations(torch.optim.NAdam, hyper={"lr": 0.01}, steps=6, dtype="float32")
+    assert replayed == fresh

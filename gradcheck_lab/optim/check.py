@@ -19,7 +19,7 @@ from gradcheck_lab.core.torch_state import preserved_torch_state
 from gradcheck_lab.errors import InvalidInputError
 from gradcheck_lab.optim import validation
 from gradcheck_lab.optim.report import Labels, OptimizerReport
-from gradcheck_lab.optim.sides import Groups, NumpySide, Schedule, TorchSide, torch_state_dict
+from gradcheck_lab.optim.sides import Groups, NumpySide, Recorded, Schedule, TorchSide, torch_state_dict
 from gradcheck_lab.optim.trajectory import (
     Side,
     gradient_sequence,
@@ -165,18 +165,25 @@ def check_torch_implementations(
     options = validation.hyperparameters("hyper", hyper, torch_cls)
     trajectory = plan_trajectory(shapes, steps=steps, seed=seed, device=device, dtype=dtype)
     reports = {}
+    loop: Recorded | None = None  # the for-loop is teacher-forced: stepped once, played back to the next variant
     for name, flags in torch_variants(trajectory.device).items():
         if name == "for-loop" or not _runs(torch_cls, {**options, **flags}, trajectory.params, trajectory.device,
                                            trajectory.dtype):
             continue
 
         def make_sides(precision: torch.dtype, flags: Mapping[str, bool] = flags) -> tuple[Side, Side]:
+            nonlocal loop
             params, where = trajectory.params, trajectory.device
-            return (TorchSide(torch_cls, params, {**options, "foreach": False}, where, precision),
-                    TorchSide(torch_cls, params, {**options, **flags}, where, precision))
+            if loop is None or not loop.replayable or loop.dtype != precision:
+                loop = Recorded(TorchSide(torch_cls, params, {**options, "foreach": False}, where, precision))
+            else:
+                loop.replay()
+            return loop, TorchSide(torch_cls, params, {**options, **flags}, where, precision)
 
         labels = Labels(f"torch {torch_cls.__name__} {name}", f"torch {torch_cls.__name__} for-loop")
         reports[name] = run_trajectory(trajectory, make_sides, labels, precisions=(trajectory.dtype,))
+        if loop is not None and loop.side is not None:
+            loop.finish()
     return reports
 
 

@@ -176,6 +176,63 @@ class TorchSide:
         self.optimizer.load_state_dict(torch_state_dict(state_dict, device=device, dtype=dtype))
 
 
+RECORD_LIMIT = 1 << 22
+"""Elements (parameters and state entries, over all steps) up to which :class:`Recorded` keeps a trajectory."""
+
+
+class Recorded:
+    """A side stepped once and played back: the first run records the snapshot after each step, later runs
+    (against other partners, with the same gradients) read them instead of stepping it again.
+
+    For a teacher-forced side (the one whose parameters the other loads each step): its trajectory does not
+    depend on its partner. A recording over :data:`RECORD_LIMIT` elements is dropped (``replayable`` false:
+    the caller steps a fresh side instead).
+    """
+
+    def __init__(self, side: TorchSide) -> None:
+        self.side: TorchSide | None = side
+        self.dtype = side.dtype
+        self.snapshots: list[Snapshot] = []
+        self.recorded = 0
+        self.steps = 0
+
+    @property
+    def replayable(self) -> bool:
+        return self.side is None and self.recorded <= RECORD_LIMIT
+
+    def replay(self) -> Recorded:
+        """Play the recording back from its first step."""
+        self.steps = 0
+        return self
+
+    def step(self, grads: list[np.ndarray | None]) -> None:
+        __tracebackhide__ = True
+        self.steps += 1
+        if self.side is not None:
+            self.side.step(grads)
+
+    def load_params(self, params: list[np.ndarray]) -> None:
+        raise TypeError("a recorded side is teacher-forced: nothing loads parameters into it")
+
+    def snapshot(self) -> Snapshot:
+        if self.side is None:
+            if not 0 < self.steps <= len(self.snapshots):
+                raise IndexError(f"step {self.steps} of a recording of {len(self.snapshots)} steps")
+            return self.snapshots[self.steps - 1]
+        params, state = self.side.snapshot()
+        if len(self.snapshots) < self.steps and self.recorded <= RECORD_LIMIT:  # copies: the live ones change
+            copied = ([p.copy() for p in params], None if state is None else {k: v.copy() for k, v in state.items()})
+            self.snapshots.append(copied)
+            self.recorded += sum(p.size for p in params) + sum(v.size for v in (state or {}).values())
+        return params, state
+
+    def finish(self) -> None:
+        """End the recording run: from now on the side is played back (if the recording was kept whole)."""
+        if self.recorded > RECORD_LIMIT:
+            self.snapshots = []
+        self.side = None
+
+
 def _to_numpy(value: Any) -> Any:
     if not isinstance(value, torch.Tensor):
         return value
