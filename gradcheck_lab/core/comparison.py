@@ -88,7 +88,12 @@ def compare(
         raise ValueError(f"cannot compare shapes {expected.shape} and {actual.shape}")
     if expected.size == 0:
         return Comparison(True, 0.0, 0.0, 0.0, (), 0.0, 0.0, terms=tol.terms(0.0, scale=0.0, global_scale=global_scale))
-    result = _compare_finite(expected, actual, tol, global_scale, floor)
+    if expected.size == 1:
+        phi = None if floor is None else float(np.reshape(floor, -1)[0])
+        result = _compare_one(float(expected.reshape(-1)[0]), float(actual.reshape(-1)[0]), expected.ndim, tol,
+                              global_scale, phi)
+    else:
+        result = _compare_finite(expected, actual, tol, global_scale, floor)
     if result is not None:
         return result
     problem = _nonfinite_problem(expected, actual, allow_nonfinite)
@@ -97,6 +102,28 @@ def compare(
     result = _compare_finite(finite_or_zero(expected), finite_or_zero(actual), tol, global_scale, floor)
     assert result is not None  # both sides are finite now
     return result
+
+
+def _compare_one(e: float, a: float, ndim: int, tol: Tolerance, global_scale: float,
+                 phi: float | None) -> Comparison | None:
+    """:func:`_compare_finite` of one element, in Python floats (the same IEEE operations, in the same order:
+    the same result, without a dozen NumPy calls on a scalar value); None if either side is NaN or Inf."""
+    if not (math.isfinite(e) and math.isfinite(a)):
+        return None
+    scale = abs(e)
+    error = abs(a - e)  # inf where finite sides overflow, as in _compare_finite
+    if error > 1e-3 * scale:
+        scale = max(scale, abs(a))
+    bound = abs(e) * tol.rtol + (tol.atol + tol.ntol * scale + tol.gtol * global_scale) * 1.0
+    if phi is not None and tol.floor:
+        bound += tol.floor * phi
+    ratio = error / bound if bound > 0 else (math.inf if error > 0 else 0.0)
+    return Comparison(
+        passed=ratio <= 1.0, max_abs_error=error,
+        max_rel_error=error / scale if scale > 0 else (0.0 if error == 0 else math.inf), ratio=ratio,
+        index=(0,) * ndim, expected=e, actual=a, bound=bound,
+        terms=tol.terms(abs(e), scale=scale, global_scale=global_scale, floor=phi or 0.0), scale=scale,
+        failing=int(ratio > 1.0), size=1)
 
 
 def _compare_finite(expected: np.ndarray, actual: np.ndarray, tol: Tolerance, global_scale: float,
