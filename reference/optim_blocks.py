@@ -9,6 +9,7 @@ parallel, and the result is the same, bit for bit, whatever the block size and t
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -23,6 +24,9 @@ core, 32 MiB L3), against torch's foreach step, one thread each (``benchmarks/op
 whatever its size, so blocks that fit L2 (2^15) paid more in calls than they saved in cache misses (the
 arrays of 10^6 parameters fit L3 whole)."""
 
+
+TRIALS = 3
+"""Steps timed on each thread count before :class:`BlockedUpdate` keeps the faster for a kernel and size."""
 
 _threads: int | None = None
 _pools: dict[int, ThreadPoolExecutor] = {}
@@ -81,6 +85,27 @@ class BlockedUpdate:
 
     def __init__(self) -> None:
         self._scratch: dict[tuple[np.dtype[Any], int], list[np.ndarray]] = {}
+        self._trials: dict[tuple[Any, ...], dict[int, list[float]]] = {}
+        self._chosen: dict[tuple[Any, ...], int] = {}
+
+    def _threads_for(self, kernel: Callable[..., Any], size: int, dtype: np.dtype[Any], most: int) -> int:
+        """The thread count for this kernel and size: 1 or ``most``, whichever its first steps ran faster.
+
+        A short kernel (SGD's four passes) can lose more to waking a thread than it gains from a second
+        core; a long one (Adam's dozen) gains. The result is the same either way, bit for bit, so the
+        first :data:`TRIALS` steps on each count decide on speed alone.
+        """
+        key = (getattr(kernel, "__code__", kernel), size, dtype, most)
+        chosen = self._chosen.get(key)
+        if chosen is not None:
+            return chosen
+        trials = self._trials.setdefault(key, {1: [], most: []})
+        if min(len(t) for t in trials.values()) >= TRIALS:
+            best = min(trials, key=lambda threads: min(trials[threads]))
+            self._chosen[key] = best
+            del self._trials[key]
+            return best
+        return 1 if len(trials[1]) <= len(trials[most]) else most
 
     def _scratch_for(self, dtype: np.dtype[Any], thread: int, size: int, n_scratch: int) -> list[np.ndarray]:
         buffers = self._scratch.get((dtype, thread), [])
@@ -102,7 +127,10 @@ class BlockedUpdate:
             return
         flat = [None if a is None else a.reshape(-1) for a in arrays]
         starts = range(0, ref.size, BLOCK)
-        threads = min(num_threads(), len(starts))
+        most = min(num_threads(), len(starts))
+        threads = most if most == 1 else self._threads_for(kernel, ref.size, ref.dtype, most)
+        trial = (getattr(kernel, "__code__", kernel), ref.size, ref.dtype, most)
+        started = time.perf_counter()
 
         def span(thread: int) -> None:
             scratch = self._scratch_for(ref.dtype, thread, BLOCK, n_scratch)
@@ -113,11 +141,13 @@ class BlockedUpdate:
 
         if threads == 1:
             span(0)
-            return
-        others = [_pool(threads - 1).submit(span, t) for t in range(1, threads)]
-        span(0)  # this thread takes the first span: one hand-off fewer (a wake-up costs ~0.1 ms here)
-        for future in others:
-            future.result()
+        else:
+            others = [_pool(threads - 1).submit(span, t) for t in range(1, threads)]
+            span(0)  # this thread takes the first span: one hand-off fewer (a wake-up costs ~0.1 ms here)
+            for future in others:
+                future.result()
+        if trial in self._trials:
+            self._trials[trial][threads].append(time.perf_counter() - started)
 
 
 def _contiguous(starts: range, thread: int, threads: int) -> range:

@@ -381,15 +381,18 @@ def test_state_entries_of_the_reference_are_compared():
 
 
 def test_cache_blocked_adam_matches_torch_on_large_and_non_contiguous_params():
+    from gradcheck_lab.reference import optim_blocks
+
     rng = np.random.default_rng(0)
     base = rng.standard_normal((40_000, 2))
     strided = base[:, 0]  # not contiguous: updated whole, through the view
-    large = rng.standard_normal(50_000)  # contiguous: updated block by block
+    size = 2 * optim_blocks.BLOCK + 7
+    large = rng.standard_normal(size)  # contiguous: updated block by block, the last one partial
     np_opt = optim.Adam([strided, large], lr=1e-2, amsgrad=True)
     t_params = [torch.tensor(strided.copy()), torch.tensor(large.copy())]
     t_opt = torch.optim.Adam(t_params, lr=1e-2, amsgrad=True)
     for _ in range(5):
-        grads = [rng.standard_normal(40_000), rng.standard_normal(50_000) * 1e-6]
+        grads = [rng.standard_normal(40_000), rng.standard_normal(size) * 1e-6]
         np_opt.step(grads)
         for p, g in zip(t_params, grads, strict=True):
             p.grad = torch.tensor(g)
