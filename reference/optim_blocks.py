@@ -27,6 +27,8 @@ arrays of 10^6 parameters fit L3 whole)."""
 
 TRIALS = 3
 """Steps timed on each thread count before :class:`BlockedUpdate` keeps the faster for a kernel and size."""
+ONE_THREAD_MARGIN = 0.9
+"""One thread is kept only if its fastest trial beats the fastest on all threads by this factor."""
 
 _threads: int | None = None
 _pools: dict[int, ThreadPoolExecutor] = {}
@@ -89,7 +91,8 @@ class BlockedUpdate:
         self._chosen: dict[tuple[Any, ...], int] = {}
 
     def _threads_for(self, kernel: Callable[..., Any], size: int, dtype: np.dtype[Any], most: int) -> int:
-        """The thread count for this kernel and size: 1 or ``most``, whichever its first steps ran faster.
+        """The thread count for this kernel and size: 1 or ``most``, whichever its first steps ran faster
+        (1 only by :data:`ONE_THREAD_MARGIN`).
 
         A short kernel (SGD's four passes) can lose more to waking a thread than it gains from a second
         core; a long one (Adam's dozen) gains. The result is the same either way, bit for bit, so the
@@ -100,8 +103,8 @@ class BlockedUpdate:
         if chosen is not None:
             return chosen
         trials = self._trials.setdefault(key, {1: [], most: []})
-        if min(len(t) for t in trials.values()) >= TRIALS:
-            best = min(trials, key=lambda threads: min(trials[threads]))
+        if min(len(t) for t in trials.values()) >= TRIALS:  # one thread only where clearly faster: noise is not
+            best = 1 if min(trials[1]) < ONE_THREAD_MARGIN * min(trials[most]) else most
             self._chosen[key] = best
             del self._trials[key]
             return best
