@@ -61,9 +61,18 @@ def _shapes(kind: str, n: int) -> tuple[tuple[tuple[int, ...], ...], float, floa
     raise ValueError(f"unknown ceiling kind {kind!r}; expected one of {CEILING_KINDS}")
 
 
-def candidate(kind: str, n: int, dtype: torch.dtype, library: str, device: str = "cpu") -> Workload:
-    """One library's kernel for a ceiling: ``library`` is ``numpy`` or ``torch`` (on ``device``)."""
+def candidate(kind: str, n: int, dtype: torch.dtype, library: str, device: str = "cpu", *,
+              transposed: bool = False) -> Workload:
+    """One library's kernel for a ceiling: ``library`` is ``numpy`` or ``torch`` (on ``device``).
+
+    ``transposed`` (``conv-gemm`` only): the same product with the pixels on the rows, ``(batch * side^2, 576)
+    @ (576, 64)``: the same FLOPs in the other layout, which a library may run at another rate.
+    """
     shapes, flops, moved = _shapes(kind, n)
+    if transposed:
+        if kind != "conv-gemm":
+            raise ValueError(f"only the conv-gemm ceiling has a transposed candidate, not {kind!r}")
+        shapes = tuple(tuple(reversed(s)) for s in reversed(shapes))
     if library == "numpy":
         np_dtype = NUMPY_BACKEND_DTYPES[dtype]
         arrays = random_inputs(np.random.default_rng(1), *shapes, dtype=np_dtype)
@@ -110,19 +119,31 @@ def _describe(kind: str, n: int) -> str:
     return f"matmul {' @ '.join(str(s) for s in shapes)} (2 m k n FLOPs)"
 
 
+CEILING_SAMPLES = 11
+"""Timed samples of each ceiling candidate at least: noise only ever slows a sample, so the fastest of more
+samples comes closer to what the hardware does."""
+
+
 def measure_ceiling(kind: str, n: int, dtype: torch.dtype, device: str, *, repeats: int = 7) -> Ceiling:
-    """Time every library's candidate for ``kind`` at size ``n`` on ``device``; the fastest is the ceiling."""
+    """Time every library's candidate for ``kind`` at size ``n`` on ``device``; the fastest is the ceiling.
+
+    Each candidate takes ``max(repeats, CEILING_SAMPLES)`` samples; ``conv-gemm`` is tried in both layouts.
+    """
     libraries = (["numpy"] if device == "cpu" and dtype in NUMPY_BACKEND_DTYPES else []) + ["torch"]
+    layouts = (False, True) if kind == "conv-gemm" else (False,)
+    samples = max(repeats, CEILING_SAMPLES)
     rates: dict[str, float] = {}
     unit = "GB/s" if kind == "copy" else "GFLOP/s"
     for library in libraries:
-        work = candidate(kind, n, dtype, library, device)
-        sync: Callable[[], None] | None = None if library == "numpy" else sync_for(f"torch-{device}")
-        timing = measure(work.run, sync, repeats=repeats)
-        name = f"torch-{device}" if library == "torch" else library
-        rates[name] = (work.bytes or work.flops) / timing.fastest / 1e9
+        for transposed in layouts:
+            work = candidate(kind, n, dtype, library, device, transposed=transposed)
+            sync: Callable[[], None] | None = None if library == "numpy" else sync_for(f"torch-{device}")
+            timing = measure(work.run, sync, repeats=samples)
+            name = (f"torch-{device}" if library == "torch" else library) + (" (transposed)" if transposed else "")
+            rates[name] = (work.bytes or work.flops) / timing.fastest / 1e9
     best = max(rates, key=rates.__getitem__)
-    method = (f"{_describe(kind, n)}; the fastest of {repeats} timed samples of each of "
+    layout = " and its transpose" if kind == "conv-gemm" else ""
+    method = (f"{_describe(kind, n)}{layout}; the fastest of {samples} timed samples of each of "
               f"{', '.join(rates)}; the best of them, for every backend on {device}")
     return Ceiling(kind, device, str(dtype).removeprefix("torch."), n, rates[best], unit, best, rates, method)
 
