@@ -26,7 +26,11 @@ arrays of 10^6 parameters fit L3 whole)."""
 
 
 TRIALS = 3
-"""Steps timed on each thread count before :class:`BlockedUpdate` keeps the faster for a kernel and size."""
+"""Steps timed in each layout before :class:`BlockedUpdate` keeps the fastest for a kernel and size."""
+LAYOUTS = 3
+"""Layouts tried: one thread over blocks, all threads over blocks, all threads over one span each."""
+TUNING_STEPS = LAYOUTS * TRIALS
+"""Steps a kernel and size take to choose their layout (timed benchmarks run them first)."""
 ONE_THREAD_MARGIN = 0.9
 """One thread is kept only if its fastest trial beats the fastest on all threads by this factor."""
 
@@ -75,7 +79,8 @@ def _pool(threads: int) -> ThreadPoolExecutor:
 
 
 class BlockedUpdate:
-    """Runs an elementwise update kernel over cache-sized blocks (:data:`BLOCK`), split over :func:`num_threads`.
+    """Runs an elementwise update kernel over blocks, split over :func:`num_threads` (the layout, blocks of
+    :data:`BLOCK` or one span per thread, chosen per kernel and size by timing: :meth:`_layout_for`).
 
     The kernel is called as ``kernel(*block_of_each_array, *scratch, **hyper)``: one block of each array
     (None stays None) and ``n_scratch`` scratch arrays of the block's shape, views of buffers kept between
@@ -87,28 +92,35 @@ class BlockedUpdate:
 
     def __init__(self) -> None:
         self._scratch: dict[tuple[np.dtype[Any], int], list[np.ndarray]] = {}
-        self._trials: dict[tuple[Any, ...], dict[int, list[float]]] = {}
-        self._chosen: dict[tuple[Any, ...], int] = {}
+        self._trials: dict[tuple[Any, ...], dict[tuple[int, int], list[float]]] = {}
+        self._chosen: dict[tuple[Any, ...], tuple[int, int]] = {}
 
-    def _threads_for(self, kernel: Callable[..., Any], size: int, dtype: np.dtype[Any], most: int) -> int:
-        """The thread count for this kernel and size: 1 or ``most``, whichever its first steps ran faster
-        (1 only by :data:`ONE_THREAD_MARGIN`).
+    def _layout_for(self, kernel: Callable[..., Any], size: int, dtype: np.dtype[Any],
+                    most: int) -> tuple[int, int]:
+        """``(threads, block)`` for this kernel and size: whichever layout its first steps ran fastest.
 
-        A short kernel (SGD's four passes) can lose more to waking a thread than it gains from a second
-        core; a long one (Adam's dozen) gains. The result is the same either way, bit for bit, so the
-        first :data:`TRIALS` steps on each count decide on speed alone.
+        The candidates: one thread over blocks of :data:`BLOCK`; ``most`` threads over such blocks; ``most``
+        threads each taking its whole span as one block. A short kernel (SGD's four passes) loses more to
+        the calls and thread hand-offs of small blocks than they save in cache misses; a long one (Adam's
+        dozen) gains from blocks. Elementwise kernels give the same bits in every layout, so the first
+        :data:`TRIALS` steps on each decide on speed alone (one thread only by :data:`ONE_THREAD_MARGIN`).
         """
         key = (getattr(kernel, "__code__", kernel), size, dtype, most)
         chosen = self._chosen.get(key)
         if chosen is not None:
             return chosen
-        trials = self._trials.setdefault(key, {1: [], most: []})
-        if min(len(t) for t in trials.values()) >= TRIALS:  # one thread only where clearly faster: noise is not
-            best = 1 if min(trials[1]) < ONE_THREAD_MARGIN * min(trials[most]) else most
-            self._chosen[key] = best
-            del self._trials[key]
-            return best
-        return 1 if len(trials[1]) <= len(trials[most]) else most
+        span = -(-size // most)
+        candidates = [(1, BLOCK), (most, BLOCK), (most, span)]  # LAYOUTS of them
+        trials = self._trials.setdefault(key, {c: [] for c in candidates})
+        if min(len(t) for t in trials.values()) < TRIALS:
+            return min(candidates, key=lambda c: len(trials[c]))  # the least tried next, in turn
+        fastest = {c: min(t) for c, t in trials.items()}
+        best = min(candidates[1:], key=fastest.__getitem__)
+        if fastest[candidates[0]] < ONE_THREAD_MARGIN * fastest[best]:  # noise does not settle on one core
+            best = candidates[0]
+        self._chosen[key] = best
+        del self._trials[key]
+        return best
 
     def _scratch_for(self, dtype: np.dtype[Any], thread: int, size: int, n_scratch: int) -> list[np.ndarray]:
         buffers = self._scratch.get((dtype, thread), [])
@@ -129,18 +141,18 @@ class BlockedUpdate:
             kernel(*arrays, *(b[:ref.size].reshape(ref.shape) for b in scratch), **hyper)
             return
         flat = [None if a is None else a.reshape(-1) for a in arrays]
-        starts = range(0, ref.size, BLOCK)
-        most = min(num_threads(), len(starts))
-        threads = most if most == 1 else self._threads_for(kernel, ref.size, ref.dtype, most)
+        most = min(num_threads(), -(-ref.size // BLOCK))
+        threads, block = (1, BLOCK) if most == 1 else self._layout_for(kernel, ref.size, ref.dtype, most)
+        starts = range(0, ref.size, block)
         trial = (getattr(kernel, "__code__", kernel), ref.size, ref.dtype, most)
         started = time.perf_counter()
 
         def span(thread: int) -> None:
-            scratch = self._scratch_for(ref.dtype, thread, BLOCK, n_scratch)
+            scratch = self._scratch_for(ref.dtype, thread, block, n_scratch)
             for start in _contiguous(starts, thread, threads):
-                block = [None if a is None else a[start:start + BLOCK] for a in flat]
-                size = block[0].size  # type: ignore[union-attr]
-                kernel(*block, *(b[:size] for b in scratch), **hyper)
+                part = [None if a is None else a[start:start + block] for a in flat]
+                size = part[0].size  # type: ignore[union-attr]
+                kernel(*part, *(b[:size] for b in scratch), **hyper)
 
         if threads == 1:
             span(0)
@@ -150,7 +162,7 @@ class BlockedUpdate:
             for future in others:
                 future.result()
         if trial in self._trials:
-            self._trials[trial][threads].append(time.perf_counter() - started)
+            self._trials[trial][(threads, block)].append(time.perf_counter() - started)
 
 
 def _contiguous(starts: range, thread: int, threads: int) -> range:

@@ -122,8 +122,8 @@ def test_reference_optimizers_give_the_same_bits_on_any_number_of_threads(name, 
     rng = np.random.default_rng(0)
     size = 3 * optim_blocks.BLOCK + 123  # several blocks, the last one partial
     start = rng.standard_normal(size).astype(dtype)
-    # enough steps for the thread count to be tried both ways and then kept (optim_blocks.TRIALS)
-    steps = 2 * optim_blocks.TRIALS + 2
+    # enough steps for every layout to be tried and one kept (optim_blocks.TUNING_STEPS)
+    steps = optim_blocks.TUNING_STEPS + 2
     grads = [rng.standard_normal(size).astype(dtype) * 10.0 ** rng.integers(-8, 2) for _ in range(steps)]
     results = {}
     for count in (1, 3):

@@ -77,7 +77,7 @@ def numpy_workload(name: str, n: int, dtype: torch.dtype) -> Workload:
         params = random_inputs(rng, (n * n,), dtype=np_dtype)
         grads = random_inputs(rng, (n * n,), dtype=np_dtype)
         opt = getattr(ref_optim, cls)(params, **hyper)
-        for _ in range(2 * optim_blocks.TRIALS):  # its first steps choose its thread count: not what is timed
+        for _ in range(optim_blocks.TUNING_STEPS):  # its first steps choose its layout: not what is timed
             opt.step(grads)
         return Workload(lambda: opt.step(grads), bytes=arrays * n * n * np.dtype(np_dtype).itemsize)
     if name == "conv":
