@@ -406,3 +406,19 @@ def test_jvp_kinks():
     with pytest.raises(gl.GradientMismatch, match="outside them"):  # 2 is not between 0 and 1
         check_jvp(relu, lambda tangents, x: np.where(x == 0, 2.0, x > 0) * tangents[0], torch.relu, (x,),
                   tangents=t, kinks="subgradient")
+
+
+def test_torch_internal_deprecations_on_the_first_jvp_are_not_shown(tmp_path):
+    """torch scripts its forward-mode decompositions on first use (18 DeprecationWarnings): torch's, not the user's."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "first_jvp.py"
+    script.write_text(
+        "import numpy as np\n"
+        "from gradcheck_lab.gradients.jvp import check_jvp\n"
+        "x = np.array([0.3, -0.2, 0.5])\n"
+        "check_jvp(lambda x: x**3, lambda t, x: 3 * x**2 * t[0], lambda x: x**3, (x,))\n")
+    run = subprocess.run([sys.executable, "-W", "error::DeprecationWarning", str(script)], capture_output=True,
+                         text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]

@@ -12,6 +12,7 @@ disagreement the verdict is inconclusive. :func:`judge_products` is that judgeme
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
@@ -44,6 +45,8 @@ from gradcheck_lab.gradients.products import (
 )
 
 JVP_LABEL = "the JVP (d out along the tangents)"
+TORCH_JIT_DEPRECATION = r"`torch\.jit\.script` is deprecated"
+"""torch's own warning when its jvp decompositions load (torch's code, not the user's: not shown)."""
 
 
 def torch_jvp(torch_fn: Callable[..., torch.Tensor], xs: Sequence[np.ndarray], tangents: Sequence[np.ndarray],
@@ -66,7 +69,9 @@ def torch_jvp(torch_fn: Callable[..., torch.Tensor], xs: Sequence[np.ndarray], t
             return out
 
         try:
-            result = torch.func.jvp(fn, tuple(base[k] for k in variables), ts)
+            with warnings.catch_warnings():  # torch's first forward-mode call scripts its decompositions (18 warnings)
+                warnings.filterwarnings("ignore", message=TORCH_JIT_DEPRECATION, category=DeprecationWarning)
+                result = torch.func.jvp(fn, tuple(base[k] for k in variables), ts)
             out, jv = result[0], result[1]
         except TorchFunctionError:
             raise
