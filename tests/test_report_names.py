@@ -51,3 +51,21 @@ def test_the_message_names_the_input_by_its_label_the_report_by_its_name() -> No
     report = info.value.report
     assert report.worst_input == "w" and not report.math["w"].passed
     assert (report.reference_value, report.torch_value) == (report.math["w"].expected, report.math["w"].actual)
+
+
+def test_second_order_reports_are_keyed_like_first_order_ones() -> None:
+    """check_jvp's product is report.gradients["jvp"], check_hvp's and check_hessian's are under the input's
+    name; the display labels of the last release still resolve, with a DeprecationWarning."""
+    jvp = gl.check_jvp(lambda x: x**3, lambda t, x: 3 * x**2 * t[0], lambda x: x**3, (X,))
+    assert set(jvp.gradients) == {"jvp"} and set(jvp.math) == {"value", "jvp"} and jvp.worst_input in jvp.math
+    with pytest.deprecated_call():
+        assert jvp.gradients["the JVP (d out along the tangents)"] is jvp.gradients["jvp"]
+    hessian = gl.check_hessian(lambda x: np.diag(6 * x), lambda x: (x**3).sum(), (X,))
+    assert set(hessian.gradients) == {"x"} and hessian.worst_input == "x"
+    with pytest.deprecated_call():
+        assert hessian.gradients["the Hessian of 'x' (input 0)"] is hessian.gradients["x"]
+    hvp = gl.check_hvp(lambda v, x: (6 * x * v[0],), lambda x: (x**3).sum(), (X,))
+    assert set(hvp.gradients) == {"x"}
+    with pytest.raises(gl.GradientMismatch, match=r"the Hessian of 'x' \(input 0\) disagrees") as info:
+        gl.check_hessian(lambda x: np.diag(6.1 * x), lambda x: (x**3).sum(), (X,))
+    assert info.value.report.worst_input == "x"

@@ -292,7 +292,8 @@ def check_hessian(
         seed: accepted for the template (nothing is drawn).
 
     Returns:
-        A :class:`Report`; ``gradients`` holds the Hessian's comparison.
+        A :class:`Report`; ``gradients`` holds the Hessian's comparison under the input's name
+        (``report.gradients["x"]``).
 
     Raises:
         GradientMismatch: the Hessians disagree (diagnosed: asymmetric, a regularizer's lambda*I, a Gauss-Newton
@@ -340,7 +341,8 @@ def check_hessian(
         truth = truth_at(xs)
         shown = None if torch_dtype == torch.float64 else truth_at(xs, torch_device, torch_dtype)
         report, _ = judge_products([label], reference, truth, shown, reference_at, truth_at, xs, variables,
-                                        torch_device, torch_dtype, rtol=rtol, atol=atol)
+                                        torch_device, torch_dtype, rtol=rtol, atol=atol,
+                                        keys=[parameter_names(torch_fn, len(original))[var]])
         if report.verdict == "mismatch":
             report = dataclasses.replace(report, diagnosis=_hessian_diagnosis(
                 reference[0].reshape(size, size), truth[0].reshape(size, size), label,

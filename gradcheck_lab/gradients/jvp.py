@@ -45,6 +45,8 @@ from gradcheck_lab.gradients.products import (
 )
 
 JVP_LABEL = "the JVP (d out along the tangents)"
+JVP_KEY = "jvp"
+"""The JVP's key in the report: ``report.gradients["jvp"]`` (the label still resolves, with a DeprecationWarning)."""
 TORCH_JIT_DEPRECATION = r"`torch\.jit\.script` is deprecated"
 """torch's own warning when its jvp decompositions load (torch's code, not the user's: not shown)."""
 
@@ -279,7 +281,7 @@ def check_jvp(
             ``"subgradient"`` accepts any value between them.
 
     Returns:
-        A :class:`Report`: ``value`` compares the forward, ``gradients[JVP_LABEL]`` the JVP.
+        A :class:`Report`: ``value`` compares the forward, ``gradients["jvp"]`` the JVP.
 
     Raises:
         GradientMismatch: the forward or the JVP disagrees with torch (with a diagnosis where a pattern fits:
@@ -332,7 +334,7 @@ def check_jvp(
                                                                          torch_dtype))
         labels = ["value", JVP_LABEL]
         report, beyond = judge_products(labels, reference, truth, shown, reference_at, truth_at, point, variables,
-                                        torch_device, torch_dtype, rtol=rtol, atol=atol)
+                                        torch_device, torch_dtype, rtol=rtol, atol=atol, keys=["value", JVP_KEY])
         kink_note = None
         if report.verdict == "mismatch" and beyond[1] and not beyond[0]:
             accepted, kink_note = _examine_kinks(report, reference[1], truth[1], torch_fn, xs, ts, fixed,

@@ -22,7 +22,7 @@ import torch
 from gradcheck_lab.core.comparison import Judge, all_finite, compare
 from gradcheck_lab.core.diagnosis import FIT, constant_factor
 from gradcheck_lab.core.dtypes import dtype_name, round_to_dtype
-from gradcheck_lab.core.report import Report, Verdict, mismatch_message
+from gradcheck_lab.core.report import ByName, Report, Verdict, mismatch_message
 from gradcheck_lab.core.tolerances import (
     gradient_tolerance,
     math_tolerance,
@@ -96,9 +96,12 @@ def default_dtype(dtype: torch.dtype) -> Iterator[None]:
 def judge_products(labels: Sequence[str], reference: list[np.ndarray], truth: list[np.ndarray],
                    shown_torch: list[np.ndarray] | None, reference_at: Evaluation, truth_at: Evaluation,
                    point: list[np.ndarray], variables: Sequence[int], device: torch.device, dtype: torch.dtype,
-                   *, rtol: float | None, atol: float | None) -> tuple[Report, list[bool]]:
+                   *, rtol: float | None, atol: float | None,
+                   keys: Sequence[str] | None = None) -> tuple[Report, list[bool]]:
     """Judge the reference's results against torch's, as a first-order check judges gradients.
 
+    ``labels`` name the results in messages, ``keys`` in the report (``report.gradients[key]``, the label
+    still resolving with a DeprecationWarning; default: the labels);
     ``reference``/``truth`` list float64 results (the reference; torch in float64 on the same rounded point),
     ``shown_torch`` torch's results in ``dtype`` (None in float64); ``reference_at``/``truth_at`` recompute either
     side at a moved point (for the measured floor: only the ``variables`` of ``point`` move). Returns the
@@ -139,16 +142,19 @@ def judge_products(labels: Sequence[str], reference: list[np.ndarray], truth: li
     worst_name, worst = max(deciding.comparisons.items(), key=lambda item: item[1].ratio)
     comparisons = shown.comparisons
     first = labels[0] if labels[0] == "value" else None
+    key_of = dict(zip(labels, labels if keys is None else keys, strict=True))
+    label_of = {key: label for label, key in key_of.items() if key != label}
     empty = compare(np.zeros(0), np.zeros(0), shown.tol)
     report = Report(
         passed=verdict == "passed", device=str(device), dtype=dtype_name(dtype),
         max_abs_error=max(c.max_abs_error for c in comparisons.values()),
         max_rel_error=max(c.max_rel_error for c in comparisons.values()),
-        ratio=worst.ratio, worst_input=worst_name, worst_index=worst.index, reference_value=worst.expected,
+        ratio=worst.ratio, worst_input=key_of[worst_name], worst_index=worst.index, reference_value=worst.expected,
         torch_value=worst.actual, tolerance=shown.tol, value=comparisons[first] if first else empty,
-        gradients={n: c for n, c in comparisons.items() if n != first}, verdict=verdict,
-        math=dict(deciding.comparisons), math_tolerance=deciding.tol, bound_terms=dict(worst.terms),
-        notes=tuple(notes))
+        gradients=ByName(((key_of[n], c) for n, c in comparisons.items() if n != first), label_of),
+        verdict=verdict, math=ByName(((key_of[n], c) for n, c in deciding.comparisons.items()), label_of),
+        math_tolerance=deciding.tol, bound_terms=dict(worst.terms), notes=tuple(notes),
+        labels={key: label for key, label in label_of.items() if key != "value"})
     return report, beyond
 
 
