@@ -369,3 +369,53 @@ def test_saturated_softmax_and_rounding_noise_at_fake_kinks_raise_nothing(dtype_
         ]:
             report = gl.check_gradients(reference, torch_fn, inputs, dtype=dtype_name)
             assert report.verdict in ("passed", "inconclusive")
+
+
+# Saturated tanh layers (|z| 19 to 88) where NumPy's tanh and torch's differ by an ulp of 1 in 1 - tanh(z)^2:
+# right gradients that a float64 comparison cannot tell apart (found among 1,300 random layers).
+SATURATED = {
+    "re-rounded nearby": (
+        [[-14.7034225029, -5.685059037997874, 1.6937137909640776, 4.130736337325992],
+         [-4.9618826527320685, 5.341428399527418, 4.201733744119902, 8.819682883924981],
+         [3.076257703835324, -0.021352491173518957, -0.4700260760001505, 6.571135653022251]],
+        [[2.8929290652365163, -4.279164695628495, -2.1843088292633492, 0.7019439392463305],
+         [-2.937042300374687, -0.7466799066966331, -3.4436537891559826, 10.497363277837751]],
+        [[-0.9303170065191575, 1.1239884538725868, -0.7141691995421283],
+         [-0.7445514873234315, 0.4222665457112018, -0.510882157464535]]),
+    "saturated throughout": (
+        [[-0.8967932991862589, -14.499959660330079, -1.5158467839431342, -1.9774675322935225],
+         [-19.219450277235392, 10.118554350276318, -7.474382524373294, 8.021186070629232],
+         [9.676265747765742, 7.182810843695533, -5.009403641389412, -2.288630011157981]],
+        [[-1.8443840070492217, 2.87779611350472, -4.798206306737063, -5.194676593807159],
+         [-0.5533990495509553, 0.4680136961949829, 6.3980228895688604, 1.6719044265776495]],
+        [[1.539865224426805, 0.7072918367225951, -0.23278624228061548],
+         [-0.6574631326096287, -1.2440423726680165, -0.2452063746849384]]),
+}
+
+
+def tanh_layer(w, x, g):
+    y = np.tanh(x @ w.T)
+    d = g * (1 - y**2)
+    return float(np.sum(g * y)), (d.T @ x, d @ w)
+
+
+def torch_tanh_layer(w, x, g):
+    return (g * torch.tanh(x @ w.T)).sum()
+
+
+@pytest.mark.parametrize("case", sorted(SATURATED))
+def test_a_right_saturated_layer_is_never_a_mismatch_and_a_wrong_one_always_is(case):
+    w, x, g = (np.array(a) for a in SATURATED[case])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", gl.InconclusiveWarning)
+        report = gl.check_gradients(tanh_layer, torch_tanh_layer, (w, x, g), constants=(2,))
+    assert report.verdict in ("passed", "inconclusive")
+    assert report.cause is None, "no float32 diagnosis for a saturated float64 reference"
+
+    def one_minus_y(w, x, g):  # the classic slip: tanh' written as 1 - y (right only where y = 0)
+        y = np.tanh(x @ w.T)
+        d = g * (1 - y)
+        return float(np.sum(g * y)), (d.T @ x, d @ w)
+
+    with pytest.raises(gl.GradientMismatch, match="disagrees"):
+        gl.check_gradients(one_minus_y, torch_tanh_layer, (w, x, g), constants=(2,))

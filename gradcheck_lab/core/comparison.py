@@ -273,10 +273,11 @@ def _unravel(flat: int, shape: tuple[int, ...]) -> tuple[int, ...]:
 
 def all_finite(*arrays: np.ndarray) -> bool:
     """Whether every element of every array is finite: one summing pass each (an exact check only if not)."""
-    for x in arrays:
-        if x.size and not np.isfinite(np.add.reduce(x, axis=None)):
-            if not np.isfinite(x).all():
-                return False
+    with np.errstate(over="ignore", invalid="ignore"):  # a sum past float64's range, or Inf - Inf: then scanned
+        for x in arrays:
+            if x.size and not np.isfinite(np.add.reduce(x, axis=None)):
+                if not np.isfinite(x).all():
+                    return False
     return True
 
 
@@ -331,7 +332,7 @@ class Judge:
             return replace(self.tol, gtol=self.tol.rtol), self.condition()
         return self.tol, 0.0
 
-    def _expected(self, k: int) -> np.ndarray:
+    def judged_expected(self, k: int) -> np.ndarray:
         """The reference, with excused elements (accepted kinks) replaced by torch's value."""
         excused = self.excused[k]
         return self.expected[k] if excused is None else np.where(excused, self.actual[k], self.expected[k])
@@ -340,12 +341,12 @@ class Judge:
         out = {}
         for k, name in enumerate(self.names):
             if k == 0 and floor is None:  # the condition scale costs a pass over every input: only if needed
-                first = compare(self._expected(0), self.actual[0], self.tol, allow_nonfinite=self.allow_nonfinite)
+                first = compare(self.judged_expected(0), self.actual[0], self.tol, allow_nonfinite=self.allow_nonfinite)
                 if first.passed:
                     out[name] = first
                     continue
             tol, global_scale = self._tolerance(k)
-            out[name] = compare(self._expected(k), self.actual[k], tol, global_scale=global_scale,
+            out[name] = compare(self.judged_expected(k), self.actual[k], tol, global_scale=global_scale,
                                 floor=None if floor is None else floor[k], allow_nonfinite=self.allow_nonfinite)
         return out
 
@@ -373,7 +374,7 @@ class Judge:
         """(beyond, unresolved) for tensor ``k``: past the floor-widened bound; past the a-priori one only,
         where the floor exceeds what must be resolved."""
         tol, global_scale = self._tolerance(k)
-        e, a = finite_or_zero(self._expected(k)), finite_or_zero(self.actual[k])
+        e, a = finite_or_zero(self.judged_expected(k)), finite_or_zero(self.actual[k])
         error = np.abs(a - e)
         floor = None if self.floor is None else self.floor[k]
         beyond = error > allowed_error(e, a, tol, global_scale=global_scale, floor=floor)

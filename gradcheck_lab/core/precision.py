@@ -146,10 +146,32 @@ def computes_below_float64(run: CheckRun, evaluate: Evaluations) -> str | None:
     point = [round_to_dtype(x, torch.float32) if k in run.variables else x for k, x in enumerate(run.inputs)]
     if all(np.array_equal(p, x) for p, x in zip(point, run.inputs, strict=True)):
         return None  # the inputs are float32 numbers already: nothing to tell
-    if ignores_low_digits(reference, evaluate.results_reference(point), truth,
-                                    evaluate.results_float64(point)):
+    informative = _informative(truth, [run.inputs[k] for k in run.variables])
+    if not any(informative[1:]):
+        return None  # every gradient is rounding noise next to the value (a saturated layer): nothing to tell
+    moved_reference, moved_truth = evaluate.results_reference(point), evaluate.results_float64(point)
+    if moved_reference is None or moved_truth is None:
+        return None
+    if ignores_low_digits([r for r, i in zip(reference, informative, strict=True) if i],
+                          [r for r, i in zip(moved_reference, informative, strict=True) if i],
+                          [t for t, i in zip(truth, informative, strict=True) if i],
+                          [t for t, i in zip(moved_truth, informative, strict=True) if i]):
         return "float32"
     return None
+
+
+INFORMATIVE = 2.0**-40
+"""A gradient whose first-order effect on the value, sum |g_i| |x_i|, is below this fraction of the value's
+magnitude carries no digits float32 rounding could remove (a layer saturated throughout): it is no evidence
+of the precision the reference computes in."""
+
+
+def _informative(truth: Sequence[np.ndarray], inputs: Sequence[np.ndarray]) -> list[bool]:
+    """Per result (value, then each gradient): whether it can show the precision of the reference's arithmetic."""
+    value = abs(float(np.asarray(truth[0]).reshape(-1)[0])) if np.size(truth[0]) else 0.0
+    effects = [float(np.vdot(np.abs(finite_or_zero(g)), np.abs(x))) for g, x in zip(truth[1:], inputs, strict=True)]
+    scale = max([value, *effects])
+    return [True] + [effect > INFORMATIVE * scale for effect in effects]
 
 
 def judged_at_declared_precision(run: CheckRun, labels: list[str]) -> Outcome:
