@@ -111,12 +111,15 @@ def _input(shape: tuple[int, ...], bound: float, entry: st.SearchStrategy | None
     return arrays(shape, bound, entry)
 
 
+@functools.cache
 def sides(max_side: int = 5) -> st.SearchStrategy[int]:
+    """Side lengths from 1 to ``max_side`` (built once per ``max_side``: composites draw from it per example)."""
     return st.integers(min_value=1, max_value=max_side)
 
 
+@functools.cache
 def shapes(min_dims: int = 1, max_dims: int = 3, max_side: int = 5) -> st.SearchStrategy[tuple[int, ...]]:
-    """Array shapes with every side at least 1 (empty inputs are an error, not a case)."""
+    """Array shapes with every side at least 1 (empty inputs are an error, not a case); built once per bounds."""
     return hnp.array_shapes(min_dims=min_dims, max_dims=max_dims, min_side=1, max_side=max_side)
 
 
@@ -135,7 +138,7 @@ def input_tuples(shape_list: Sequence[tuple[int, ...]], bound: float = DEFAULT_B
 @st.composite
 def same_shape(draw: st.DrawFn, count: int, min_dims: int = 0, max_dims: int = 3) -> tuple[np.ndarray, ...]:
     """``count`` arrays sharing one drawn shape (0-d included by default)."""
-    shape = draw(hnp.array_shapes(min_dims=min_dims, max_dims=max_dims, min_side=1, max_side=5))
+    shape = draw(shapes(min_dims, max_dims))
     return tuple(draw(arrays(shape)) for _ in range(count))
 
 
