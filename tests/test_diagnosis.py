@@ -244,9 +244,11 @@ def test_only_k_of_n_is_not_said_when_nearly_every_element_is_wrong():
 
 
 def bce(p, y):
-    """Binary cross-entropy (mean) of probabilities: d/dp = (p - y) / (p (1 - p)) / N, unclamped."""
-    value = -(y * np.log(p) + (1 - y) * np.log1p(-p)).mean()
-    return value, ((p - y) / (p * (1 - p)) / p.size,)
+    """Binary cross-entropy (mean) of probabilities: d/dp = (p - y) / (p (1 - p)) / N, unclamped (NaN where
+    the harness's moves take p out of (0, 1), which it reads as a point it cannot use)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        value = -(y * np.log(p) + (1 - y) * np.log1p(-p)).mean()
+        return value, ((p - y) / (p * (1 - p)) / p.size,)
 
 
 def test_where_torch_clamps_its_own_backward_torch_is_named_as_the_side_that_departs():
