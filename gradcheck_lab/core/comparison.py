@@ -106,17 +106,16 @@ def compare(
 
 def _compare_one(e: float, a: float, ndim: int, tol: Tolerance, global_scale: float,
                  phi: float | None) -> Comparison | None:
-    """:func:`_compare_finite` of one element, in Python floats (the same IEEE operations, in the same order:
-    the same result, without a dozen NumPy calls on a scalar value); None if either side is NaN or Inf."""
+    """:func:`_compare_finite` of one element, in Python floats but for the bound (the same IEEE operations, in
+    the same order: the same result, without a dozen NumPy calls on a scalar value); None if either side is NaN
+    or Inf."""
     if not (math.isfinite(e) and math.isfinite(a)):
         return None
     scale = abs(e)
     error = abs(a - e)  # inf where finite sides overflow, as in _compare_finite
     if error > 1e-3 * scale:
         scale = max(scale, abs(a))
-    bound = abs(e) * tol.rtol + (tol.atol + tol.ntol * scale + tol.gtol * global_scale) * 1.0
-    if phi is not None and tol.floor:
-        bound += tol.floor * phi
+    bound = float(tol.bound(abs(e), scale=scale, global_scale=global_scale, floor=phi))
     ratio = error / bound if bound > 0 else (math.inf if error > 0 else 0.0)
     return Comparison(
         passed=ratio <= 1.0, max_abs_error=error,
@@ -232,9 +231,8 @@ def compare_many(pairs: Sequence[tuple[np.ndarray, np.ndarray]], tol: Tolerance,
     if widen.any():
         scale = np.where(widen, np.maximum(scale, np.maximum.reduceat(np.abs(flat_a), starts)), scale)
     scale_list = scale.tolist()
-    constants = [(tol.atol + tol.ntol * s + tol.gtol * g) * 1.0 for s, g in zip(scale_list, scales_given, strict=True)]
-    bound = np.multiply(magnitude, tol.rtol, out=magnitude)
-    bound += np.repeat(np.array(constants), sizes)
+    bound = tol.bound(magnitude, scale=np.repeat(scale, sizes), global_scale=np.repeat(scales_given, sizes),
+                      out=magnitude)  # each element with its own tensor's S and G
     if tol.atol > 0:
         ratios = np.divide(error, bound)
     else:
@@ -252,7 +250,7 @@ def compare_many(pairs: Sequence[tuple[np.ndarray, np.ndarray]], tol: Tolerance,
     out = []
     for k, e in enumerate(expected):
         s, m, e_at = scale_list[k], max_abs_list[k], at_expected[k]
-        index = _unravel(offsets[k], e.shape)
+        index = tuple(int(i) for i in np.unravel_index(offsets[k], e.shape))
         out.append(Comparison(
             passed=failing_list[k] == 0, max_abs_error=m,
             max_rel_error=m / s if s > 0 else (0.0 if m == 0 else float("inf")), ratio=ratio_list[k], index=index,
@@ -260,15 +258,6 @@ def compare_many(pairs: Sequence[tuple[np.ndarray, np.ndarray]], tol: Tolerance,
             terms=tol.terms(abs(e_at), scale=s, global_scale=scales_given[k], floor=0.0), scale=s,
             failing=failing_list[k], size=int(e.size)))
     return out
-
-
-def _unravel(flat: int, shape: tuple[int, ...]) -> tuple[int, ...]:
-    """``np.unravel_index(flat, shape)`` as Python ints, in Python (one NumPy call costs more on small shapes)."""
-    index = []
-    for side in reversed(shape):
-        flat, i = divmod(flat, side)
-        index.append(i)
-    return tuple(reversed(index))
 
 
 def all_finite(*arrays: np.ndarray) -> bool:

@@ -79,14 +79,15 @@ class Tolerance:
     resolution: float = 1.0
     precision: str = "float64"
 
-    def bound(self, abs_reference: np.ndarray | float, *, scale: float, global_scale: float = 0.0,
-              floor: np.ndarray | float | None = None, weight: float = 1.0,
+    def bound(self, abs_reference: np.ndarray | float, *, scale: float | np.ndarray,
+              global_scale: float | np.ndarray = 0.0, floor: np.ndarray | float | None = None, weight: float = 1.0,
               out: np.ndarray | None = None) -> np.ndarray:
         """The bound of the module docstring: ``atol + rtol |e| + ntol S + gtol G + floor phi``, the one place
         it is written.
 
         ``abs_reference`` is ``|e|`` (an array, written into ``out`` when given, or a number); ``scale`` is
-        S, ``global_scale`` G, ``floor`` the measured floor phi (or None). For a bound
+        S, ``global_scale`` G (numbers, or one per element of ``abs_reference``), ``floor`` the measured floor
+        phi (or None). For a bound
         summed against weights (the oracle's slack along a direction v: ``sum_i bound_i |v_i|``), pass
         ``abs_reference = sum |e_i||v_i|``, ``floor = sum phi_i |v_i|`` and ``weight = sum |v_i|``.
         """
