@@ -95,12 +95,6 @@ def verify_jvp(
     __tracebackhide__ = True
     for name, fn in (("forward", forward), ("jvp", jvp), ("torch_fn", torch_fn)):
         arguments.callable_argument(name, fn, "a function")
-    arguments.tolerance("rtol", rtol)
-    arguments.tolerance("atol", atol)
-    arguments.choice("kinks", kinks, ("strict", "subgradient"))
-    resolve_dtype(dtype)
-    resolve_device(device)
-    strategy = example_strategy(shapes, inputs, bound, elements, draw_seed=tangents is None)
 
     def check_one(example: tuple[tuple[Any, ...], int | None]) -> Report:
         __tracebackhide__ = True
@@ -109,7 +103,8 @@ def verify_jvp(
                          dtype=dtype, rtol=rtol, atol=atol, seed=drawn or 0, finite_differences=finite_differences,
                          kinks=kinks)
 
-    return run_search(check_one, strategy, max_examples=max_examples, seed=seed, describe=describe_example)
+    return _search(check_one, shapes, inputs, bound, elements, draw_seed=tangents is None,
+                   max_examples=max_examples, seed=seed, rtol=rtol, atol=atol, kinks=kinks, dtype=dtype, device=device)
 
 
 def verify_hvp(
@@ -161,12 +156,6 @@ def verify_hvp(
     __tracebackhide__ = True
     arguments.callable_argument("hvp", hvp, "the Hessian-vector product, hvp(vectors, *inputs) -> tuple of arrays")
     arguments.callable_argument("torch_fn", torch_fn, "the torch function, torch_fn(*tensors) -> scalar tensor")
-    arguments.tolerance("rtol", rtol)
-    arguments.tolerance("atol", atol)
-    arguments.choice("kinks", kinks, ("strict", "subgradient"))
-    resolve_dtype(dtype)
-    resolve_device(device)
-    strategy = example_strategy(shapes, inputs, bound, elements, draw_seed=vectors is None)
 
     def check_one(example: tuple[tuple[Any, ...], int | None]) -> Report:
         __tracebackhide__ = True
@@ -174,4 +163,22 @@ def verify_hvp(
         return check_hvp(hvp, torch_fn, xs, vectors=vectors, constants=constants, device=device, dtype=dtype,
                          rtol=rtol, atol=atol, seed=drawn or 0, finite_differences=finite_differences, kinks=kinks)
 
+    return _search(check_one, shapes, inputs, bound, elements, draw_seed=vectors is None,
+                   max_examples=max_examples, seed=seed, rtol=rtol, atol=atol, kinks=kinks, dtype=dtype, device=device)
+
+
+def _search(check_one: Callable[[tuple[tuple[Any, ...], int | None]], Report],
+            shapes: Sequence[tuple[int, ...]] | None, inputs: st.SearchStrategy[tuple[Any, ...]] | None,
+            bound: float, elements: ElementSpec, *, draw_seed: bool, max_examples: int | None, seed: int | None,
+            rtol: float | None, atol: float | None, kinks: str, dtype: str | torch.dtype,
+            device: str | torch.device) -> VerifyResult:
+    """The two searches' common part: their check's settings validated before the search, the examples drawn
+    (with a seed for the tangents or vectors where ``draw_seed``), and the search run."""
+    __tracebackhide__ = True
+    arguments.tolerance("rtol", rtol)
+    arguments.tolerance("atol", atol)
+    arguments.choice("kinks", kinks, ("strict", "subgradient"))
+    resolve_dtype(dtype)
+    resolve_device(device)
+    strategy = example_strategy(shapes, inputs, bound, elements, draw_seed=draw_seed)
     return run_search(check_one, strategy, max_examples=max_examples, seed=seed, describe=describe_example)
