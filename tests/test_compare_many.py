@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from gradcheck_lab.core.comparison import compare, compare_many, largest_finite_magnitudes
+from gradcheck_lab.core.comparison import compare, compare_many, largest_finite_magnitudes, unravel
 from gradcheck_lab.core.tolerances import Tolerance
 
 TOLERANCES = [Tolerance(rtol=1e-5, atol=1e-12, ntol=1e-6), Tolerance(rtol=1e-12, atol=0.0, ntol=1e-12, gtol=1e-12),
@@ -87,3 +87,11 @@ def test_compare_many_of_large_tensors_is_still_compare():
     tol = TOLERANCES[0]
     assert compare_many(pairs, tol) == [compare(e, a, tol) for e, a in pairs]
     assert largest_finite_magnitudes([e for e, _ in pairs]) == [float(np.abs(e).max()) for e, _ in pairs]
+
+
+@given(st.data())
+def test_unravel_is_numpys_unravel_index(data: st.DataObject) -> None:
+    """The comparison's worst element is located by unravel: the index NumPy gives, for any shape and offset."""
+    shape = data.draw(hnp.array_shapes(min_dims=0, max_dims=5, min_side=1, max_side=7))
+    flat = data.draw(st.integers(0, math.prod(shape) - 1))
+    assert unravel(flat, shape) == tuple(int(i) for i in np.unravel_index(flat, shape))

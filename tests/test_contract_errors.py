@@ -132,6 +132,7 @@ def test_caller_arrays_are_never_modified_even_by_a_reference_that_writes_its_in
     with pytest.warns(gl.ReferenceMutationWarning, match="modified its input"):
         gl.check_gradients(clobbering, torch_square, (x,))
     np.testing.assert_array_equal(x, X)
+    assert x.flags.writeable  # the check reads a float64 input through a read-only view: the caller's stays writable
 
 
 @given(same_shape(2))

@@ -136,7 +136,7 @@ def _compare_finite(expected: np.ndarray, actual: np.ndarray, tol: Tolerance, gl
     # Passes over the data are what a check of a large tensor costs: each array below is made once
     # and reused. S = max(|e|_inf, |t|_inf) needs |t|_inf only when the error could move it by more
     # than a thousandth of |e|_inf (|t|_inf <= |e|_inf + max error); below that, ntol*S is unchanged.
-    bound = np.abs(expected, out=np.empty_like(expected))
+    bound = np.abs(expected, out=np.empty_like(expected))  # (out=: a 0-d result stays an array)
     scale = float(bound.max())
     with np.errstate(over="ignore", invalid="ignore"):  # Inf - Inf, or finite sides past float64's range
         error = np.subtract(actual, expected, out=np.empty_like(expected))
@@ -152,10 +152,10 @@ def _compare_finite(expected: np.ndarray, actual: np.ndarray, tol: Tolerance, gl
     else:  # atol = 0 (trajectories): an error against a zero bound is infinitely over it
         ratios = np.divide(error, bound, out=np.zeros_like(error), where=bound > 0)
         ratios[(error > 0) & (bound == 0)] = np.inf
-    flat = int(np.argmax(ratios))
+    flat = int(ratios.argmax())
     ratio = float(ratios.flat[flat])
     failing = int(np.count_nonzero(ratios > 1.0)) if ratio > 1.0 else 0
-    index = tuple(int(i) for i in np.unravel_index(flat, expected.shape))
+    index = unravel(flat, expected.shape)
     e_at = float(expected[index])
     phi = float(floor[index]) if floor is not None else 0.0
     return Comparison(
@@ -172,6 +172,16 @@ def _compare_finite(expected: np.ndarray, actual: np.ndarray, tol: Tolerance, gl
         failing=failing,
         size=int(expected.size),
     )
+
+
+def unravel(flat: int, shape: tuple[int, ...]) -> tuple[int, ...]:
+    """``np.unravel_index(flat, shape)`` (C order) as a tuple of Python ints, in Python: a few divisions, not a
+    NumPy call per comparison."""
+    index = []
+    for size in reversed(shape):
+        flat, i = divmod(flat, size)
+        index.append(i)
+    return tuple(reversed(index))
 
 
 BATCH_LIMIT = 1 << 12
@@ -250,7 +260,7 @@ def compare_many(pairs: Sequence[tuple[np.ndarray, np.ndarray]], tol: Tolerance,
     out = []
     for k, e in enumerate(expected):
         s, m, e_at = scale_list[k], max_abs_list[k], at_expected[k]
-        index = tuple(int(i) for i in np.unravel_index(offsets[k], e.shape))
+        index = unravel(offsets[k], e.shape)
         out.append(Comparison(
             passed=failing_list[k] == 0, max_abs_error=m,
             max_rel_error=m / s if s > 0 else (0.0 if m == 0 else float("inf")), ratio=ratio_list[k], index=index,

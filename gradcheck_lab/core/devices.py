@@ -30,6 +30,16 @@ def available_devices() -> list[str]:
 def resolve_device(device: str | torch.device) -> torch.device:
     """Parse and validate one device; raise :class:`DeviceError` if it is malformed or absent."""
     text = str(device).strip().lower()
+    known = _RESOLVED.get(text)
+    return known if known is not None else _RESOLVED.setdefault(text, _resolve(text, device))
+
+
+_RESOLVED: dict[str, torch.device] = {}
+"""Devices resolved so far, by spelling: every check resolves its device, and the devices a process has do not
+change (an absent one raises, and is not remembered)."""
+
+
+def _resolve(text: str, device: str | torch.device) -> torch.device:
     match = _DEVICE_PATTERN.match(text)
     if not match:
         raise DeviceError(f"unknown device {device!r}; expected 'cpu', 'cuda', 'cuda:N' or 'mps'")

@@ -92,17 +92,19 @@ def judge(run: CheckRun, evaluate: Evaluations) -> Outcome:
     if not deciding.passed and not deciding.nonfinite:
         measure_floor(deciding, evaluate.results_reference, torch_at, run.inputs, run.variables, arithmetic)
 
-    beyond, unresolved = deciding.beyond(), deciding.unresolved()
     f0 = float((run.truth or reference).value)
-    findings = _kinks(run, evaluate, deciding, shown, beyond, unresolved, f0)
-    rerounded = _rerounded(run, evaluate, torch_at, deciding, beyond, unresolved, findings)
+    clear = deciding.passed and deciding.floor is None  # nothing past the a-priori bound: no mask to draw
+    beyond, unresolved = (_clear(deciding), _clear(deciding)) if clear else (deciding.beyond(), deciding.unresolved())
+    findings = [] if clear else _kinks(run, evaluate, deciding, shown, beyond, unresolved, f0)
+    rerounded = 0 if clear else _rerounded(run, evaluate, torch_at, deciding, beyond, unresolved, findings)
+    gradients_beyond = not clear and any(b.any() for b in beyond[1:])
 
     votes = None
     if run.oracle is not None:
         value_at = functools.partial(evaluate.value, fresh=frozenset(run.variables))  # the oracle's moves are fresh
         votes = oracle_votes(value_at, run.inputs, run.variables, f0, reference.grads, magnitudes(),
                              (run.truth or run.torch_side).grads, functools.partial(_slack, deciding),
-                             reference_vs_autograd=not any(b.any() for b in beyond[1:]), condition=condition(),
+                             reference_vs_autograd=not gradients_beyond, condition=condition(),
                              count=run.oracle[0], seed=run.oracle[1])
 
     notes = [] if shown.passed or shown is deciding else [_dtype_note(shown, dtype)]
@@ -110,16 +112,15 @@ def judge(run: CheckRun, evaluate: Evaluations) -> Outcome:
         notes.append(f"{rerounded} element(s) past the bound here agree with torch at points moved by 2^-14 to 2^-10 "
                      "of themselves: a rounded intermediate feeding a cancellation (a saturated tanh or sigmoid, "
                      "say), which these inputs cannot tell from a wrong formula")
-    mismatch = (any(b.any() for b in beyond) or (deciding.nonfinite and not deciding.passed)
+    mismatch = (gradients_beyond or beyond[0].any() or (deciding.nonfinite and not deciding.passed)
                 or (shown is not deciding and shown.nonfinite and not shown.passed)
                 or (votes is not None and votes.shared_mistake))
-    verdict: Verdict = "mismatch" if mismatch else "inconclusive" if any(u.any() for u in unresolved) else "passed"
+    inconclusive = not clear and any(u.any() for u in unresolved)
+    verdict: Verdict = "mismatch" if mismatch else "inconclusive" if inconclusive else "passed"
     pattern = None
     if verdict == "mismatch" and not deciding.nonfinite:
-        value = diagnose_value(float(deciding.expected[0]), float(deciding.actual[0]),
-                               not any(b.any() for b in beyond[1:]), input_shapes(run.names, run.inputs,
-                                                                                  run.variables)
-                               ) if beyond[0].any() else None
+        value = diagnose_value(float(deciding.expected[0]), float(deciding.actual[0]), not gradients_beyond,
+                               input_shapes(run.names, run.inputs, run.variables)) if beyond[0].any() else None
         gradients = diagnose_mismatch(run.names, deciding.expected[1:], deciding.actual[1:], beyond[1:],
                                       [(f.tensor, f.index) for f in findings], run.inputs, run.variables,
                                       evaluate.value, f0)
@@ -129,6 +130,11 @@ def judge(run: CheckRun, evaluate: Evaluations) -> Outcome:
     if len(findings) > 3:
         extra.append(f"... and {len(findings) - 3} more elements on kinks")
     return Outcome(report, extra)
+
+
+def _clear(deciding: Judge) -> list[np.ndarray]:
+    """A mask per tensor with no element set."""
+    return [np.zeros(np.shape(e), dtype=bool) for e in deciding.expected]
 
 
 def _in_dtype(evaluate: Evaluations, dtype: torch.dtype, point: Point) -> list[np.ndarray] | None:

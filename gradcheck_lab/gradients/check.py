@@ -91,16 +91,21 @@ def _below_float64(x: Any) -> bool:
 
 
 def _leaf(x: np.ndarray, constant: bool, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    if constant:
-        return torch.tensor(x, device=device) if x.dtype.kind in "iub" else torch.tensor(x, dtype=dtype, device=device)
-    return torch.tensor(x, dtype=dtype, device=device, requires_grad=True)
+    """A fresh tensor of ``x`` in ``dtype`` on ``device`` (integer data kept), requiring grad unless constant.
+
+    (``torch.from_numpy`` of a NumPy copy: the same copy ``torch.tensor`` makes, at half its fixed cost.)
+    """
+    tensor = torch.from_numpy(np.array(x))
+    if constant and x.dtype.kind in "iub":
+        return tensor.to(device)
+    return tensor.to(device=device, dtype=dtype).requires_grad_(not constant)
 
 
 def _value_leaf(x: np.ndarray, constant: bool, fresh: bool, device: torch.device) -> torch.Tensor:
     """A float64 tensor (integer data kept) without autograd; an array made for this call alone is not copied."""
     if constant and x.dtype.kind in "iub":
         return torch.tensor(x, device=device)
-    if fresh and x.dtype == np.float64:
+    if fresh and x.dtype == np.float64 and x.flags.writeable:
         return torch.from_numpy(x).to(device)
     return torch.tensor(x, dtype=torch.float64, device=device)
 

@@ -137,9 +137,20 @@ def constant_indices(constants: Sequence[int], count: int) -> frozenset[int]:
     return frozenset(indices)
 
 
+def _read_only_view(x: np.ndarray) -> np.ndarray:
+    """``x`` as float64 in C order, without a copy where it already is one (float64 needs no rounding): a view
+    that refuses writes, since every run gets its own copy of it and the caller's array is never modified."""
+    if x.dtype != np.float64 or not x.flags.c_contiguous:
+        return round_to_dtype(x, torch.float64)
+    view: np.ndarray = x.view()
+    view.flags.writeable = False
+    return view
+
+
 def prepare_inputs(inputs: Any, dtype: torch.dtype, names: Sequence[str] | None = None,
                    constants: frozenset[int] = frozenset()) -> list[np.ndarray]:
-    """Validate the inputs and return copies: float64 rounded to ``dtype``. The caller's arrays are not touched.
+    """Validate the inputs and return them as float64 rounded to ``dtype``: copies, or read-only views of inputs
+    that are float64 already (C order) in a float64 check. The caller's arrays are not touched.
 
     Data inputs (indices in ``constants``) may also be integer or boolean arrays, kept exact; floating
     data is rounded to ``dtype`` like every other input, since the torch side sees it in ``dtype``.
@@ -161,7 +172,7 @@ def prepare_inputs(inputs: Any, dtype: torch.dtype, names: Sequence[str] | None 
             raise InvalidInputError(f"{name} has unsupported dtype {arr.dtype}: only real floating arrays are checked")
         if arr.size == 0 and k not in constants:
             raise InvalidInputError(f"{name} is empty (shape {arr.shape}): there is nothing to differentiate")
-        as_dtype = round_to_dtype(arr, dtype)
+        as_dtype = _read_only_view(arr) if dtype == torch.float64 else round_to_dtype(arr, dtype)
         if all_finite(as_dtype):  # one pass: an input's NaN or Inf survives rounding, so this also covers it
             rounded.append(as_dtype)
             continue
