@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import importlib
+import math
+import random
 import sys
 import textwrap
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
-from hypothesis import settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
+from hypothesis.internal.conjecture.providers import HypothesisProvider
+from hypothesis.internal.floats import float_to_int
 
-from gradcheck_lab.core.search import VerifyResult, run_search
+from gradcheck_lab.core.search import SeedOnlyProvider, VerifyResult, run_search
 from gradcheck_lab.errors import GradientMismatch, InvalidInputError
+from gradcheck_lab.gradients.strategies import MIN_MAGNITUDE, arrays, shapes
 
 
 def report(ratio: float = 0.1) -> SimpleNamespace:
@@ -101,3 +107,30 @@ def test_the_worst_and_last_reports_are_kept():
     result = run_search(lambda x: report(next(values)), st.integers(0, 1000), max_examples=3, seed=0)
     assert result.worst.ratio == 0.9 and result.report.ratio == 0.2
     assert result.summaries[0].ratio == 0.9 and result.summaries[0].examples == 3
+
+
+@pytest.mark.parametrize("bounds", [(-4.0, 4.0), (0.0, 1.0), (-0.0, 0.0), (1e-300, 1e300), (-math.inf, math.inf)])
+@pytest.mark.parametrize("allow_nan", [False, True])
+def test_the_provider_draws_the_floats_hypothesis_draws(bounds, allow_nan):
+    """SeedOnlyProvider.draw_float (its boundary values and clamper made once per constraints) returns what
+    hypothesis's draw_float returns from the same random state, bit for bit (NaN and -0.0 included)."""
+    constraints = {"min_value": bounds[0], "max_value": bounds[1], "allow_nan": allow_nan,
+                   "smallest_nonzero_magnitude": 2.2250738585072014e-308}
+    ours, theirs = SeedOnlyProvider(None), SeedOnlyProvider(None)
+    ours._random, theirs._random = random.Random(7), random.Random(7)
+    for _ in range(3000):
+        mine = ours.draw_float(**constraints)
+        assert float_to_int(mine) == float_to_int(HypothesisProvider.draw_float(theirs, **constraints))
+        assert bounds[0] <= mine <= bounds[1] or (allow_nan and math.isnan(mine))
+
+
+@given(st.data())
+def test_drawn_arrays_hold_zeros_or_magnitudes_from_the_minimum_to_the_bound(data):
+    """arrays(): elements drawn one by one, snapped to +0.0 below MIN_MAGNITUDE (as elements() snaps each value)."""
+    shape = data.draw(shapes(min_dims=0, max_dims=3))
+    bound = data.draw(st.sampled_from([1.0, 4.0, 50.0]))
+    x = data.draw(arrays(shape, bound=bound))
+    assert x.shape == shape and x.dtype == np.float64 and np.isfinite(x).all()
+    assert (np.abs(x) <= bound).all()
+    small = np.abs(x) < MIN_MAGNITUDE
+    assert (x[small] == 0).all() and not np.signbit(x[small]).any()

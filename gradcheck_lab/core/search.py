@@ -38,6 +38,7 @@ What :func:`run_search` guarantees:
 from __future__ import annotations
 
 import copy
+import math
 import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping
@@ -48,8 +49,9 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
-from hypothesis.internal.conjecture.choice import choice_constraints_key, choice_permitted
+from hypothesis.internal.conjecture.choice import FloatConstraints, choice_constraints_key, choice_permitted
 from hypothesis.internal.conjecture.providers import AVAILABLE_PROVIDERS, GLOBAL_CONSTANTS, HypothesisProvider
+from hypothesis.internal.floats import SIGNALING_NAN, float_to_int, make_float_clamper, next_down, next_up
 
 from gradcheck_lab.core import arguments
 from gradcheck_lab.errors import GradcheckError, InconclusiveWarning
@@ -156,6 +158,37 @@ class SeedOnlyProvider(HypothesisProvider):
                                      if choice_permitted(c, constraints))
         pool = self._pools[key]
         return self._random.choice(pool) if pool else None
+
+
+    _float_setups: ClassVar[dict[tuple[Any, ...], tuple[tuple[float, ...], Callable[[float], float]]]] = {}
+
+    def draw_float(self, *, min_value: float = -math.inf, max_value: float = math.inf, allow_nan: bool = True,
+                   smallest_nonzero_magnitude: float) -> float:
+        """hypothesis's ``draw_float``, the same draws from the same random calls, with the list of boundary values
+        it may pick and its clamper made once per constraints instead of on every draw (most of the cost of an
+        array drawn element by element)."""
+        assert self._random is not None
+        constraints: FloatConstraints = {"min_value": min_value, "max_value": max_value, "allow_nan": allow_nan,
+                       "smallest_nonzero_magnitude": smallest_nonzero_magnitude}
+        constant = self._maybe_draw_constant("float", constraints, p=0.15)
+        if constant is not None:
+            return float(constant)  # (a float: the pool holds the constants these constraints permit)
+        key = choice_constraints_key("float", constraints)
+        if key not in self._float_setups:
+            candidates = [0.0, -0.0, math.inf, -math.inf, math.nan, -math.nan, SIGNALING_NAN, -SIGNALING_NAN,
+                          min_value, next_up(min_value), min_value + 1, max_value - 1, next_down(max_value), max_value]
+            self._float_setups[key] = (
+                tuple(f for f in candidates if choice_permitted(f, constraints)),
+                make_float_clamper(min_value, max_value, smallest_nonzero_magnitude=smallest_nonzero_magnitude,
+                                   allow_nan=allow_nan))
+        boundary, clamper = self._float_setups[key]
+        if boundary and self._random.random() < 0.05:
+            return self._random.choice(boundary)
+        result = self._draw_float()
+        clamped = result if allow_nan and math.isnan(result) else clamper(result)
+        if float_to_int(clamped) != float_to_int(result) and not (math.isnan(result) and allow_nan):
+            result = clamped
+        return result
 
 
 BACKEND = "gradcheck-lab-seed-only"
