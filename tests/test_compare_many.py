@@ -55,6 +55,10 @@ def test_compare_many_is_compare_of_each_pair(pairs, tol, scales):
     for g, w in zip(got, want, strict=True):
         for field in dataclasses.fields(w):
             assert same(getattr(g, field.name), getattr(w, field.name)), (field.name, g, w)
+    # the lists a trajectory reads at every step, without building a Comparison, are the same fields
+    for listed, name in ((got.ratios, "ratio"), (got.max_abs_errors, "max_abs_error"),
+                         (got.max_rel_errors, "max_rel_error"), (got.passed, "passed")):
+        assert all(same(v, getattr(w, name)) for v, w in zip(listed, want, strict=True)), name
 
 
 def test_compare_many_finds_the_one_bad_element_among_many_tensors():
@@ -85,7 +89,7 @@ def test_compare_many_of_large_tensors_is_still_compare():
     rng = np.random.default_rng(1)
     pairs = [(x, x + rng.standard_normal(x.shape) * 1e-9) for x in (rng.standard_normal(s) for s in [(70, 70), (50,)])]
     tol = TOLERANCES[0]
-    assert compare_many(pairs, tol) == [compare(e, a, tol) for e, a in pairs]
+    assert list(compare_many(pairs, tol)) == [compare(e, a, tol) for e, a in pairs]
     assert largest_finite_magnitudes([e for e, _ in pairs]) == [float(np.abs(e).max()) for e, _ in pairs]
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import overload
 
 import numpy as np
 
@@ -201,8 +202,48 @@ def largest_finite_magnitudes(arrays: Sequence[np.ndarray]) -> list[float]:
     return [float(m) for m in np.maximum.reduceat(magnitude, np.cumsum([0, *sizes[:-1]]))]
 
 
+class Comparisons(Sequence[Comparison]):
+    """What :func:`compare_many` returns: each pair's :class:`Comparison`, built when it is read.
+
+    The fields a caller reads of every pair at every step (``ratios``, ``max_abs_errors``, ``max_rel_errors``,
+    ``passed``) are lists here, so an optimizer trajectory that reads the worst pair and any failing ones builds
+    two or three Comparisons a step, not one per tensor.
+    """
+
+    def __init__(self, size: int, build: Callable[[int], Comparison], ratios: list[float],
+                 max_abs_errors: list[float], max_rel_errors: list[float], passed: list[bool]) -> None:
+        self._size, self._build, self._built = size, build, dict[int, Comparison]()
+        self.ratios, self.max_abs_errors, self.max_rel_errors = ratios, max_abs_errors, max_rel_errors
+        self.passed = passed
+
+    @classmethod
+    def of(cls, comparisons: Sequence[Comparison]) -> Comparisons:
+        """Comparisons already built (the pairs :func:`compare_many` compares one by one)."""
+        return cls(len(comparisons), comparisons.__getitem__, [c.ratio for c in comparisons],
+                   [c.max_abs_error for c in comparisons], [c.max_rel_error for c in comparisons],
+                   [c.passed for c in comparisons])
+
+    def __len__(self) -> int:
+        return self._size
+
+    @overload
+    def __getitem__(self, k: int) -> Comparison: ...
+    @overload
+    def __getitem__(self, k: slice) -> list[Comparison]: ...
+
+    def __getitem__(self, k: int | slice) -> Comparison | list[Comparison]:
+        if isinstance(k, slice):
+            return [self[i] for i in range(*k.indices(self._size))]
+        if not -self._size <= k < self._size:
+            raise IndexError(f"comparison {k} of {self._size}")
+        k %= self._size
+        if k not in self._built:
+            self._built[k] = self._build(k)
+        return self._built[k]
+
+
 def compare_many(pairs: Sequence[tuple[np.ndarray, np.ndarray]], tol: Tolerance, *,
-                 global_scales: Sequence[float] | None = None, allow_nonfinite: bool = False) -> list[Comparison]:
+                 global_scales: Sequence[float] | None = None, allow_nonfinite: bool = False) -> Comparisons:
     """:func:`compare` of each ``(expected, actual)`` pair (without a floor), the pairs judged in one pass.
 
     The same :class:`Comparison` as ``compare(expected, actual, tol, global_scale=G)`` for each pair, bit for
@@ -221,9 +262,9 @@ def compare_many(pairs: Sequence[tuple[np.ndarray, np.ndarray]], tol: Tolerance,
             raise ValueError(f"cannot compare shapes {e.shape} and {a.shape}")
     sizes = np.array([e.size for e in expected], dtype=np.intp)
 
-    def one_by_one() -> list[Comparison]:
-        return [compare(e, a, tol, global_scale=g, allow_nonfinite=allow_nonfinite)
-                for e, a, g in zip(expected, actual, scales_given, strict=True)]
+    def one_by_one() -> Comparisons:
+        return Comparisons.of([compare(e, a, tol, global_scale=g, allow_nonfinite=allow_nonfinite)
+                               for e, a, g in zip(expected, actual, scales_given, strict=True)])
 
     if len(pairs) < 2 or not sizes.all() or sizes.sum() > BATCH_LIMIT:
         return one_by_one()
@@ -240,7 +281,6 @@ def compare_many(pairs: Sequence[tuple[np.ndarray, np.ndarray]], tol: Tolerance,
     widen = max_abs > 1e-3 * scale  # as in compare: S takes max |a| only where the error could move it
     if widen.any():
         scale = np.where(widen, np.maximum(scale, np.maximum.reduceat(np.abs(flat_a), starts)), scale)
-    scale_list = scale.tolist()
     bound = tol.bound(magnitude, scale=np.repeat(scale, sizes), global_scale=np.repeat(scales_given, sizes),
                       out=magnitude)  # each element with its own tensor's S and G
     if tol.atol > 0:
@@ -256,18 +296,19 @@ def compare_many(pairs: Sequence[tuple[np.ndarray, np.ndarray]], tol: Tolerance,
     # Python numbers read in one call each, not one element at a time.
     at_expected, at_actual, at_bound = flat_e[first].tolist(), flat_a[first].tolist(), bound[first].tolist()
     offsets, ratio_list = (first - starts).tolist(), worst.tolist()
-    failing_list, max_abs_list = failing.tolist(), max_abs.tolist()
-    out = []
-    for k, e in enumerate(expected):
-        s, m, e_at = scale_list[k], max_abs_list[k], at_expected[k]
-        index = unravel(offsets[k], e.shape)
-        out.append(Comparison(
-            passed=failing_list[k] == 0, max_abs_error=m,
-            max_rel_error=m / s if s > 0 else (0.0 if m == 0 else float("inf")), ratio=ratio_list[k], index=index,
-            expected=e_at, actual=at_actual[k], bound=at_bound[k],
-            terms=tol.terms(abs(e_at), scale=s, global_scale=scales_given[k], floor=0.0), scale=s,
-            failing=failing_list[k], size=int(e.size)))
-    return out
+    failing_list, max_abs_list, scale_list = failing.tolist(), max_abs.tolist(), scale.tolist()
+    max_rel_list = [m / s if s > 0 else (0.0 if m == 0 else float("inf")) for m, s in zip(max_abs_list, scale_list,
+                                                                                            strict=True)]
+
+    def build(k: int) -> Comparison:
+        s, e_at = scale_list[k], at_expected[k]
+        return Comparison(
+            passed=failing_list[k] == 0, max_abs_error=max_abs_list[k], max_rel_error=max_rel_list[k],
+            ratio=ratio_list[k], index=unravel(offsets[k], expected[k].shape), expected=e_at, actual=at_actual[k],
+            bound=at_bound[k], terms=tol.terms(abs(e_at), scale=s, global_scale=scales_given[k], floor=0.0), scale=s,
+            failing=failing_list[k], size=int(expected[k].size))
+
+    return Comparisons(len(pairs), build, ratio_list, max_abs_list, max_rel_list, [f == 0 for f in failing_list])
 
 
 def all_finite(*arrays: np.ndarray) -> bool:

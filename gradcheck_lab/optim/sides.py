@@ -55,6 +55,24 @@ def _to_float64(value: Any) -> np.ndarray | None:
     return arr.astype(np.float64) if arr.dtype.kind in "fiub" else None
 
 
+def _as_float64(tensors: Sequence[torch.Tensor]) -> list[np.ndarray]:
+    """Each tensor as a float64 array (NumPy widens a CPU tensor NumPy can hold, without a torch call more)."""
+    out = []
+    for t in tensors:
+        t = t.detach()
+        held = t.device.type == "cpu" and t.dtype in (torch.float64, torch.float32, torch.float16)
+        out.append(np.asarray(t.numpy(), dtype=np.float64) if held else t.double().cpu().numpy())
+    return out
+
+
+def _tensor_copy(x: np.ndarray, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """A tensor of its own holding ``x`` (an optimizer may work on its gradient in place; the other side reads
+    ``x``): ``torch.tensor``'s copy at half its fixed cost, through ``torch.from_numpy`` where ``x`` allows it."""
+    if not x.flags.writeable or x.dtype.kind != "f":
+        return torch.tensor(x, dtype=dtype, device=device)
+    return torch.from_numpy(x).to(device, dtype, copy=True)
+
+
 def _state_entries(optimizer: Any, groups: Groups) -> dict[tuple[int, str], np.ndarray] | None:
     """``{(param index, entry): float64 array}`` from a torch-layout state dict, with each group's learning
     rate as entry ``"lr"`` of its first parameter; None without a state dict."""
@@ -66,15 +84,24 @@ def _state_entries(optimizer: Any, groups: Groups) -> dict[tuple[int, str], np.n
         return None
     param_groups = sd.get("param_groups") or []
     ids = [pid for g in param_groups if isinstance(g, Mapping) for pid in g.get("params", [])]
-    entries = {}
+    order: list[tuple[int, str]] = []  # the entries in the state dict's order
+    arrays: dict[tuple[int, str], np.ndarray] = {}
+    tensors: dict[tuple[int, str], torch.Tensor] = {}
     for key, per_param in sd["state"].items():
         index = ids.index(key) if ids and key in ids else key
         if not isinstance(per_param, Mapping):
             continue
         for name, value in per_param.items():
-            arr = _to_float64(value)
-            if arr is not None:
-                entries[(int(index), str(name))] = arr
+            entry = (int(index), str(name))
+            if isinstance(value, torch.Tensor):
+                tensors[entry] = value
+            elif (arr := _to_float64(value)) is not None:
+                arrays[entry] = arr
+            else:
+                continue
+            order.append(entry)
+    arrays.update(zip(tensors, _as_float64(list(tensors.values())), strict=True))
+    entries = {entry: arrays[entry] for entry in order}
     held = getattr(optimizer, "param_groups", None)
     if isinstance(held, list | tuple):
         entries.update({(start, "lr"): np.asarray(float(g["lr"]))
@@ -146,7 +173,7 @@ class TorchSide:
         __tracebackhide__ = True
         self._snapshot = None
         for p, g in zip(self.params, grads, strict=True):
-            p.grad = None if g is None else torch.tensor(g, dtype=self.dtype, device=self.device)
+            p.grad = None if g is None else _tensor_copy(g, self.dtype, self.device)
         self.optimizer.step()
         if self.scheduler is not None:
             self.scheduler.step()
@@ -155,13 +182,12 @@ class TorchSide:
         self._snapshot = None
         with torch.no_grad():
             for p, value in zip(self.params, params, strict=True):
-                p.copy_(torch.tensor(value, dtype=self.dtype, device=self.device))
+                p.copy_(_tensor_copy(value, self.dtype, self.device))
 
     def snapshot(self) -> Snapshot:
         """The parameters and state entries in float64, read once between steps (valid until the next one)."""
         if self._snapshot is None:
-            self._snapshot = ([p.detach().double().cpu().numpy() for p in self.params],
-                              _state_entries(self.optimizer, self.groups))
+            self._snapshot = (_as_float64(self.params), _state_entries(self.optimizer, self.groups))
         return self._snapshot
 
     def save_state(self) -> dict[str, object]:

@@ -310,16 +310,18 @@ def compare_trajectories(
         # scale each entry by the largest magnitude it has had so far.
         for key, largest in zip(pairs, largest_finite_magnitudes([t for t, _ in pairs.values()]), strict=True):
             history[key] = max(history.get(key, 0.0), largest)
-        results = dict(zip(pairs, compare_many(list(pairs.values()), tol, global_scales=[history[k] for k in pairs]),
-                           strict=True))
-        for (param, entry), c in results.items():
-            if c.ratio > best.ratio:
-                best = replace(best, ratio=c.ratio, worst_step=step, worst_param=param, worst_entry=entry,
-                               worst_index=c.index, reference_value=c.actual, torch_value=c.expected)
-            max_abs, max_rel = max(max_abs, c.max_abs_error), max(max_rel, c.max_rel_error)
-        best = replace(best, max_abs_error=max_abs, max_rel_error=max_rel, state_entries=sorted(compared),
-                       state_names=dict(compared))
-        failing = {key: c for key, c in results.items() if not c.passed}
+        keys = list(pairs)
+        results = compare_many(list(pairs.values()), tol, global_scales=[history[k] for k in keys])
+        worst = max(range(len(keys)), key=results.ratios.__getitem__)  # the first pair at the largest ratio
+        if results.ratios[worst] > best.ratio:
+            (param, entry), c = keys[worst], results[worst]
+            best = replace(best, ratio=c.ratio, worst_step=step, worst_param=param, worst_entry=entry,
+                           worst_index=c.index, reference_value=c.actual, torch_value=c.expected)
+        max_abs, max_rel = max([max_abs, *results.max_abs_errors]), max([max_rel, *results.max_rel_errors])
+        failing = {keys[k]: results[k] for k, passed in enumerate(results.passed) if not passed}
+        if failing or step == trajectory.steps:
+            best = replace(best, max_abs_error=max_abs, max_rel_error=max_rel, state_entries=sorted(compared),
+                           state_names=dict(compared))
         if failing:
             better = (None if torch_state is None or reference_state is None or state_names is None
                       else _better_names(torch_state, reference_state, state_names, failing, tol))
