@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Protocol
@@ -81,6 +82,10 @@ class CheckRun:
 
     def key_of(self) -> dict[str, str]:
         """Display label -> plain name (the report's keys; ``keys``, or the labels themselves where not given)."""
+        return self._key_of
+
+    @functools.cached_property
+    def _key_of(self) -> dict[str, str]:  # (read several times per report: made once)
         return dict(zip(["value", *self.names], ["value", *(self.keys or self.names)], strict=True))
 
     def by_name(self, comparisons: dict[str, Comparison], *, gradients_only: bool = False) -> ByName:

@@ -21,13 +21,17 @@ def preserved_torch_state(device: torch.device, *, tf32: bool = False) -> Iterat
     matmul_tf32 = torch.backends.cuda.matmul.allow_tf32
     cudnn_tf32 = torch.backends.cudnn.allow_tf32
     try:
-        torch.backends.cuda.matmul.allow_tf32 = tf32
-        torch.backends.cudnn.allow_tf32 = tf32
+        if matmul_tf32 != tf32:  # (each switch costs a call into torch: set only what changes)
+            torch.backends.cuda.matmul.allow_tf32 = tf32
+        if cudnn_tf32 != tf32:
+            torch.backends.cudnn.allow_tf32 = tf32
         with torch.inference_mode(False), torch.enable_grad():
             yield
     finally:
-        torch.backends.cuda.matmul.allow_tf32 = matmul_tf32
-        torch.backends.cudnn.allow_tf32 = cudnn_tf32
+        if torch.backends.cuda.matmul.allow_tf32 != matmul_tf32:
+            torch.backends.cuda.matmul.allow_tf32 = matmul_tf32
+        if torch.backends.cudnn.allow_tf32 != cudnn_tf32:
+            torch.backends.cudnn.allow_tf32 = cudnn_tf32
         if torch.get_default_dtype() != default_dtype:  # setting it costs ~0.15 ms: only when changed
             torch.set_default_dtype(default_dtype)
         torch.set_rng_state(cpu_rng)
