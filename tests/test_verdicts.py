@@ -116,14 +116,24 @@ def test_float64_sees_far_below_its_promise():
 
 
 def _corrupt(reference, k: int, bug: str, d: float, seed: int):
-    """Wrap a registered reference so that its gradient in slot ``k`` carries ``bug``."""
+    """Wrap a registered reference so that its gradient in slot ``k`` carries ``bug``.
+
+    "one element off" adds d max|g| at the inputs of the first call (the check's own) and the same amount at
+    every later call (the moved points of the floor, kinks and oracle): a wrong formula of a fixed size. Scaled
+    at each point instead, the error jumps wherever max|g| does (a relu or a max-pool tie crossed by a move of
+    2^-10): a discontinuous bug, which the promise leaves inconclusive (see tolerances.WIDE_MOVE).
+    """
+    shift: list[float] = []
 
     def wrong(*inputs):
         value, grads = reference(*inputs)
         grads = list(grads)
         g = np.asarray(grads[k], dtype=np.float64)
-        grads[k] = {"zeroed": np.zeros_like(g), "doubled": 2 * g,
-                    "one element off": _one_element_off(g, d, seed)}[bug]
+        if not shift:
+            shift.append(d * largest_magnitude(np.abs(g)))
+        off = g.copy()
+        off.flat[np.random.default_rng(seed).integers(g.size)] += shift[0]
+        grads[k] = {"zeroed": np.zeros_like(g), "doubled": 2 * g, "one element off": off}[bug]
         return value, tuple(grads)
 
     return wrong
