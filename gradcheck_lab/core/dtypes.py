@@ -68,3 +68,13 @@ NUMPY_DTYPES: dict[torch.dtype, type[np.floating]] = {
 def numpy_dtype(dtype: str | torch.dtype) -> type[np.floating]:
     """The NumPy dtype a NumPy implementation computes in when checked in ``dtype`` (bfloat16: float32)."""
     return NUMPY_DTYPES[resolve_dtype(dtype)]
+
+
+def float64_array(tensor: torch.Tensor) -> np.ndarray:
+    """A tensor's values as a float64 NumPy array, in the fewest torch calls: NumPy widens a CPU tensor it holds
+    (float64 is not copied: the array shares the tensor's memory, as ``.double().numpy()`` would), torch widens
+    the others (bfloat16) and copies them from a GPU."""
+    tensor = tensor.detach()
+    if tensor.device.type == "cpu" and tensor.dtype in (torch.float64, torch.float32, torch.float16):
+        return np.asarray(tensor.numpy(), dtype=np.float64)
+    return tensor.double().cpu().numpy()

@@ -12,7 +12,7 @@ import torch
 from gradcheck_lab.core import arguments
 from gradcheck_lab.core.comparison import all_finite
 from gradcheck_lab.core.devices import resolve_device
-from gradcheck_lab.core.dtypes import resolve_dtype
+from gradcheck_lab.core.dtypes import float64_array, resolve_dtype
 from gradcheck_lab.core.memory import require_memory
 from gradcheck_lab.core.report import Report, mismatch_message
 from gradcheck_lab.core.run import CheckRun, SideResults
@@ -135,8 +135,7 @@ def run_torch(torch_fn: TorchFn, inputs: Sequence[np.ndarray], names: Sequence[s
             raise TorchFunctionError(
                 f"the torch function does not depend on {names[k]}: autograd gave it no gradient "
                 "(if it is data, such as labels or a mask, pass its index in constants=)")
-    return SideResults(out.detach().double().cpu().numpy().reshape(()),
-                 [g.detach().double().cpu().numpy() for g in grads])
+    return SideResults(float64_array(out).reshape(()), [float64_array(g) for g in grads])
 
 
 

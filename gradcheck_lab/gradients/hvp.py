@@ -32,7 +32,7 @@ import torch
 from gradcheck_lab.core import arguments
 from gradcheck_lab.core.devices import resolve_device
 from gradcheck_lab.core.diagnosis import FIT, diagnose
-from gradcheck_lab.core.dtypes import resolve_dtype
+from gradcheck_lab.core.dtypes import float64_array, resolve_dtype
 from gradcheck_lab.core.report import Report
 from gradcheck_lab.core.threads import check_threads
 from gradcheck_lab.core.torch_state import preserved_torch_state
@@ -101,7 +101,7 @@ def torch_hvp(torch_fn: Callable[..., torch.Tensor], xs: Sequence[np.ndarray], v
             ts[k].requires_grad_(True)
         q = torch_hvp_fn(torch_fn, len(xs), fixed)(*ts)
         grads = torch.autograd.grad(q, [ts[k] for k in variables])
-    return [g.detach().double().cpu().numpy() for g in grads]
+    return [float64_array(g) for g in grads]
 
 
 def _as_products(result: Any, count: int) -> list[Any]:

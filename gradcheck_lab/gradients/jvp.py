@@ -24,7 +24,7 @@ from gradcheck_lab.core import arguments
 from gradcheck_lab.core.comparison import allowed_error
 from gradcheck_lab.core.devices import resolve_device
 from gradcheck_lab.core.diagnosis import FIT, diagnose, diagnose_value
-from gradcheck_lab.core.dtypes import resolve_dtype
+from gradcheck_lab.core.dtypes import float64_array, resolve_dtype
 from gradcheck_lab.core.oracle import abstention, central_difference, fd_agrees, taylor_order
 from gradcheck_lab.core.report import OracleVotes, Report, Verdict
 from gradcheck_lab.core.threads import check_threads
@@ -82,7 +82,7 @@ def torch_jvp(torch_fn: Callable[..., torch.Tensor], xs: Sequence[np.ndarray], t
                 out, jv = _jvp_by_double_backward(fn, [base[k] for k in variables], ts)
             except Exception:
                 raise TorchFunctionError(f"torch could not compute the JVP of the torch function: {exc}") from exc
-    return out.detach().double().cpu().numpy(), jv.detach().double().cpu().numpy()
+    return float64_array(out), float64_array(jv)
 
 
 def _jvp_by_double_backward(fn: Callable[..., torch.Tensor], primals: list[torch.Tensor],

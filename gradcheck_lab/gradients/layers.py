@@ -23,7 +23,7 @@ import torch
 
 from gradcheck_lab.core.arguments import call_style
 from gradcheck_lab.core.comparison import compare
-from gradcheck_lab.core.dtypes import resolve_dtype
+from gradcheck_lab.core.dtypes import float64_array, resolve_dtype
 from gradcheck_lab.core.report import Report, comparison_lines
 from gradcheck_lab.core.tolerances import gradient_tolerance
 from gradcheck_lab.errors import GradientMismatch, InvalidInputError, ReferenceContractError, TorchFunctionError
@@ -165,9 +165,9 @@ def layer_pair(layer: Any, torch_module: torch.nn.Module, n_x: int, params: Mapp
     transforms = dict(transforms or {})
     grad_paths: dict[str, Path] = {} if param_grads is None or callable(param_grads) else dict(param_grads)
     torch_names = list(params)
-    weights = [named_params[n].detach().double().cpu().numpy() for n in torch_names]
+    weights = [float64_array(named_params[n]) for n in torch_names]
     buffer_paths = _buffer_paths(layer, torch_module, buffers)
-    start_buffers = {n: b.detach().double().cpu().numpy() for n, b in torch_module.named_buffers()
+    start_buffers = {n: float64_array(b) for n, b in torch_module.named_buffers()
                      if n in buffer_paths}
     items: list[Any] = [constants] if isinstance(constants, int | np.integer) else list(constants)
     ks = [int(k) + n_x if isinstance(k, int | np.integer) and k < 0 else k for k in items]

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from gradcheck_lab.core.devices import resolve_device
-from gradcheck_lab.core.dtypes import resolve_dtype
+from gradcheck_lab.core.dtypes import float64_array, resolve_dtype
 from gradcheck_lab.optim.trajectory import Snapshot
 
 Groups = Sequence[Mapping[str, Any]] | None
@@ -50,19 +50,9 @@ def _to_float64(value: Any) -> np.ndarray | None:
     if value is None:
         return None
     if isinstance(value, torch.Tensor):
-        return value.detach().double().cpu().numpy()
+        return float64_array(value)
     arr = np.asarray(value)
     return arr.astype(np.float64) if arr.dtype.kind in "fiub" else None
-
-
-def _as_float64(tensors: Sequence[torch.Tensor]) -> list[np.ndarray]:
-    """Each tensor as a float64 array (NumPy widens a CPU tensor NumPy can hold, without a torch call more)."""
-    out = []
-    for t in tensors:
-        t = t.detach()
-        held = t.device.type == "cpu" and t.dtype in (torch.float64, torch.float32, torch.float16)
-        out.append(np.asarray(t.numpy(), dtype=np.float64) if held else t.double().cpu().numpy())
-    return out
 
 
 def _tensor_copy(x: np.ndarray, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
@@ -84,24 +74,15 @@ def _state_entries(optimizer: Any, groups: Groups) -> dict[tuple[int, str], np.n
         return None
     param_groups = sd.get("param_groups") or []
     ids = [pid for g in param_groups if isinstance(g, Mapping) for pid in g.get("params", [])]
-    order: list[tuple[int, str]] = []  # the entries in the state dict's order
-    arrays: dict[tuple[int, str], np.ndarray] = {}
-    tensors: dict[tuple[int, str], torch.Tensor] = {}
+    entries = {}
     for key, per_param in sd["state"].items():
         index = ids.index(key) if ids and key in ids else key
         if not isinstance(per_param, Mapping):
             continue
         for name, value in per_param.items():
-            entry = (int(index), str(name))
-            if isinstance(value, torch.Tensor):
-                tensors[entry] = value
-            elif (arr := _to_float64(value)) is not None:
-                arrays[entry] = arr
-            else:
-                continue
-            order.append(entry)
-    arrays.update(zip(tensors, _as_float64(list(tensors.values())), strict=True))
-    entries = {entry: arrays[entry] for entry in order}
+            arr = _to_float64(value)
+            if arr is not None:
+                entries[(int(index), str(name))] = arr
     held = getattr(optimizer, "param_groups", None)
     if isinstance(held, list | tuple):
         entries.update({(start, "lr"): np.asarray(float(g["lr"]))
@@ -187,7 +168,7 @@ class TorchSide:
     def snapshot(self) -> Snapshot:
         """The parameters and state entries in float64, read once between steps (valid until the next one)."""
         if self._snapshot is None:
-            self._snapshot = (_as_float64(self.params), _state_entries(self.optimizer, self.groups))
+            self._snapshot = ([float64_array(p) for p in self.params], _state_entries(self.optimizer, self.groups))
         return self._snapshot
 
     def save_state(self) -> dict[str, object]:
