@@ -129,7 +129,8 @@ def run_torch(torch_fn: TorchFn, inputs: Sequence[np.ndarray], names: Sequence[s
             "e.g. with .sum() or a weighted sum against an upstream gradient")
     if not out.requires_grad:
         raise TorchFunctionError("the torch function's output does not depend on any input (it has no grad_fn)")
-    grads = torch.autograd.grad(out.reshape(()), [leaves[k] for k in variables], allow_unused=True)
+    scalar = out if out.dim() == 0 else out.reshape(())  # (a view costs a node in the graph: only if needed)
+    grads = torch.autograd.grad(scalar, [leaves[k] for k in variables], allow_unused=True)
     for k, g in zip(variables, grads, strict=True):
         if g is None:
             raise TorchFunctionError(
