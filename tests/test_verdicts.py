@@ -429,3 +429,34 @@ def test_a_right_saturated_layer_is_never_a_mismatch_and_a_wrong_one_always_is(c
 
     with pytest.raises(gl.GradientMismatch, match="disagrees"):
         gl.check_gradients(one_minus_y, torch_tanh_layer, (w, x, g), constants=(2,))
+
+
+def test_the_oracle_marks_fresh_only_the_inputs_it_made(monkeypatch):
+    """Every evaluation of the value gets its own copy of each input: the oracle's moved inputs are made for
+    the call (torch may wrap them without a copy), its unmoved ones are the check's own and must be copied. The
+    swallowed input below sends the oracle to its staircase probe, which evaluates at the unmoved inputs."""
+    from gradcheck_lab.gradients import check as check_module
+
+    own: list[list[np.ndarray]] = []
+    calls: list[tuple[list[np.ndarray], frozenset[int]]] = []
+    prepare, value = check_module.prepare_inputs, check_module._Runner.value
+
+    def recording_prepare(*args, **kwargs):
+        own.append(prepare(*args, **kwargs))
+        return own[-1]
+
+    def recording_value(self, point, fresh=()):
+        calls.append((list(point), frozenset(fresh)))
+        return value(self, point, fresh)
+
+    monkeypatch.setattr(check_module, "prepare_inputs", recording_prepare)
+    monkeypatch.setattr(check_module._Runner, "value", recording_value)
+    x = np.random.default_rng(0).standard_normal(6) * 1e-4
+
+    def swallowed(x):
+        return (x[0] + 1e12) - 1e12 + np.sum(x[1:] ** 2), (np.concatenate([[1.0], 2 * x[1:]]),)
+
+    gl.check_gradients(swallowed, lambda t: (t[0] + 1e12) - 1e12 + (t[1:] ** 2).sum(), (x,), dtype="float32",
+                       finite_differences=True)
+    assert calls and any(point[0] is own[-1][0] for point, _ in calls)  # the probe did evaluate at the unmoved input
+    assert all(point[k] is not own[-1][k] for point, fresh in calls for k in fresh)

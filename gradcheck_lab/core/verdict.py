@@ -101,7 +101,9 @@ def judge(run: CheckRun, evaluate: Evaluations) -> Outcome:
 
     votes = None
     if run.oracle is not None:
-        value_at = functools.partial(evaluate.value, fresh=frozenset(run.variables))  # the oracle's moves are fresh
+        def value_at(point: Point) -> float:  # a moved input is made for the call; an unmoved one is the check's own
+            return evaluate.value(point, fresh=frozenset(k for k in run.variables if point[k] is not run.inputs[k]))
+
         votes = oracle_votes(value_at, run.inputs, run.variables, f0, reference.grads, magnitudes(),
                              (run.truth or run.torch_side).grads, functools.partial(_slack, deciding),
                              reference_vs_autograd=not gradients_beyond, condition=condition(),
