@@ -434,29 +434,33 @@ def test_a_right_saturated_layer_is_never_a_mismatch_and_a_wrong_one_always_is(c
 def test_the_oracle_marks_fresh_only_the_inputs_it_made(monkeypatch):
     """Every evaluation of the value gets its own copy of each input: the oracle's moved inputs are made for
     the call (torch may wrap them without a copy), its unmoved ones are the check's own and must be copied. The
-    swallowed input below sends the oracle to its staircase probe, which evaluates at the unmoved inputs."""
+    swallowed input below sends the oracle to its staircase probe, which evaluates at the unmoved inputs; the
+    torch function scribbles on its input there, and the check's own (rounded) inputs must not see it."""
     from gradcheck_lab.gradients import check as check_module
 
     own: list[list[np.ndarray]] = []
-    calls: list[tuple[list[np.ndarray], frozenset[int]]] = []
-    prepare, value = check_module.prepare_inputs, check_module._Runner.value
+    prepare = check_module.prepare_inputs
 
     def recording_prepare(*args, **kwargs):
         own.append(prepare(*args, **kwargs))
         return own[-1]
 
-    def recording_value(self, point, fresh=()):
-        calls.append((list(point), frozenset(fresh)))
-        return value(self, point, fresh)
+    def scribbling(t):
+        value = (t[0] + 1e12) - 1e12 + (t[1:] ** 2).sum()
+        if not torch.is_grad_enabled():  # (an evaluation of the value alone)
+            t.mul_(3.0)
+        return value
 
     monkeypatch.setattr(check_module, "prepare_inputs", recording_prepare)
-    monkeypatch.setattr(check_module._Runner, "value", recording_value)
     x = np.random.default_rng(0).standard_normal(6) * 1e-4
 
     def swallowed(x):
         return (x[0] + 1e12) - 1e12 + np.sum(x[1:] ** 2), (np.concatenate([[1.0], 2 * x[1:]]),)
 
-    gl.check_gradients(swallowed, lambda t: (t[0] + 1e12) - 1e12 + (t[1:] ** 2).sum(), (x,), dtype="float32",
-                       finite_differences=True)
-    assert calls and any(point[0] is own[-1][0] for point, _ in calls)  # the probe did evaluate at the unmoved input
-    assert all(point[k] is not own[-1][k] for point, fresh in calls for k in fresh)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            gl.check_gradients(swallowed, scribbling, (x,), dtype="float32", finite_differences=True)
+        except gl.GradientMismatch:
+            pass
+    np.testing.assert_array_equal(own[-1][0], x.astype(np.float32).astype(np.float64))
