@@ -48,10 +48,11 @@ def model_inputs(n: int, seed: int, batch: int | None = None) -> tuple[np.ndarra
             rng.standard_normal((batch, n)), rng.uniform(0, 1, (batch, n)))
 
 
-def _one_element_off(g: np.ndarray, d: float, seed: int) -> np.ndarray:
+def _one_element_off(g: np.ndarray, d: float, seed: int, scale: float | None = None) -> np.ndarray:
+    """``g`` with one element (drawn by ``seed``) off by ``d * scale``; ``scale`` defaults to max|g|."""
     g = g.copy()
     index = np.random.default_rng(seed).integers(g.size)
-    g.flat[index] += d * largest_magnitude(np.abs(g))
+    g.flat[index] += d * (largest_magnitude(np.abs(g)) if scale is None else scale)
     return g
 
 
@@ -123,17 +124,16 @@ def _corrupt(reference, k: int, bug: str, d: float, seed: int):
     at each point instead, the error jumps wherever max|g| does (a relu or a max-pool tie crossed by a move of
     2^-10): a discontinuous bug, which the promise leaves inconclusive (see tolerances.WIDE_MOVE).
     """
-    shift: list[float] = []
+    scale: list[float] = []  # max|g| at the first call
 
     def wrong(*inputs):
         value, grads = reference(*inputs)
         grads = list(grads)
         g = np.asarray(grads[k], dtype=np.float64)
-        if not shift:
-            shift.append(d * largest_magnitude(np.abs(g)))
-        off = g.copy()
-        off.flat[np.random.default_rng(seed).integers(g.size)] += shift[0]
-        grads[k] = {"zeroed": np.zeros_like(g), "doubled": 2 * g, "one element off": off}[bug]
+        if not scale:
+            scale.append(largest_magnitude(np.abs(g)))
+        grads[k] = {"zeroed": np.zeros_like(g), "doubled": 2 * g,
+                    "one element off": _one_element_off(g, d, seed, scale[0])}[bug]
         return value, tuple(grads)
 
     return wrong
