@@ -12,7 +12,7 @@ import torch
 from gradcheck_lab.core import arguments
 from gradcheck_lab.core.comparison import all_finite
 from gradcheck_lab.core.devices import resolve_device
-from gradcheck_lab.core.dtypes import float64_array, resolve_dtype
+from gradcheck_lab.core.dtypes import float64_array, resolve_dtype, tensor_copy
 from gradcheck_lab.core.memory import require_memory
 from gradcheck_lab.core.report import Report, mismatch_message
 from gradcheck_lab.core.run import CheckRun, SideResults
@@ -91,23 +91,19 @@ def _below_float64(x: Any) -> bool:
 
 
 def _leaf(x: np.ndarray, constant: bool, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    """A fresh tensor of ``x`` in ``dtype`` on ``device`` (integer data kept), requiring grad unless constant.
-
-    (``torch.from_numpy`` of a NumPy copy: the same copy ``torch.tensor`` makes, at half its fixed cost.)
-    """
-    tensor = torch.from_numpy(np.array(x))
+    """A fresh tensor of ``x`` in ``dtype`` on ``device`` (integer data kept), requiring grad unless constant."""
     if constant and x.dtype.kind in "iub":
-        return tensor.to(device)
-    return tensor.to(device=device, dtype=dtype).requires_grad_(not constant)
+        return tensor_copy(x, device)
+    return tensor_copy(x, device, dtype).requires_grad_(not constant)
 
 
 def _value_leaf(x: np.ndarray, constant: bool, fresh: bool, device: torch.device) -> torch.Tensor:
     """A float64 tensor (integer data kept) without autograd; an array made for this call alone is not copied."""
     if constant and x.dtype.kind in "iub":
-        return torch.tensor(x, device=device)
+        return tensor_copy(x, device)
     if fresh and x.dtype == np.float64 and x.flags.writeable:
         return torch.from_numpy(x).to(device)
-    return torch.tensor(x, dtype=torch.float64, device=device)
+    return tensor_copy(x, device, torch.float64)
 
 
 def run_torch(torch_fn: TorchFn, inputs: Sequence[np.ndarray], names: Sequence[str],

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from gradcheck_lab.core.devices import resolve_device
-from gradcheck_lab.core.dtypes import float64_array, resolve_dtype
+from gradcheck_lab.core.dtypes import float64_array, resolve_dtype, tensor_copy
 from gradcheck_lab.optim.trajectory import Snapshot
 
 Groups = Sequence[Mapping[str, Any]] | None
@@ -53,14 +53,6 @@ def _to_float64(value: Any) -> np.ndarray | None:
         return float64_array(value)
     arr = np.asarray(value)
     return arr.astype(np.float64) if arr.dtype.kind in "fiub" else None
-
-
-def _tensor_copy(x: np.ndarray, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """A tensor of its own holding ``x`` (an optimizer may work on its gradient in place; the other side reads
-    ``x``): ``torch.tensor``'s copy at half its fixed cost, through ``torch.from_numpy`` where ``x`` allows it."""
-    if not x.flags.writeable or x.dtype.kind != "f":
-        return torch.tensor(x, dtype=dtype, device=device)
-    return torch.from_numpy(x).to(device, dtype, copy=True)
 
 
 def _state_entries(optimizer: Any, groups: Groups) -> dict[tuple[int, str], np.ndarray] | None:
@@ -154,7 +146,8 @@ class TorchSide:
         __tracebackhide__ = True
         self._snapshot = None
         for p, g in zip(self.params, grads, strict=True):
-            p.grad = None if g is None else _tensor_copy(g, self.dtype, self.device)
+            # (a copy of its own: an optimizer may work on its gradient in place, and the other side reads g)
+            p.grad = None if g is None else tensor_copy(g, self.device, self.dtype)
         self.optimizer.step()
         if self.scheduler is not None:
             self.scheduler.step()
@@ -163,7 +156,7 @@ class TorchSide:
         self._snapshot = None
         with torch.no_grad():
             for p, value in zip(self.params, params, strict=True):
-                p.copy_(_tensor_copy(value, self.dtype, self.device))
+                p.copy_(tensor_copy(value, self.device, self.dtype))
 
     def snapshot(self) -> Snapshot:
         """The parameters and state entries in float64, read once between steps (valid until the next one)."""
