@@ -23,8 +23,9 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from gradcheck_lab.core.comparison import Comparison, compare, condition_scale, finite_or_zero, largest_magnitude
+from gradcheck_lab.core.comparison import Comparison, compare, finite_or_zero, largest_magnitude
 from gradcheck_lab.core.dtypes import dtype_name, round_to_dtype, unit_roundoff
+from gradcheck_lab.core.judge import condition_scale
 from gradcheck_lab.core.report import Report, Verdict
 from gradcheck_lab.core.run import CheckRun, Evaluations, Outcome
 from gradcheck_lab.core.tolerances import ATOL, Tolerance

@@ -7,7 +7,7 @@ for the floor, kinks and the oracle) and returns an :class:`~gradcheck_lab.core.
 :class:`~gradcheck_lab.core.report.Report` with the lines about kinks its message shows. The reference's own
 precision and determinism are checked first (:mod:`gradcheck_lab.core.precision`).
 
-A :class:`~gradcheck_lab.core.comparison.Judge` holds one comparison (the math one, or the dtype one) over
+A :class:`~gradcheck_lab.core.judge.Judge` holds one comparison (the math one, or the dtype one) over
 every tensor of a check (the value, then each gradient), takes the rounding floor once it is measured, and
 sorts the elements that exceed the bound into *beyond* (a mismatch, unless a kink excuses it) and
 *unresolved* (within the floor, but the floor is above what the dtype must resolve: inconclusive).
@@ -22,10 +22,11 @@ import numpy as np
 import torch
 
 from gradcheck_lab.core import precision
-from gradcheck_lab.core.comparison import Judge, allowed_error, condition_scale, finite_or_zero
+from gradcheck_lab.core.comparison import allowed_error, finite_or_zero
 from gradcheck_lab.core.diagnosis import diagnose_mismatch, diagnose_value, input_shapes
 from gradcheck_lab.core.dtypes import dtype_name
 from gradcheck_lab.core.floor import rerounded_agreement, rounding_floor
+from gradcheck_lab.core.judge import Judge, condition_scale
 from gradcheck_lab.core.kinks import KinkFinding, examine_kinks
 from gradcheck_lab.core.report import OracleVotes, Report, Verdict
 from gradcheck_lab.core.run import CheckRun, Evaluations, Outcome, Point, SideResults

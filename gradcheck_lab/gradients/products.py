@@ -19,9 +19,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from gradcheck_lab.core.comparison import Judge, all_finite, compare
+from gradcheck_lab.core.comparison import all_finite, compare
 from gradcheck_lab.core.diagnosis import FIT, constant_factor
 from gradcheck_lab.core.dtypes import dtype_name, round_to_dtype
+from gradcheck_lab.core.judge import Judge
 from gradcheck_lab.core.report import ByName, Report, Verdict, mismatch_message
 from gradcheck_lab.core.tolerances import (
     gradient_tolerance,

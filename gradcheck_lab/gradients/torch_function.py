@@ -24,9 +24,9 @@ import numpy as np
 import torch
 
 from gradcheck_lab.core import arguments
-from gradcheck_lab.core.comparison import Judge
 from gradcheck_lab.core.devices import resolve_device
 from gradcheck_lab.core.dtypes import dtype_name, resolve_dtype, round_to_dtype
+from gradcheck_lab.core.judge import Judge
 from gradcheck_lab.core.threads import check_threads
 from gradcheck_lab.core.tolerances import math_tolerance
 from gradcheck_lab.core.torch_state import preserved_torch_state
